@@ -1,0 +1,328 @@
+"""Metropolis sweep loop for Lennard-Jones mixtures: displacement, swap and volume moves.
+
+One call runs ``n_sweeps * N`` attempts. Each attempt draws its move type at random with fixed
+probabilities, so the composition of moves satisfies detailed balance move by move.
+
+Neighbour-list bookkeeping (why it is exact for any move size): the list holds every pair
+closer than ``r_eff`` when it was built. A pair (i, j) closer than the cut-off ``rc`` now is
+in the list as long as |d_i| + |d_j| <= r_eff - rc, where d are displacements since the build.
+``dstate`` keeps a bound ``a`` on the largest |d| (exact for particle ``ia``) and a bound
+``b`` on every other particle. A trial displacement is evaluated from the list only when it
+keeps that inequality; otherwise the list is rebuilt first, and a move larger than the whole
+skin falls back to an O(N) sum. Swaps do not move particles and the list radius uses the
+largest cut-off of all species pairs, so swaps never invalidate the list.
+
+State arrays (mutated in place):
+``fstate``: [0] running energy, [1] a, [2] b, [3] r_eff, [4] rc_max, [5] skin.
+``istate``: [0] ia (index of the particle bounded by a, or -1).
+``counts``: shape (3, 2), attempts/acceptances for displacement, swap, volume.
+``class_counts``: shape (n_classes, 2), swap attempts/acceptances per pair class.
+``nstats``: [0] list rebuilds, [1] moves evaluated with the O(N) fallback.
+"""
+
+import numpy as np
+from numba import njit
+
+from .lj import energy_virial, particle_energy_all
+from .neighbors import build_verlet
+
+
+@njit(cache=True)
+def _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats):
+    r_list = fstate[4] + fstate[5]
+    nbr, nnbr = build_verlet(pos, lengths, r_list, nbr)
+    ref[:, :] = pos
+    fstate[1] = 0.0
+    fstate[2] = 0.0
+    fstate[3] = r_list
+    istate[0] = -1
+    nstats[0] += 1
+    return nbr, nnbr
+
+
+@njit(cache=True)
+def _record_displacement(i, d, fstate, istate):
+    """Update the displacement bounds after particle i moved to |d_i| = d."""
+    a = fstate[1]
+    b = fstate[2]
+    if i == istate[0]:
+        if d >= b:
+            fstate[1] = d
+        else:
+            fstate[1] = b
+            istate[0] = -1
+    elif d > a:
+        fstate[2] = a
+        fstate[1] = d
+        istate[0] = i
+    elif d > b:
+        fstate[2] = d
+
+
+@njit(cache=True)
+def _min_image_norm(dx, dy, dz, lengths):
+    dx -= lengths[0] * np.rint(dx / lengths[0])
+    dy -= lengths[1] * np.rint(dy / lengths[1])
+    dz -= lengths[2] * np.rint(dz / lengths[2])
+    return np.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+@njit(cache=True)
+def run_sweeps(
+    pos,
+    species,
+    images,
+    lengths,
+    table,
+    nbr,
+    nnbr,
+    ref,
+    fstate,
+    istate,
+    members,
+    slot,
+    member_counts,
+    class_a,
+    class_b,
+    class_cdf,
+    p_swap,
+    p_volume,
+    delta,
+    lnv_step,
+    beta,
+    pressure,
+    n_sweeps,
+    rng,
+    counts,
+    class_counts,
+    nstats,
+):
+    """Run ``n_sweeps`` Monte Carlo sweeps in place.
+
+    Parameters
+    ----------
+    pos : ndarray, shape (N, 3)
+        Wrapped positions (updated).
+    species : ndarray, shape (N,), int32 (updated by swaps).
+    images : ndarray, shape (N, 3), int64 (updated when a particle crosses the box).
+    lengths : ndarray, shape (3,)
+        Box lengths (updated by volume moves).
+    table : ndarray, shape (S, S, 4)
+        LJ parameters (see ``lj.py``).
+    nbr, nnbr, ref :
+        Verlet list, its counts and the reference positions it was built from.
+    fstate, istate : see module docstring.
+    members : ndarray, shape (S, N), int64
+        ``members[s, :member_counts[s]]`` are the particles of species s.
+    slot : ndarray, shape (N,), int64
+        Position of each particle in its species row of ``members``.
+    member_counts : ndarray, shape (S,), int64
+    class_a, class_b : ndarray, shape (C,), int64
+        Species pair of each allowed swap class.
+    class_cdf : ndarray, shape (C,)
+        Cumulative class probabilities (last entry 1).
+    p_swap, p_volume : float
+        Per-attempt probabilities of a swap and of a volume move.
+    delta : float
+        Maximum displacement per Cartesian component (length units).
+    lnv_step : float
+        Maximum change of ln V per volume move.
+    beta : float
+        1 / (k_B T) (inverse energy units).
+    pressure : float
+        Imposed pressure for volume moves (energy / length^3).
+    n_sweeps : int
+    rng : numpy.random.Generator
+    counts, class_counts, nstats : counters (updated).
+
+    Returns
+    -------
+    nbr, nnbr : the Verlet list (possibly reallocated).
+    """
+    n = pos.shape[0]
+    n_classes = class_a.shape[0]
+    for _ in range(n_sweeps * n):
+        u = rng.random()
+        if u < p_volume:
+            # ---------------------------------------------------------- volume move
+            counts[2, 0] += 1
+            v_old = lengths[0] * lengths[1] * lengths[2]
+            dlnv = (2.0 * rng.random() - 1.0) * lnv_step
+            s = np.exp(dlnv / 3.0)
+            acc_u = rng.random()
+            rc = fstate[4]
+            if 2.0 * rc > s * min(lengths[0], min(lengths[1], lengths[2])):
+                # Volumes whose box is shorter than twice the cut-off are outside the sampled
+                # ensemble (minimum image would break): reject, which keeps balance.
+                continue
+            if fstate[1] + fstate[2] > fstate[3] - rc / s:
+                nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
+            if fstate[1] + fstate[2] > fstate[3] - rc / s:
+                tmp = np.empty((n, nbr.shape[1]), np.int32)
+                tmp, tnn = build_verlet(pos, lengths, rc / s + 1e-9, tmp)
+                e_new, _w = energy_virial(pos, species, lengths, s, table, tmp, tnn)
+                nstats[1] += 1
+            else:
+                e_new, _w = energy_virial(pos, species, lengths, s, table, nbr, nnbr)
+            du = e_new - fstate[0]
+            dv = v_old * (s * s * s - 1.0)
+            arg = -beta * (du + pressure * dv) + (n + 1) * dlnv
+            if arg >= 0.0 or acc_u < np.exp(arg):
+                counts[2, 1] += 1
+                for d in range(3):
+                    lengths[d] *= s
+                for i in range(n):
+                    for d in range(3):
+                        pos[i, d] *= s
+                        ref[i, d] *= s
+                        # Rounding can put a coordinate exactly on the upper face.
+                        if pos[i, d] >= lengths[d]:
+                            pos[i, d] -= lengths[d]
+                            images[i, d] += 1
+                fstate[0] = e_new
+                fstate[1] *= s
+                fstate[2] *= s
+                fstate[3] *= s
+                if fstate[1] + fstate[2] > fstate[3] - rc:
+                    nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
+        elif u < p_volume + p_swap:
+            # ------------------------------------------------------------ swap move
+            uc = rng.random()
+            c = 0
+            while c < n_classes - 1 and uc >= class_cdf[c]:
+                c += 1
+            sa = class_a[c]
+            sb = class_b[c]
+            i = members[sa, int(rng.random() * member_counts[sa])]
+            j = members[sb, int(rng.random() * member_counts[sb])]
+            acc_u = rng.random()
+            counts[1, 0] += 1
+            class_counts[c, 0] += 1
+            du = 0.0
+            # Particle i changes a -> b, j changes b -> a; the i-j pair term is symmetric in
+            # the two identities and cancels, so both loops skip it.
+            for p in range(2):
+                if p == 0:
+                    m, other, s_old, s_new = i, j, sa, sb
+                else:
+                    m, other, s_old, s_new = j, i, sb, sa
+                xm, ym, zm = pos[m, 0], pos[m, 1], pos[m, 2]
+                for k in range(nnbr[m]):
+                    q = nbr[m, k]
+                    if q == other:
+                        continue
+                    sq = species[q]
+                    dx = pos[q, 0] - xm
+                    dx -= lengths[0] * np.rint(dx / lengths[0])
+                    dy = pos[q, 1] - ym
+                    dy -= lengths[1] * np.rint(dy / lengths[1])
+                    dz = pos[q, 2] - zm
+                    dz -= lengths[2] * np.rint(dz / lengths[2])
+                    r2 = dx * dx + dy * dy + dz * dz
+                    if r2 < table[s_new, sq, 2]:
+                        q6 = table[s_new, sq, 1] / r2
+                        q6 = q6 * q6 * q6
+                        du += table[s_new, sq, 0] * (q6 * q6 - q6) - table[s_new, sq, 3]
+                    if r2 < table[s_old, sq, 2]:
+                        q6 = table[s_old, sq, 1] / r2
+                        q6 = q6 * q6 * q6
+                        du -= table[s_old, sq, 0] * (q6 * q6 - q6) - table[s_old, sq, 3]
+            if du <= 0.0 or acc_u < np.exp(-beta * du):
+                counts[1, 1] += 1
+                class_counts[c, 1] += 1
+                species[i] = sb
+                species[j] = sa
+                si_slot = slot[i]
+                sj_slot = slot[j]
+                members[sa, si_slot] = j
+                members[sb, sj_slot] = i
+                slot[i] = sj_slot
+                slot[j] = si_slot
+                fstate[0] += du
+        else:
+            # ---------------------------------------------------- displacement move
+            i = int(rng.random() * n)
+            ddx = (2.0 * rng.random() - 1.0) * delta
+            ddy = (2.0 * rng.random() - 1.0) * delta
+            ddz = (2.0 * rng.random() - 1.0) * delta
+            acc_u = rng.random()
+            counts[0, 0] += 1
+            xo, yo, zo = pos[i, 0], pos[i, 1], pos[i, 2]
+            xn, yn, zn = xo + ddx, yo + ddy, zo + ddz
+            # Wrap the trial position, remembering the image shift.
+            ix = int(np.floor(xn / lengths[0]))
+            iy = int(np.floor(yn / lengths[1]))
+            iz = int(np.floor(zn / lengths[2]))
+            xn -= ix * lengths[0]
+            yn -= iy * lengths[1]
+            zn -= iz * lengths[2]
+            # Guard against xn == L after rounding a tiny negative value.
+            if xn >= lengths[0]:
+                xn -= lengths[0]
+                ix += 1
+            if yn >= lengths[1]:
+                yn -= lengths[1]
+                iy += 1
+            if zn >= lengths[2]:
+                zn -= lengths[2]
+                iz += 1
+            rc = fstate[4]
+            d_trial = _min_image_norm(xn - ref[i, 0], yn - ref[i, 1], zn - ref[i, 2], lengths)
+            bound_other = fstate[2] if i == istate[0] else fstate[1]
+            if d_trial + bound_other > fstate[3] - rc:
+                nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
+                d_trial = _min_image_norm(xn - xo, yn - yo, zn - zo, lengths)
+                bound_other = 0.0
+            si = species[i]
+            du = 0.0
+            use_list = d_trial + bound_other <= fstate[3] - rc
+            if use_list:
+                for k in range(nnbr[i]):
+                    j = nbr[i, k]
+                    sj = species[j]
+                    rc2 = table[si, sj, 2]
+                    sig2 = table[si, sj, 1]
+                    e4 = table[si, sj, 0]
+                    sh = table[si, sj, 3]
+                    px, py, pz = pos[j, 0], pos[j, 1], pos[j, 2]
+                    dx = px - xo
+                    dx -= lengths[0] * np.rint(dx / lengths[0])
+                    dy = py - yo
+                    dy -= lengths[1] * np.rint(dy / lengths[1])
+                    dz = pz - zo
+                    dz -= lengths[2] * np.rint(dz / lengths[2])
+                    r2 = dx * dx + dy * dy + dz * dz
+                    if r2 < rc2:
+                        q6 = sig2 / r2
+                        q6 = q6 * q6 * q6
+                        du -= e4 * (q6 * q6 - q6) - sh
+                    dx = px - xn
+                    dx -= lengths[0] * np.rint(dx / lengths[0])
+                    dy = py - yn
+                    dy -= lengths[1] * np.rint(dy / lengths[1])
+                    dz = pz - zn
+                    dz -= lengths[2] * np.rint(dz / lengths[2])
+                    r2 = dx * dx + dy * dy + dz * dz
+                    if r2 < rc2:
+                        q6 = sig2 / r2
+                        q6 = q6 * q6 * q6
+                        du += e4 * (q6 * q6 - q6) - sh
+            else:
+                nstats[1] += 1
+                du = particle_energy_all(
+                    i, xn, yn, zn, si, pos, species, lengths, table, -1
+                ) - particle_energy_all(i, xo, yo, zo, si, pos, species, lengths, table, -1)
+            if du <= 0.0 or acc_u < np.exp(-beta * du):
+                counts[0, 1] += 1
+                pos[i, 0] = xn
+                pos[i, 1] = yn
+                pos[i, 2] = zn
+                images[i, 0] += ix
+                images[i, 1] += iy
+                images[i, 2] += iz
+                fstate[0] += du
+                if use_list:
+                    _record_displacement(i, d_trial, fstate, istate)
+                else:
+                    nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
+    return nbr, nnbr
