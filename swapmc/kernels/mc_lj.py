@@ -13,7 +13,9 @@ skin falls back to an O(N) sum. Swaps do not move particles and the list radius 
 largest cut-off of all species pairs, so swaps never invalidate the list.
 
 State arrays (mutated in place):
-``fstate``: [0] running energy, [1] a, [2] b, [3] r_eff, [4] rc_max, [5] skin.
+``fstate``: [0] running energy, [1] a, [2] b, [3] list radius, [4] rc_max, [5] skin.
+The list is always a function of the reference positions ``ref`` and the current box
+(rebuilt after every accepted volume move), so a checkpoint stores ``ref`` and rebuilds it.
 ``istate``: [0] ia (index of the particle bounded by a, or -1).
 ``counts``: shape (3, 2), attempts/acceptances for displacement, swap, volume.
 ``class_counts``: shape (n_classes, 2), swap attempts/acceptances per pair class.
@@ -141,6 +143,7 @@ def run_sweeps(
     """
     n = pos.shape[0]
     n_classes = class_a.shape[0]
+    il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
     for _ in range(n_sweeps * n):
         u = rng.random()
         if u < p_volume:
@@ -174,17 +177,15 @@ def run_sweeps(
                 for i in range(n):
                     for d in range(3):
                         pos[i, d] *= s
-                        ref[i, d] *= s
                         # Rounding can put a coordinate exactly on the upper face.
                         if pos[i, d] >= lengths[d]:
                             pos[i, d] -= lengths[d]
                             images[i, d] += 1
                 fstate[0] = e_new
-                fstate[1] *= s
-                fstate[2] *= s
-                fstate[3] *= s
-                if fstate[1] + fstate[2] > fstate[3] - rc:
-                    nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
+                il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
+                # A fresh list after every accepted volume move keeps the list a pure function
+                # of (reference positions, box), which makes checkpoints exact and small.
+                nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
         elif u < p_volume + p_swap:
             # ------------------------------------------------------------ swap move
             uc = rng.random()
@@ -213,11 +214,11 @@ def run_sweeps(
                         continue
                     sq = species[q]
                     dx = pos[q, 0] - xm
-                    dx -= lengths[0] * np.rint(dx / lengths[0])
+                    dx -= lengths[0] * np.rint(dx * il0)
                     dy = pos[q, 1] - ym
-                    dy -= lengths[1] * np.rint(dy / lengths[1])
+                    dy -= lengths[1] * np.rint(dy * il1)
                     dz = pos[q, 2] - zm
-                    dz -= lengths[2] * np.rint(dz / lengths[2])
+                    dz -= lengths[2] * np.rint(dz * il2)
                     r2 = dx * dx + dy * dy + dz * dz
                     if r2 < table[s_new, sq, 2]:
                         q6 = table[s_new, sq, 1] / r2
@@ -286,22 +287,22 @@ def run_sweeps(
                     sh = table[si, sj, 3]
                     px, py, pz = pos[j, 0], pos[j, 1], pos[j, 2]
                     dx = px - xo
-                    dx -= lengths[0] * np.rint(dx / lengths[0])
+                    dx -= lengths[0] * np.rint(dx * il0)
                     dy = py - yo
-                    dy -= lengths[1] * np.rint(dy / lengths[1])
+                    dy -= lengths[1] * np.rint(dy * il1)
                     dz = pz - zo
-                    dz -= lengths[2] * np.rint(dz / lengths[2])
+                    dz -= lengths[2] * np.rint(dz * il2)
                     r2 = dx * dx + dy * dy + dz * dz
                     if r2 < rc2:
                         q6 = sig2 / r2
                         q6 = q6 * q6 * q6
                         du -= e4 * (q6 * q6 - q6) - sh
                     dx = px - xn
-                    dx -= lengths[0] * np.rint(dx / lengths[0])
+                    dx -= lengths[0] * np.rint(dx * il0)
                     dy = py - yn
-                    dy -= lengths[1] * np.rint(dy / lengths[1])
+                    dy -= lengths[1] * np.rint(dy * il1)
                     dz = pz - zn
-                    dz -= lengths[2] * np.rint(dz / lengths[2])
+                    dz -= lengths[2] * np.rint(dz * il2)
                     r2 = dx * dx + dy * dy + dz * dz
                     if r2 < rc2:
                         q6 = sig2 / r2

@@ -1,0 +1,1 @@
+"""Numba kernels over plain arrays: no classes, no I/O, no logging."""

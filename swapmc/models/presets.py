@@ -1,0 +1,181 @@
+"""Presets: models, compositions and default state points stored as TOML data.
+
+A preset file has ``[model]`` (or ``base = "other-preset"``), ``[composition]`` (mole
+fractions), ``[state]`` (density, temperature, optional pressure), ``[moves]`` and an optional
+``[dopant]`` section that adds a species between two hosts (see :mod:`.dopant`). Values of a
+preset can be overridden by a user's TOML config with the same sections.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from importlib import resources
+
+from .._toml import load_toml_file, loads_toml
+from .dopant import doped_fractions
+from .lj import LJMixture, ModelError
+
+_PRESET_PACKAGE = "swapmc.models"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A ready-to-run model with its composition and state point.
+
+    Attributes
+    ----------
+    name, description : str
+    model : LJMixture
+    composition : dict
+        Species name -> mole fraction (sums to 1).
+    density : float or None
+        Number density N/V (length^-3); ``None`` for models run at fixed pressure.
+    temperature : float
+        Default temperature (k_B T in energy units for LJ).
+    pressure : float or None
+        Imposed pressure for isobaric runs, ``None`` for constant volume.
+    moves : dict
+        Default move settings (``p_swap``, ``swap_classes``...).
+    source : dict
+        The fully resolved preset data (what was built), for provenance.
+    """
+
+    name: str
+    description: str
+    model: LJMixture
+    composition: dict
+    density: float | None
+    temperature: float
+    pressure: float | None
+    moves: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+
+def _preset_files():
+    root = resources.files(_PRESET_PACKAGE) / "presets"
+    return {p.name[: -len(".toml")]: p for p in root.iterdir() if p.name.endswith(".toml")}
+
+
+def list_presets() -> dict:
+    """Names and one-line descriptions of the built-in presets."""
+    out = {}
+    for name, path in sorted(_preset_files().items()):
+        out[name] = loads_toml(path.read_text(), str(path)).get("description", "")
+    return out
+
+
+def preset_data(name: str) -> dict:
+    """Raw TOML data of a built-in preset, with ``base`` presets merged in."""
+    files = _preset_files()
+    if name not in files:
+        raise KeyError(
+            f"unknown preset {name!r}; available presets: {', '.join(sorted(files))} "
+            f"(list them with `swapmc presets`)"
+        )
+    data = loads_toml(files[name].read_text(), str(files[name]))
+    base = data.pop("base", None)
+    if base is not None:
+        data = merge(preset_data(base), data)
+        data.pop("base", None)
+    return data
+
+
+def preset_text(name: str) -> str:
+    """The TOML text of a built-in preset as shipped."""
+    files = _preset_files()
+    if name not in files:
+        preset_data(name)  # raises the helpful error
+    return files[name].read_text()
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Recursive dict merge; values of ``override`` win, nested tables merge key by key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def build_preset(data: dict, origin: str = "<preset>") -> Preset:
+    """Build a :class:`Preset` from resolved preset data (already merged with its base)."""
+    data = copy.deepcopy(data)
+    if "model" not in data:
+        raise ModelError(f"{origin}: no [model] section (and no base preset)")
+    model_data = data["model"]
+    kind = model_data.get("kind", "lj")
+    if kind != "lj":
+        raise NotImplementedError(
+            f"{origin}: model kind {kind!r} is not available yet (only 'lj' is implemented)"
+        )
+    try:
+        model = LJMixture.from_dict(model_data)
+    except ModelError as err:
+        raise ModelError(f"{origin}: [model]: {err}") from None
+    composition = {k: float(v) for k, v in data.get("composition", {}).items()}
+    dopant = data.get("dopant")
+    if dopant is not None:
+        allowed = {"name", "between", "weight", "fraction", "replaces"}
+        unknown = set(dopant) - allowed
+        if unknown:
+            raise ModelError(f"{origin}: unknown [dopant] keys {sorted(unknown)}")
+        try:
+            model = model.with_dopant(
+                dopant["name"], tuple(dopant["between"]), float(dopant.get("weight", 0.5))
+            )
+            composition = doped_fractions(
+                composition,
+                dopant["name"],
+                float(dopant.get("fraction", 0.0)),
+                dopant.get("replaces", dopant["between"][0]),
+            )
+        except (KeyError, ValueError) as err:
+            raise ModelError(f"{origin}: [dopant]: {err}") from None
+    check_composition(composition, model.species, origin)
+    state = data.get("state", {})
+    if "temperature" not in state:
+        raise ModelError(f"{origin}: [state] needs a temperature")
+    return Preset(
+        name=str(data.get("name", origin)),
+        description=str(data.get("description", "")),
+        model=model,
+        composition=composition,
+        density=None if state.get("density") is None else float(state["density"]),
+        temperature=float(state["temperature"]),
+        pressure=None if state.get("pressure") is None else float(state["pressure"]),
+        moves=dict(data.get("moves", {})),
+        source=data,
+    )
+
+
+def check_composition(composition: dict, species, origin: str = "<composition>") -> None:
+    """Raise unless ``composition`` gives a non-negative fraction to known species summing
+    to 1."""
+    unknown = set(composition) - set(species)
+    if unknown:
+        raise ModelError(f"{origin}: composition names unknown species {sorted(unknown)}")
+    if any(v < 0 for v in composition.values()):
+        raise ModelError(f"{origin}: negative mole fraction in {composition}")
+    total = sum(composition.values())
+    if abs(total - 1.0) > 1e-9:
+        raise ModelError(f"{origin}: mole fractions sum to {total}, not 1: {composition}")
+
+
+def load_preset(name: str, overrides: dict | None = None) -> Preset:
+    """Load a built-in preset by name, optionally overriding any of its TOML values."""
+    data = preset_data(name)
+    if overrides:
+        data = merge(data, overrides)
+    return build_preset(data, origin=f"preset {name!r}")
+
+
+def load_preset_file(path: str) -> Preset:
+    """Load a preset from a user's TOML file (it may name a built-in ``base``)."""
+    data = load_toml_file(path)
+    base = data.pop("base", None)
+    if base is not None:
+        data = merge(preset_data(base), data)
+    return build_preset(data, origin=str(path))
