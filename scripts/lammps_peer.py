@@ -261,8 +261,7 @@ def displacement_fix_commands(
         # gcmc arguments: N X M type seed T mu displace. X = 0 exchanges; mu is then unused.
         cmds += [
             f"group mctype{t} type {t}",
-            f"fix mcdisp{t} mctype{t} gcmc 1 0 {m} {t} {seed + k} {temperature:g} 0.0 "
-            f"{max_disp:g}",
+            f"fix mcdisp{t} mctype{t} gcmc 1 0 {m} {t} {seed + k} {temperature:g} 0.0 {max_disp:g}",
         ]
     return cmds
 
@@ -524,9 +523,7 @@ def measure_displacement_rate(
         per_type = _split(per_step, counts)
         per_step = sum(per_type)
         n_steps = max(1, math.ceil(n_attempts / per_step))
-        lmp.commands_list(
-            displacement_fix_commands(counts, temperature, max_disp, per_type, seed)
-        )
+        lmp.commands_list(displacement_fix_commands(counts, temperature, max_disp, per_type, seed))
         fixes = {t: f"mcdisp{t}" for t in range(1, mdl.ntypes + 1) if counts[t - 1]}
         fixes = {t: f for t, f in fixes.items() if per_type[t - 1]}
         seconds = _timed_run(lmp, n_steps)
@@ -603,8 +600,10 @@ def measure_swap_rate(
         lmp.commands_list(swap_fix_commands(type_pairs, temperature, per_pair, seed))
         seconds = _timed_run(lmp, n_steps)
         # atom/swap vector: [0] swap attempts, [1] swap successes (cumulative).
-        stats = [(_fix_vector(lmp, f"mcswap{k}", 0), _fix_vector(lmp, f"mcswap{k}", 1))
-                 for k in range(len(type_pairs))]
+        stats = [
+            (_fix_vector(lmp, f"mcswap{k}", 0), _fix_vector(lmp, f"mcswap{k}", 1))
+            for k in range(len(type_pairs))
+        ]
     finally:
         lmp.close()
     labels = [f"{mdl.species[i - 1]}<->{mdl.species[j - 1]}" for i, j in type_pairs]
@@ -660,16 +659,20 @@ def main(argv=None) -> int:
     parser.add_argument("--disp-attempts", type=int, default=40000)
     parser.add_argument("--swap-attempts", type=int, default=400)
     parser.add_argument("--max-disp", type=float, default=0.1)
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="default: 0.6 for ka2, 0.8 for ka")
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="default: 0.6 for ka2, 0.8 for ka"
+    )
     parser.add_argument("--skin", type=float, default=DEFAULT_SKIN)
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--md-steps", type=int, default=1000,
-                        help="Langevin steps when generating configurations")
-    parser.add_argument("--data-dir", default=None,
-                        help="where configurations are cached (default: a temp dir)")
-    parser.add_argument("--quick", action="store_true",
-                        help="N = 1000 only, few attempts (well under a minute)")
+    parser.add_argument(
+        "--md-steps", type=int, default=1000, help="Langevin steps when generating configurations"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="where configurations are cached (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="N = 1000 only, few attempts (well under a minute)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = [1000]
@@ -681,13 +684,17 @@ def main(argv=None) -> int:
     if not ok:
         print(f"LAMMPS not available: {reason}")
         return 1
-    print(f"# {reason}, single process; density {DENSITY}, max_disp {args.max_disp} (ball "
-          f"radius), skin {args.skin}")
+    print(
+        f"# {reason}, single process; density {DENSITY}, max_disp {args.max_disp} (ball "
+        f"radius), skin {args.skin}"
+    )
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="lammps_peer_")
     os.makedirs(data_dir, exist_ok=True)
 
-    header = (f"{'system':6s} {'N':>6s} {'T':>5s} {'move':14s} {'attempts':>9s} "
-              f"{'seconds':>8s} {'attempts/s':>11s} {'acceptance':>10s}")
+    header = (
+        f"{'system':6s} {'N':>6s} {'T':>5s} {'move':14s} {'attempts':>9s} "
+        f"{'seconds':>8s} {'attempts/s':>11s} {'acceptance':>10s}"
+    )
     print(header)
     print("-" * len(header))
     for name in args.systems:
@@ -697,16 +704,36 @@ def main(argv=None) -> int:
             path = os.path.join(data_dir, f"{name}_N{n}_T{temperature:g}_s{args.seed}.data")
             if not os.path.exists(path):
                 make_configuration(path, n, model, temperature, args.seed, args.md_steps)
-            rows = [measure_displacement_rate(path, temperature, args.disp_attempts,
-                                              args.max_disp, args.seed, model=model,
-                                              skin=args.skin)]
+            rows = [
+                measure_displacement_rate(
+                    path,
+                    temperature,
+                    args.disp_attempts,
+                    args.max_disp,
+                    args.seed,
+                    model=model,
+                    skin=args.skin,
+                )
+            ]
             for pairs in _swap_jobs(model):
-                rows.append(measure_swap_rate(path, temperature, args.swap_attempts, pairs,
-                                              args.seed, model=model, skin=args.skin))
+                rows.append(
+                    measure_swap_rate(
+                        path,
+                        temperature,
+                        args.swap_attempts,
+                        pairs,
+                        args.seed,
+                        model=model,
+                        skin=args.skin,
+                    )
+                )
             for r in rows:
-                print(f"{name:6s} {n:6d} {temperature:5.2f} {r['move']:14s} "
-                      f"{r['attempts']:9d} {r['seconds']:8.2f} {r['rate']:11.4g} "
-                      f"{r['acceptance']:10.4f}", flush=True)
+                print(
+                    f"{name:6s} {n:6d} {temperature:5.2f} {r['move']:14s} "
+                    f"{r['attempts']:9d} {r['seconds']:8.2f} {r['rate']:11.4g} "
+                    f"{r['acceptance']:10.4f}",
+                    flush=True,
+                )
     return 0
 
 

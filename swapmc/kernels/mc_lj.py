@@ -1,6 +1,6 @@
 """Metropolis sweep loop for Lennard-Jones mixtures: displacement, swap and volume moves.
 
-One call runs ``n_sweeps * N`` attempts. Each attempt draws its move type at random with fixed
+One call runs a given number of attempts (N per sweep). Each attempt draws its move type at random with fixed
 probabilities, so the composition of moves satisfies detailed balance move by move.
 
 Neighbour-list bookkeeping (why it is exact for any move size): the list holds every pair
@@ -70,7 +70,7 @@ def _min_image_norm(dx, dy, dz, lengths):
 
 
 @njit(cache=True)
-def run_sweeps(
+def run_attempts(
     pos,
     species,
     images,
@@ -93,13 +93,13 @@ def run_sweeps(
     lnv_step,
     beta,
     pressure,
-    n_sweeps,
+    n_attempts,
     rng,
     counts,
     class_counts,
     nstats,
 ):
-    """Run ``n_sweeps`` Monte Carlo sweeps in place.
+    """Run ``n_attempts`` Monte Carlo attempts in place.
 
     Parameters
     ----------
@@ -133,7 +133,8 @@ def run_sweeps(
         1 / (k_B T) (inverse energy units).
     pressure : float
         Imposed pressure for volume moves (energy / length^3).
-    n_sweeps : int
+    n_attempts : int
+        Number of attempts (N per sweep).
     rng : numpy.random.Generator
     counts, class_counts, nstats : counters (updated).
 
@@ -144,7 +145,7 @@ def run_sweeps(
     n = pos.shape[0]
     n_classes = class_a.shape[0]
     il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
-    for _ in range(n_sweeps * n):
+    for _ in range(n_attempts):
         u = rng.random()
         if u < p_volume:
             # ---------------------------------------------------------- volume move

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..box import Box
 from ..kernels.lj import energy_virial
-from ..kernels.mc_lj import run_sweeps
+from ..kernels.mc_lj import run_attempts
 from ..kernels.neighbors import build_verlet
 from ..system import ConfigurationError, System
 from .moves import MoveSettings
@@ -178,8 +178,8 @@ class MonteCarlo:
         self.istate[0] = -1
 
     # ------------------------------------------------------------- sampling
-    def _kernel(self, n_sweeps: int):
-        self.nbr, self.nnbr = run_sweeps(
+    def _kernel(self, n_attempts: int):
+        self.nbr, self.nnbr = run_attempts(
             self.pos,
             self.species,
             self.images,
@@ -202,12 +202,19 @@ class MonteCarlo:
             self.lnv_step,
             1.0 / self.temperature,
             0.0 if self.pressure_imposed is None else self.pressure_imposed,
-            int(n_sweeps),
+            int(n_attempts),
             self.rng,
             self.counts,
             self.class_counts,
             self.nstats,
         )
+
+    def attempts(self, n_attempts: int) -> None:
+        """Run exactly ``n_attempts`` single attempts (no energy check, no sweep count).
+
+        For tests and fine-grained control; normal runs use :meth:`sweep`.
+        """
+        self._kernel(int(n_attempts))
 
     def sweep(self, n_sweeps: int = 1) -> None:
         """Run ``n_sweeps`` sweeps with frozen step sizes.
@@ -222,7 +229,7 @@ class MonteCarlo:
         while remaining > 0:
             to_check = k - (self.sweeps_done % k) if k > 0 else remaining
             chunk = min(remaining, to_check)
-            self._kernel(chunk)
+            self._kernel(chunk * self.n)
             self.sweeps_done += chunk
             remaining -= chunk
             if k > 0 and self.sweeps_done % k == 0:
