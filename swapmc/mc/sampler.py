@@ -241,24 +241,29 @@ class MonteCarlo:
         Tuning adapts the proposal to the past and so breaks detailed balance; it happens only
         here, and the final step sizes are frozen for all later sweeps (see ``step_sizes``).
         """
-        target = self.moves.target_acceptance
         done = 0
         while done < n_sweeps:
             block = min(tune_every, n_sweeps - done)
             before = self.counts.copy()
             self.sweep(block)
+            self.tune(self.counts - before)
             done += block
-            diff = self.counts - before
-            if diff[0, 0] > 0:
-                acc = diff[0, 1] / diff[0, 0]
-                self.delta *= float(np.clip(acc / target, 0.5, 1.5))
-                self.delta = float(min(self.delta, 0.25 * self.lengths.min()))
-            if diff[2, 0] > 0:
-                acc = diff[2, 1] / diff[2, 0]
-                self.lnv_step *= float(np.clip(acc / target, 0.5, 1.5))
-                self.lnv_step = float(min(self.lnv_step, 0.5))
         self.equilibration_sweeps_done += int(n_sweeps)
         self.tuned = True
+
+    def tune(self, block_counts: np.ndarray) -> None:
+        """Scale step sizes by (acceptance / target), clipped to [0.5, 1.5], from the
+        attempt/acceptance counts of the last block, shape (3, 2)."""
+        target = self.moves.target_acceptance
+        if block_counts[0, 0] > 0:
+            acc = block_counts[0, 1] / block_counts[0, 0]
+            self.delta *= float(np.clip(acc / target, 0.5, 1.5))
+            # Beyond a quarter box a displacement is a random re-insertion anyway.
+            self.delta = float(min(self.delta, 0.25 * self.lengths.min()))
+        if block_counts[2, 0] > 0:
+            acc = block_counts[2, 1] / block_counts[2, 0]
+            self.lnv_step *= float(np.clip(acc / target, 0.5, 1.5))
+            self.lnv_step = float(min(self.lnv_step, 0.5))
 
     # ------------------------------------------------------------ observables
     @property
@@ -285,8 +290,9 @@ class MonteCarlo:
                                    nbr, nnbr)[0])
 
     def virial(self) -> float:
-        """W = sum over pairs of r_ij . f_ij (energy units)."""
-        nbr, nnbr = self._fresh_list()
+        """W = sum over pairs of r_ij . f_ij (energy units), from the running Verlet list
+        (exact: the sampler keeps it valid between moves)."""
+        nbr, nnbr = self.nbr, self.nnbr
         return float(energy_virial(self.pos, self.species, self.lengths, 1.0, self.table,
                                    nbr, nnbr)[1])
 

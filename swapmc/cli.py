@@ -1,0 +1,117 @@
+"""The ``swapmc`` console command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+
+
+def _overrides(args) -> dict:
+    o: dict = {}
+
+    def put(section, key, value):
+        if value is not None:
+            o.setdefault(section, {})[key] = value
+
+    put("state", "temperature", args.temperature)
+    put("state", "pressure", args.pressure)
+    put("system", "n", args.n)
+    put("system", "init", args.init)
+    put("run", "production_sweeps", args.sweeps)
+    put("run", "equilibration_sweeps", args.equilibration_sweeps)
+    put("run", "seed", args.seed)
+    put("output", "directory", args.output)
+    put("output", "trajectory_every", args.trajectory_every)
+    if args.tau_alpha:
+        put("diagnostics", "tau_alpha", True)
+    if args.no_progress:
+        put("output", "progress", False)
+    return o
+
+
+def _cmd_run(args) -> int:
+    from .run import run
+
+    result = run(args.source, _overrides(args))
+    s = result.summary
+    u = s["units"]
+    acc = s["acceptance_total"]
+    print(f"swapmc {__version__}: {s['preset']}, N = {s['n']} {s['composition']}, "
+          f"T = {s['temperature']:g}, {s['sweeps']} sweeps in {s['wall_seconds']:.1f} s"
+          + (" (resumed)" if result.resumed else ""))
+    print(f"  U/N = {s['energy_per_particle']:.5f} {u['energy']}   P = {s['pressure']:.4f} "
+          f"{u['pressure']}   rho = {s['density']:.4f}")
+    print("  acceptance: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if v is not None))
+    print(f"  frozen step sizes: {s['step_sizes_frozen']}")
+    if "tau_alpha_sweeps" in s:
+        ta = s["tau_alpha_sweeps"]
+        print(f"  tau_alpha = {ta:.4g} sweeps" if ta is not None
+              else f"  tau_alpha: {s['tau_alpha_note']}")
+    print(f"  files in {result.directory}/: " + ", ".join(
+        sorted(p.split("/")[-1] for p in result.files.values())))
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    from .models.presets import list_presets, preset_text
+
+    if args.name:
+        print(preset_text(args.name), end="")
+        return 0
+    for name, desc in list_presets().items():
+        print(f"{name:12s} {desc}")
+    print("\nRun one with `swapmc run NAME`; show its TOML with `swapmc presets NAME`.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="swapmc",
+        description="Swap Monte Carlo for ultrastable computer glasses.",
+    )
+    p.add_argument("--version", action="version", version=f"swapmc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run swap Monte Carlo on a preset or a TOML config",
+                       description="Run melt -> equilibration (tuned) -> production (frozen). "
+                       "Rerunning the same command resumes from the checkpoint.")
+    r.add_argument("source", nargs="?", default=None,
+                   help="preset name or config.toml (default: the ka2-x10 preset, N = 500)")
+    r.add_argument("-T", "--temperature", type=float)
+    r.add_argument("-P", "--pressure", type=float, help="impose a pressure (isobaric run)")
+    r.add_argument("-N", "--n", type=int, help="number of particles")
+    r.add_argument("--init", help="'random', 'lattice', or a .xyz/.data file")
+    r.add_argument("-s", "--sweeps", type=int, help="production sweeps")
+    r.add_argument("--equilibration-sweeps", type=int)
+    r.add_argument("--seed", type=int)
+    r.add_argument("-o", "--output", help="output directory")
+    r.add_argument("--trajectory-every", type=int, help="sweeps between trajectory frames")
+    r.add_argument("--tau-alpha", action="store_true",
+                   help="measure F_s(q,t) in production and report tau_alpha")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=_cmd_run)
+
+    ps = sub.add_parser("presets", help="list the built-in presets or show one")
+    ps.add_argument("name", nargs="?")
+    ps.set_defaults(func=_cmd_presets)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, NotImplementedError, OSError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"swapmc: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""The run loop: melt, equilibrate (tuning), produce; log, save, checkpoint, resume.
+
+Order of operations (the contract that makes kill + resume bit-identical):
+
+1. If ``checkpoint.npz`` exists in the output directory, the resolved config must match the
+   one stored in it (except ``run.production_sweeps``, which may grow to extend a run); the
+   sampler, the F_s tracker and every random stream are restored and the append-only outputs
+   (``thermo.csv``, ``trajectory.xyz``) are truncated back to their size at the checkpoint.
+   Otherwise the initial configuration is built and the melt phase starts.
+2. Phases run in order: ``melt`` (at ``system.melt_temperature``, generated configurations
+   only), ``equilibration`` (step sizes tuned every ``run.tune_every`` sweeps) and
+   ``production`` (step sizes frozen). Sweeps are counted globally across phases.
+3. The sampler advances in blocks that end exactly at the next event. After each block, in
+   this order: step-size tuning, thermo row, F_s snapshot (production), trajectory frame
+   (production), progress line, checkpoint. Energy checks run inside the sampler every
+   ``run.energy_check_every`` global sweeps.
+4. At the end: ``final.xyz``, ``final.data``, ``summary.json`` and a final checkpoint (so
+   rerunning a finished run only reprints its summary).
+
+Every file is written atomically or appended and rolled back on resume, so a kill at any
+moment leaves no corrupt file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from ._toml import ConfigError, dumps_toml
+from .analysis import FsTracker, first_peak, structure_factor, tau_alpha
+from .build import composition_counts, lattice_configuration, random_configuration
+from .config import differences, fingerprint, resolve
+from .io import atomic_write, read_extxyz, read_lammps_data, truncate_file, write_extxyz
+from .io import write_lammps_data
+from .mc import MonteCarlo, MoveSettings
+from .config import PRESET_SECTIONS
+from .models.presets import build_preset
+from .progress import Progress
+from .system import ConfigurationError, System
+
+PHASES = ("melt", "equilibration", "production")
+UNITS = {
+    "lj": {"energy": "epsilon_AA", "length": "sigma_AA", "temperature": "epsilon_AA/k_B",
+           "pressure": "epsilon_AA/sigma_AA^3", "time": "MC sweeps"},
+}
+THERMO_COLUMNS = ["sweep", "phase", "temperature", "energy_per_particle", "pressure", "volume",
+                  "density", "acc_displacement", "acc_swap", "acc_volume", "displacement_step"]
+
+
+@dataclass
+class RunResult:
+    """What a run produced."""
+
+    directory: str
+    summary: dict
+    files: dict = field(default_factory=dict)
+    resumed: bool = False
+
+
+def _initial_system(cfg: dict, preset, seed: int) -> tuple[System, bool]:
+    """Build or read the starting configuration; returns (system, needs_melt)."""
+    sys_cfg = cfg["system"]
+    init = sys_cfg["init"]
+    if init in ("random", "lattice"):
+        if preset.density is None:
+            raise ConfigError("[state] density is needed to generate a configuration")
+        counts = composition_counts(preset.composition, sys_cfg["n"], preset.model.species)
+        if init == "random":
+            system = random_configuration(counts, preset.model.species, preset.density, seed,
+                                          min_distance=sys_cfg["min_distance"])
+        else:
+            system = lattice_configuration(counts, preset.model.species, preset.density, seed)
+        return system, True
+    if not os.path.exists(init):
+        raise ConfigError(f"[system] init: {init!r} is neither 'random', 'lattice' nor a file")
+    if init.endswith((".xyz", ".extxyz")):
+        system = read_extxyz(init)
+    else:
+        system = read_lammps_data(init)
+    return system, False
+
+
+def _sampler_for(cfg, preset, system, seed_seq) -> MonteCarlo:
+    moves = MoveSettings.from_dict(dict(preset.moves))
+    return MonteCarlo(
+        system,
+        preset.model,
+        cfg["system"]["melt_temperature"],
+        pressure=preset.pressure,
+        moves=moves,
+        seed=seed_seq,
+        skin=cfg["run"]["skin"],
+        energy_check_every=cfg["run"]["energy_check_every"],
+    )
+
+
+class Run:
+    """One Monte Carlo run described by a resolved config (see :func:`swapmc.config.resolve`).
+
+    Parameters
+    ----------
+    cfg : dict
+        Resolved configuration.
+    progress : bool, optional
+        Override ``output.progress`` (e.g. False on MPI ranks other than 0).
+    log : callable, optional
+        Where one-line messages go (``print`` by default; pass a no-op to silence).
+    """
+
+    def __init__(self, cfg: dict, progress: bool | None = None, log=print):
+        self.cfg = cfg
+        self.log = log
+        self.show_progress = cfg["output"]["progress"] if progress is None else progress
+        preset_part = {k: v for k, v in cfg.items() if k in PRESET_SECTIONS}
+        self.preset = build_preset(preset_part, f"preset {cfg['preset']!r}")
+        self.units = UNITS[self.preset.model.units]
+        self.elements = dict(cfg.get("elements", {}))
+        self.outdir = cfg["output"]["directory"]
+        self.paths = {
+            name: os.path.join(self.outdir, fname)
+            for name, fname in [
+                ("checkpoint", "checkpoint.npz"),
+                ("thermo", "thermo.csv"),
+                ("trajectory", "trajectory.xyz"),
+                ("final_xyz", "final.xyz"),
+                ("final_data", "final.data"),
+                ("summary", "summary.json"),
+                ("config", "config.toml"),
+                ("fs", "fs.csv"),
+            ]
+        }
+        self.resumed = False
+        self.tracker: FsTracker | None = None
+        self.phase_index = 0
+        self.phase_done = 0
+        self.elapsed_before = 0.0
+        self._last_counts = np.zeros((3, 2), np.int64)
+        self._tune_base = np.zeros((3, 2), np.int64)
+
+    # -------------------------------------------------------------- phases
+    def _phase_plan(self, needs_melt: bool) -> list[tuple[str, int, float, bool]]:
+        c = self.cfg
+        t = self.preset.temperature
+        return [
+            ("melt", c["system"]["melt_sweeps"] if needs_melt else 0,
+             c["system"]["melt_temperature"], True),
+            ("equilibration", c["run"]["equilibration_sweeps"], t, True),
+            ("production", c["run"]["production_sweeps"], t, False),
+        ]
+
+    # ------------------------------------------------------------- set-up
+    def _start_fresh(self):
+        seed = self.cfg["run"]["seed"]
+        ss = np.random.SeedSequence(seed)
+        init_seq, mc_seq = ss.spawn(2)
+        system, needs_melt = _initial_system(self.cfg, self.preset, int(init_seq.generate_state(1)[0]))
+        self.needs_melt = needs_melt
+        self.mc = _sampler_for(self.cfg, self.preset, system, mc_seq)
+        os.makedirs(self.outdir, exist_ok=True)
+        for name in ("thermo", "trajectory"):
+            if os.path.exists(self.paths[name]):
+                os.remove(self.paths[name])
+        with atomic_write(self.paths["config"]) as fh:
+            fh.write(f"# resolved configuration written by swapmc {__version__}\n")
+            fh.write(dumps_toml(self.cfg))
+        self._write_thermo_header()
+
+    def _resume(self) -> bool:
+        path = self.paths["checkpoint"]
+        if not os.path.exists(path):
+            return False
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                ck = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as err:
+            raise ConfigurationError(f"cannot read checkpoint {path}: {err}") from None
+        run_header = json.loads(str(ck["run_header"]))
+        stored = run_header["config"]
+        diff = differences(fingerprint(stored), fingerprint(self.cfg))
+        if diff:
+            raise ConfigError(
+                f"checkpoint {path} belongs to a different run:\n  " + "\n  ".join(diff)
+                + "\nUse another output directory, or delete the checkpoint to start over."
+            )
+        system = System(ck["pos"], ck["species"], tuple(json.loads(str(ck["header"]))[
+            "species_names"]), _box(ck["lengths"]), images=ck["images"])
+        self.needs_melt = run_header["needs_melt"]
+        self.mc = _sampler_for(self.cfg, self.preset, system, 0)
+        self.mc.load_state_dict({k: ck[k] for k in ck if not k.startswith(("run_", "fs_"))})
+        self.phase_index = run_header["phase_index"]
+        self.phase_done = run_header["phase_done"]
+        self.elapsed_before = run_header["elapsed"]
+        self._last_counts = np.array(run_header["last_counts"], np.int64)
+        self._tune_base = np.array(run_header["tune_base"], np.int64)
+        if run_header["has_fs"]:
+            self.tracker = FsTracker.from_state_dict(
+                {k[3:]: ck[k] for k in ck if k.startswith("fs_")}
+            )
+        for name, size in run_header["file_sizes"].items():
+            if size is None:
+                if os.path.exists(self.paths[name]):
+                    os.remove(self.paths[name])
+            else:
+                if not os.path.exists(self.paths[name]):
+                    raise ConfigurationError(f"{self.paths[name]} is missing; cannot resume")
+                truncate_file(self.paths[name], size)
+        self.resumed = True
+        return True
+
+    def _write_thermo_header(self):
+        with open(self.paths["thermo"], "w") as fh:
+            u = self.units
+            fh.write(f"# swapmc {__version__} thermodynamic log; units: energy {u['energy']}, "
+                     f"length {u['length']}, temperature {u['temperature']}, pressure "
+                     f"{u['pressure']}; acceptances are over the interval since the last "
+                     "row\n")
+            fh.write(",".join(THERMO_COLUMNS) + "\n")
+
+    # -------------------------------------------------------------- events
+    def _thermo_row(self, phase: str):
+        mc = self.mc
+        diff = mc.counts - self._last_counts
+        self._last_counts = mc.counts.copy()
+        acc = [diff[k, 1] / diff[k, 0] if diff[k, 0] else float("nan") for k in range(3)]
+        row = [mc.sweeps_done, phase, mc.temperature, mc.energy / mc.n, mc.pressure(),
+               mc.volume, mc.n / mc.volume, *acc, mc.delta]
+        with open(self.paths["thermo"], "a") as fh:
+            fh.write(",".join(v if isinstance(v, str) else repr(float(v)) if not isinstance(
+                v, (int, np.integer)) else str(v) for v in row) + "\n")
+
+    def _frame(self):
+        mc = self.mc
+        info = {"sweep": mc.sweeps_done, "temperature": mc.temperature,
+                "energy": mc.energy, "energy_unit": self.units["energy"]}
+        write_extxyz(self.paths["trajectory"], mc.system(), info=info, append=True,
+                     element_names=self.elements or None)
+
+    def _checkpoint(self):
+        mc = self.mc
+        state = mc.state_dict()
+        sizes = {}
+        for name in ("thermo", "trajectory"):
+            p = self.paths[name]
+            sizes[name] = os.path.getsize(p) if os.path.exists(p) else None
+        header = {
+            "config": self.cfg,
+            "phase_index": self.phase_index,
+            "phase_done": self.phase_done,
+            "needs_melt": self.needs_melt,
+            "elapsed": self.elapsed_before + time.perf_counter() - self.t0,
+            "last_counts": self._last_counts.tolist(),
+            "tune_base": self._tune_base.tolist(),
+            "file_sizes": sizes,
+            "has_fs": self.tracker is not None,
+            "version": __version__,
+        }
+        arrays = dict(state)
+        arrays["run_header"] = json.dumps(header)
+        if self.tracker is not None:
+            arrays.update({"fs_" + k: v for k, v in self.tracker.state_dict().items()})
+        with atomic_write(self.paths["checkpoint"], "wb", encoding=None) as fh:
+            np.savez(fh, **arrays)
+
+    def _start_tracker(self):
+        d = self.cfg["diagnostics"]
+        if not d["tau_alpha"]:
+            return
+        mc = self.mc
+        counts = np.bincount(mc.species, minlength=mc.n_species)
+        major = int(np.argmax(counts))
+        idx = np.flatnonzero(mc.species == major)
+        if d["q"] == "auto":
+            q, s = structure_factor(mc.pos, mc.lengths, 12.0, species=mc.species,
+                                    pair=(major, major))
+            qv = first_peak(q, s, (4.0, 10.0))
+        else:
+            qv = float(d["q"])
+        every = d["fs_every"] if d["fs_every"] > 0 else 10
+        self.tracker = FsTracker(qv, every, origin_every=10, max_origins=100, indices=idx)
+
+    # ----------------------------------------------------------------- run
+    def execute(self) -> RunResult:
+        self.t0 = time.perf_counter()
+        if not self._resume():
+            self._start_fresh()
+        plan = self._phase_plan(self.needs_melt)
+        total = sum(p[1] for p in plan)
+        mc = self.mc
+        out = self.cfg["output"]
+        progress = Progress(total, enabled=self.show_progress)
+        if self.resumed:
+            self.log(f"resuming {self.outdir} at sweep {mc.sweeps_done} "
+                     f"({plan[self.phase_index][0] if self.phase_index < 3 else 'done'})")
+        while self.phase_index < len(plan):
+            name, length, temperature, tune = plan[self.phase_index]
+            mc.temperature = float(temperature)
+            if name == "production" and self.phase_done == 0 and self.tracker is None:
+                self._start_tracker()
+            while self.phase_done < length:
+                block = length - self.phase_done
+                g = mc.sweeps_done
+                for every in (out["thermo_every"], out["checkpoint_every"],
+                              self.cfg["run"]["tune_every"] if tune else 0,
+                              out["trajectory_every"] if name == "production" else 0,
+                              self.tracker.every if self.tracker and name == "production"
+                              else 0):
+                    if every:
+                        block = min(block, every - g % every)
+                mc.sweep(block)
+                self.phase_done += block
+                g = mc.sweeps_done
+                if tune and g % self.cfg["run"]["tune_every"] == 0:
+                    mc.tune(mc.counts - self._tune_base)
+                    self._tune_base = mc.counts.copy()
+                if out["thermo_every"] and g % out["thermo_every"] == 0:
+                    self._thermo_row(name)
+                if name == "production":
+                    if self.tracker is not None and g % self.tracker.every == 0:
+                        self.tracker.update(mc.system().unwrapped_positions())
+                    if out["trajectory_every"] and g % out["trajectory_every"] == 0:
+                        self._frame()
+                progress.update(g, f"{name} T={mc.temperature:.4g} E/N={mc.energy / mc.n:.4f}")
+                if out["checkpoint_every"] and g % out["checkpoint_every"] == 0:
+                    self._checkpoint()
+            if tune:
+                mc.tuned = True
+            self.phase_index += 1
+            self.phase_done = 0
+        progress.update(mc.sweeps_done, "done", force=True)
+        progress.close()
+        self._checkpoint()
+        return self._finish()
+
+    def _finish(self) -> RunResult:
+        mc = self.mc
+        system = mc.system()
+        info = {"sweep": mc.sweeps_done, "temperature": mc.temperature, "energy": mc.energy,
+                "energy_unit": self.units["energy"]}
+        with atomic_write(self.paths["final_xyz"]) as fh:
+            write_extxyz(fh, system, info=info, element_names=self.elements or None)
+        write_lammps_data(self.paths["final_data"], system, masses=list(self.preset.model.masses),
+                          comment=f"swapmc {__version__} {self.cfg['preset']} sweep "
+                                  f"{mc.sweeps_done}")
+        summary = {
+            "swapmc_version": __version__,
+            "preset": self.cfg["preset"],
+            "units": self.units,
+            "n": mc.n,
+            "composition": dict(zip(self.preset.model.species,
+                                    np.bincount(mc.species, minlength=mc.n_species).tolist())),
+            "temperature": mc.temperature,
+            "pressure_imposed": mc.pressure_imposed,
+            "sweeps": mc.sweeps_done,
+            "energy_per_particle": mc.energy / mc.n,
+            "pressure": mc.pressure(),
+            "density": mc.n / mc.volume,
+            "step_sizes_frozen": mc.step_sizes(),
+            "acceptance_total": {k: (None if np.isnan(v) else float(v))
+                                 for k, v in mc.acceptance().items()},
+            "counters": mc.counters(),
+            "wall_seconds": self.elapsed_before + time.perf_counter() - self.t0,
+        }
+        if self.tracker is not None:
+            t, fs = self.tracker.self_intermediate_scattering()
+            ta = tau_alpha(t, fs) if len(t) > 1 else float("nan")
+            summary["tau_alpha_sweeps"] = None if np.isnan(ta) else float(ta)
+            summary["tau_alpha_note"] = (
+                f"F_s(q={self.tracker.q.item():.4f}) of the majority species; "
+                + ("did not decay below 1/e within "
+                   f"{int(t[-1]) if len(t) else 0} sweeps" if np.isnan(ta) else "crossed 1/e")
+            )
+            summary["fs_q"] = float(self.tracker.q.item())
+            with atomic_write(self.paths["fs"]) as fh:
+                fh.write("# t in MC sweeps, F_s(q,t) and MSD (length^2) of the majority species\n")
+                fh.write("t,fs,msd\n")
+                _, m = self.tracker.mean_squared_displacement()
+                for ti, fi, mi in zip(t, fs, m):
+                    fh.write(f"{int(ti)},{float(fi)!r},{float(mi)!r}\n")
+        files = {k: v for k, v in self.paths.items() if os.path.exists(v)}
+        summary["files"] = files
+        with atomic_write(self.paths["summary"]) as fh:
+            json.dump(summary, fh, indent=2)
+        return RunResult(self.outdir, summary, files, self.resumed)
+
+
+def _box(lengths):
+    from .box import Box
+
+    return Box(np.asarray(lengths, dtype=np.float64))
+
+
+def run(source: str | None = None, overrides: dict | None = None, **kw) -> RunResult:
+    """Resolve a preset/config and run it (resuming from a checkpoint when one exists)."""
+    return Run(resolve(source, overrides), **kw).execute()
