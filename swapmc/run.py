@@ -333,6 +333,9 @@ class Run:
             self.phase_done = 0
         progress.update(mc.sweeps_done, "done", force=True)
         progress.close()
+        # The final checkpoint sits at the end of production, so that rerunning with more
+        # production sweeps extends the run exactly as if it had never stopped.
+        self.phase_index, self.phase_done = len(plan) - 1, plan[-1][1]
         self._checkpoint()
         return self._finish()
 

@@ -1,9 +1,10 @@
 """Extended XYZ (extxyz) snapshots and trajectories.
 
-One frame is::
+One frame is (the second line, one line in the file, is broken here for width)::
 
     2
-    Lattice="9.4 0.0 0.0 0.0 9.4 0.0 0.0 0.0 9.4" Properties=species:S:1:pos:R:3:type:I:1:image:I:3 pbc="T T T" step=10 energy=-6.9 energy_unit="epsilon"
+    Lattice="9.4 0.0 0.0 0.0 9.4 0.0 0.0 0.0 9.4" Properties=species:S:1:pos:R:3:type:I:1:
+        image:I:3 pbc="T T T" step=10 energy=-6.9 energy_unit="epsilon"
     A 0.1 2.3456789012345678 4.0 1 0 0 -1
     B 7.25 0.5 9.3 2 1 0 0
 
@@ -52,7 +53,7 @@ import numpy as np
 
 from ..box import Box
 from ..system import System
-from .atomic import atomic_write
+from .atomic import atomic_write, fsync_directory
 
 __all__ = ["ELEMENT_SYMBOLS", "iter_extxyz", "read_extxyz", "write_extxyz"]
 
@@ -233,9 +234,32 @@ def write_extxyz(
     ------
     ValueError
         For an unusable info key or value, a species name containing whitespace, or an
-        incomplete ``element_names``.
+        incomplete ``element_names``. Nothing is written in that case.
     TypeError
         For an info value of unsupported type.
+
+    Notes
+    -----
+    What other programs see (ASE 3.29; OVITO 3 importer):
+
+    ========================  ==========================  ==============================
+    column                    ASE ``ase.io.read``         OVITO
+    ========================  ==========================  ==============================
+    ``species`` model names   ``KeyError`` for "A";       Particle Type, named "A", "B"
+    ("A", "B", "C")           "B"/"C" read as B, C atoms
+    ``species`` with          chemical symbols            Particle Type named after the
+    ``element_names``                                     elements (element colours/radii)
+    ``type`` (1-based)        ``arrays["type"]``          ignored (Particle Type already
+                                                          taken by ``species``)
+    ``type_name``             ``arrays["type_name"]``     skipped with a warning
+    ``image``                 ``arrays["image"]``         user property ``image``
+    ``vel``                   ``arrays["vel"]`` (not      user property ``vel``
+                              ``atoms.get_velocities``)
+    info keys                 ``atoms.info``              global attributes
+    ========================  ==========================  ==============================
+
+    Positions and the cell are identical in both programs (ASE's ``atoms.cell`` rows are
+    the edge vectors a, b, c, i.e. ``box.matrix.T``).
     """
     frame = _format_frame(system, info, element_names)
     if hasattr(target, "write"):
@@ -243,10 +267,15 @@ def write_extxyz(
         return
     path = os.fspath(target)
     if append:
+        created = not os.path.exists(path)
         with open(path, "a", encoding="utf-8", newline="\n") as f:
             f.write(frame)
             f.flush()
             os.fsync(f.fileno())
+        if created:
+            # A new file's directory entry must reach the disk too, or a crash could
+            # lose the whole file even though its contents were fsynced.
+            fsync_directory(os.path.dirname(os.path.abspath(path)))
     else:
         with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
             f.write(frame)
@@ -285,8 +314,10 @@ def _raw_frames(f, name: str) -> Iterator[tuple[int, str, list[str]]]:
                 lineno += 1
                 if rest.strip():
                     raise _error(
-                        name, lineno, "text after a blank line (frames must follow each "
-                        "other without blank lines)"
+                        name,
+                        lineno,
+                        "text after a blank line (frames must follow each "
+                        "other without blank lines)",
                     )
             return
         start = lineno
@@ -305,7 +336,8 @@ def _raw_frames(f, name: str) -> Iterator[tuple[int, str, list[str]]]:
         atoms = list(itertools.islice(lines, n))
         if len(atoms) < n:
             raise _error(
-                name, lineno + len(atoms),
+                name,
+                lineno + len(atoms),
                 f"file ends after {len(atoms)} of the {n} atom lines of the frame "
                 f"starting at line {start} (truncated write?)",
             )
@@ -342,7 +374,7 @@ def _parse_comment(line: str, name: str, lineno: int) -> list[tuple[str, str, bo
         k += 1
         while k < end and line[k].isspace():
             k += 1
-        if k < end and line[k] in "\"{":
+        if k < end and line[k] in '"{':
             close = '"' if line[k] == '"' else "}"
             stop = line.find(close, k + 1)
             if stop < 0:
@@ -410,9 +442,7 @@ def _find_column(columns, aliases, kind, count, name, lineno):
         if alias in columns:
             start, k, c = columns[alias]
             if k != kind or c != count:
-                raise _error(
-                    name, lineno, f"column {alias!r} must be {kind}:{count}, got {k}:{c}"
-                )
+                raise _error(name, lineno, f"column {alias!r} must be {kind}:{count}, got {k}:{c}")
             return start
     return None
 
@@ -432,7 +462,8 @@ def _assign_species(labels, type_ids, species_names, name, first_line):
                 k = lookup.get(label)
                 if k is None:
                     raise _error(
-                        name, first_line + i,
+                        name,
+                        first_line + i,
                         f"species {label!r} is not in species_names {list(names)}",
                     )
                 species[i] = k
@@ -441,7 +472,8 @@ def _assign_species(labels, type_ids, species_names, name, first_line):
         if bad.size:
             i = int(bad[0])
             raise _error(
-                name, first_line + i,
+                name,
+                first_line + i,
                 f"type {type_ids[i]} has no name in species_names {list(names)}",
             )
         return names, (type_ids - 1).astype(np.int32)
@@ -456,7 +488,8 @@ def _assign_species(labels, type_ids, species_names, name, first_line):
         if bad.size:
             i = int(bad[0])
             raise _error(
-                name, first_line + i,
+                name,
+                first_line + i,
                 f"species {labels[i]!r} has type {type_ids[i]} here but type "
                 f"{type_of_label[inverse[i]]} at line {first_line + first[inverse[i]]}",
             )
@@ -499,7 +532,8 @@ def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
         box = Box.from_matrix(h)
     except ValueError as exc:
         raise _error(
-            name, comment_line,
+            name,
+            comment_line,
             f"Lattice {vectors} is not a LAMMPS-oriented cell (a along x, b in the xy "
             f"plane; rotate the configuration first): {exc}",
         ) from None
@@ -508,7 +542,9 @@ def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
         if len(flags) != 3 or any(f.lower() not in _TRUE | _FALSE | {"1", "0"} for f in flags):
             raise _error(name, comment_line, f'pbc="{pbc}" must be three T/F flags')
         if not all(f.lower() in _TRUE | {"1"} for f in flags):
-            raise _error(name, comment_line, f'pbc="{pbc}": only fully periodic boxes are supported')
+            raise _error(
+                name, comment_line, f'pbc="{pbc}": only fully periodic boxes are supported'
+            )
 
     columns, ncols = _parse_properties(
         properties if properties is not None else "species:S:1:pos:R:3", name, comment_line
@@ -531,7 +567,8 @@ def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
         tok = line.split()
         if len(tok) != ncols:
             raise _error(
-                name, first_atom_line + i,
+                name,
+                first_atom_line + i,
                 f"expected {ncols} columns ({properties}), got {len(tok)}",
             )
         what = "pos"
@@ -549,7 +586,9 @@ def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
                 what = "vel"
                 vels.append([float(t) for t in tok[c_vel : c_vel + 3]])
         except ValueError:
-            raise _error(name, first_atom_line + i, f"bad {what} value in {line.strip()!r}") from None
+            raise _error(
+                name, first_atom_line + i, f"bad {what} value in {line.strip()!r}"
+            ) from None
 
     positions = np.array(pos, dtype=np.float64).reshape(n, 3)
     if origin is not None:
@@ -571,8 +610,9 @@ def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
             )
         # Positions already in the cell are taken as they are: re-wrapping them would
         # round them and break bit-exact round trips.
-        return System(positions, species, names, box, images=images, velocities=velocities,
-                      info=info)
+        return System(
+            positions, species, names, box, images=images, velocities=velocities, info=info
+        )
     except ValueError as exc:
         raise _error(name, start, f"invalid configuration in this frame: {exc}") from None
 
@@ -612,9 +652,7 @@ def iter_extxyz(source, species_names: Sequence[str] | None = None) -> Iterator[
             yield _parse_frame(name, start, comment, atoms, species_names)
 
 
-def read_extxyz(
-    source, index: int = -1, species_names: Sequence[str] | None = None
-) -> System:
+def read_extxyz(source, index: int = -1, species_names: Sequence[str] | None = None) -> System:
     """Read one frame of an extended-XYZ file.
 
     Parameters

@@ -147,7 +147,10 @@ def write_lammps_data(
         xy, xz, yz = system.box.tilts.tolist()
         lines.append(f"{xy!r} {xz!r} {yz!r} xy xz yz")
     lines += ["", "Masses", ""]
-    lines += [f"{t + 1} {m!r} # {name}" for t, (m, name) in enumerate(zip(mass, system.species_names, strict=True))]
+    lines += [
+        f"{t + 1} {m!r} # {name}"
+        for t, (m, name) in enumerate(zip(mass, system.species_names, strict=True))
+    ]
     lines += ["", "Atoms # atomic", ""]
     # tolist(): Python floats, whose %r is the shortest exact repr.
     types = (system.species + 1).tolist()
@@ -226,8 +229,9 @@ def _parse_header(r: _Reader, lines, start: int):
             put("xy xz yz", [r.number(t, float, lineno, "tilt factor") for t in tok[:3]])
         elif tok[-1] in ("avec", "bvec", "cvec") or tok[-2:] == ["abc", "origin"]:
             raise r.error(
-                lineno, "general triclinic boxes (avec/bvec/cvec) are not supported; "
-                "write the file with a restricted triclinic box"
+                lineno,
+                "general triclinic boxes (avec/bvec/cvec) are not supported; "
+                "write the file with a restricted triclinic box",
             )
         elif any(tail == kw for kw in _IGNORED_HEADER):
             r.number(tok[0], int, lineno, tail)
@@ -267,8 +271,7 @@ def _type_names(r: _Reader, sections, ntypes: int, species_names):
         names = tuple(str(s) for s in species_names)
         if len(names) != ntypes:
             raise ValueError(
-                f"{r.name}: species_names has {len(names)} names, the file has {ntypes} "
-                "atom types"
+                f"{r.name}: species_names has {len(names)} names, the file has {ntypes} atom types"
             )
         return names
     for section, from_comment in (("Atom Type Labels", False), ("Masses", True)):
@@ -322,8 +325,9 @@ def _parse_atoms(r: _Reader, sections, natoms: int, ntypes: int, type_labels: di
         tok = data.split()
         if len(tok) not in (ncol, ncol + 3):
             raise r.error(
-                lineno, f"atom style {style} needs {ncol} columns (+3 image flags), "
-                f"got {len(tok)}: {data!r}"
+                lineno,
+                f"atom style {style} needs {ncol} columns (+3 image flags), "
+                f"got {len(tok)}: {data!r}",
             )
         has = len(tok) == ncol + 3
         if with_images is None:
@@ -373,15 +377,14 @@ def _parse_velocities(r: _Reader, sections, ids):
     if not np.array_equal(vids[order], ids):
         missing = np.setdiff1d(ids, vids)
         raise r.error(
-            lineno0, f"Velocities ids do not match the Atoms ids (e.g. atom "
-            f"{missing[0] if missing.size else np.setdiff1d(vids, ids)[0]})"
+            lineno0,
+            f"Velocities ids do not match the Atoms ids (e.g. atom "
+            f"{missing[0] if missing.size else np.setdiff1d(vids, ids)[0]})",
         )
     return vel[order]
 
 
-def read_lammps_data(
-    path: str | os.PathLike, species_names: Sequence[str] | None = None
-) -> System:
+def read_lammps_data(path: str | os.PathLike, species_names: Sequence[str] | None = None) -> System:
     """Read a LAMMPS data file into a System.
 
     Parameters
@@ -422,12 +425,14 @@ def read_lammps_data(
     header, body = _parse_header(r, lines, 1)
     natoms = header.get("atoms")
     if not natoms:
-        raise r.error(body + 1 if body < len(lines) else len(lines),
-                      "header has no (or zero) 'N atoms' line")
+        raise r.error(
+            body + 1 if body < len(lines) else len(lines), "header has no (or zero) 'N atoms' line"
+        )
     ntypes = header.get("atom types")
     if not ntypes or ntypes < 1:
-        raise r.error(body + 1 if body < len(lines) else len(lines),
-                      "header has no 'N atom types' line")
+        raise r.error(
+            body + 1 if body < len(lines) else len(lines), "header has no 'N atom types' line"
+        )
     # Defaults for missing bounds are those of LAMMPS' read_data.
     lo, hi = np.array([header.get(k, (-0.5, 0.5)) for k in ("xlo", "ylo", "zlo")]).T
     tilts = header.get("xy xz yz", [0.0, 0.0, 0.0])

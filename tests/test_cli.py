@@ -1,0 +1,37 @@
+import json
+
+from swapmc.cli import main
+
+
+def test_presets_listing(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ka", "ka2-x01", "ka2-x10"):
+        assert name in out
+
+
+def test_preset_show(capsys):
+    assert main(["presets", "ka2-x01"]) == 0
+    assert "fraction = 0.01" in capsys.readouterr().out
+
+
+def test_run_with_overrides_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["run", "ka2-x01", "-N", "200", "-T", "0.9", "-s", "60",
+                 "--equilibration-sweeps", "20", "-o", str(out), "--no-progress",
+                 "--trajectory-every", "30"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "ka2-x01" in text and str(out) in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 200 and summary["temperature"] == 0.9
+    assert summary["composition"] == {"A": 158, "B": 40, "C": 2}
+    assert summary["units"]["energy"] == "epsilon_AA"
+    for name in ("final.xyz", "final.data", "thermo.csv", "trajectory.xyz", "config.toml"):
+        assert (out / name).exists(), name
+    from swapmc.io import iter_extxyz, read_lammps_data
+
+    frames = list(iter_extxyz(out / "trajectory.xyz"))
+    assert len(frames) == 2
+    data = read_lammps_data(out / "final.data")
+    assert data.n == 200
