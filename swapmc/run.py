@@ -34,11 +34,16 @@ from . import __version__
 from ._toml import ConfigError, dumps_toml
 from .analysis import FsTracker, first_peak, structure_factor, tau_alpha
 from .build import composition_counts, lattice_configuration, random_configuration
-from .config import differences, fingerprint, resolve
-from .io import atomic_write, read_extxyz, read_lammps_data, truncate_file, write_extxyz
-from .io import write_lammps_data
+from .config import PRESET_SECTIONS, differences, fingerprint, resolve
+from .io import (
+    atomic_write,
+    read_extxyz,
+    read_lammps_data,
+    truncate_file,
+    write_extxyz,
+    write_lammps_data,
+)
 from .mc import MonteCarlo, MoveSettings
-from .config import PRESET_SECTIONS
 from .models.presets import build_preset
 from .progress import Progress
 from .system import ConfigurationError, System
@@ -158,7 +163,8 @@ class Run:
         seed = self.cfg["run"]["seed"]
         ss = np.random.SeedSequence(seed)
         init_seq, mc_seq = ss.spawn(2)
-        system, needs_melt = _initial_system(self.cfg, self.preset, int(init_seq.generate_state(1)[0]))
+        init_seed = int(init_seq.generate_state(1)[0])
+        system, needs_melt = _initial_system(self.cfg, self.preset, init_seed)
         self.needs_melt = needs_melt
         self.mc = _sampler_for(self.cfg, self.preset, system, mc_seq)
         os.makedirs(self.outdir, exist_ok=True)

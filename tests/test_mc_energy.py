@@ -30,8 +30,26 @@ def test_displacement_delta_u(ka2, liquid_factory, density, delta):
     """Small moves use the Verlet list; moves beyond the skin use the O(N) fallback."""
     s = liquid_factory(ka2, n=160, density=density, seed=3, min_distance=0.72)
     mc = MonteCarlo(s, ka2.model, 3.0, moves=MoveSettings(displacement=delta), seed=1)
-    _check_each_attempt(mc, ka2.model, 400, min_accepted=20)
-    assert mc.nstats[0] > 1 or delta < 0.2  # list rebuilt during the test for big moves
+    _check_each_attempt(mc, ka2.model, 800, min_accepted=20)
+    assert mc.nstats[2] > 0  # particles were refreshed along the way
+    if delta * np.sqrt(3) > mc.skin / 2:
+        assert mc.nstats[1] > 0  # moves beyond half the skin took the O(N) path
+    _assert_list_exact(mc)
+
+
+def _assert_list_exact(mc):
+    """The Verlet list equals {j : |ref_i - ref_j| < r_list}, sorted, and every particle is
+    within skin / 2 of its reference: the invariant that makes the list exact."""
+    lengths, r_list = mc.lengths, mc.fstate[1]
+    for i in range(mc.n):
+        d = mc.ref - mc.ref[i]
+        d -= lengths * np.round(d / lengths)
+        r = np.sqrt((d**2).sum(axis=1))
+        r[i] = np.inf
+        assert np.array_equal(np.flatnonzero(r < r_list), mc.nbr[i, : mc.nnbr[i]]), i
+    d = mc.pos - mc.ref
+    d -= lengths * np.round(d / lengths)
+    assert np.sqrt((d**2).sum(axis=1)).max() < mc.skin / 2
 
 
 def test_displacement_across_boundaries(ka2):
@@ -41,6 +59,7 @@ def test_displacement_across_boundaries(ka2):
     mc = MonteCarlo(s, ka2.model, 2.0, moves=MoveSettings(displacement=0.4), seed=2)
     _check_each_attempt(mc, ka2.model, 500, min_accepted=100)
     assert np.any(mc.images != 0), "no particle crossed the boundary"
+    _assert_list_exact(mc)
 
 
 def test_swap_delta_u(ka2, liquid_factory):
@@ -65,6 +84,7 @@ def test_mixed_moves_running_energy(ka2, liquid_factory):
     mc = MonteCarlo(s, ka2.model, 1.0, pressure=3.0, moves=moves, seed=5, energy_check_every=0)
     mc.sweep(200)
     assert mc.counts[:, 1].sum() > 10_000
+    _assert_list_exact(mc)
     ref = lj_energy(mc.pos, mc.species, mc.lengths, ka2.model)
     assert mc.energy == pytest.approx(ref, rel=1e-10)
     assert mc.virial() == pytest.approx(

@@ -1,64 +1,45 @@
 """Metropolis sweep loop for Lennard-Jones mixtures: displacement, swap and volume moves.
 
-One call runs a given number of attempts (N per sweep). Each attempt draws its move type at random with fixed
-probabilities, so the composition of moves satisfies detailed balance move by move.
+One call runs a given number of attempts (N per sweep). Each attempt draws its move type at
+random with fixed probabilities, so the mixture of moves satisfies detailed balance move by
+move.
 
-Neighbour-list bookkeeping (why it is exact for any move size): the list holds every pair
-closer than ``r_eff`` when it was built. A pair (i, j) closer than the cut-off ``rc`` now is
-in the list as long as |d_i| + |d_j| <= r_eff - rc, where d are displacements since the build.
-``dstate`` keeps a bound ``a`` on the largest |d| (exact for particle ``ia``) and a bound
-``b`` on every other particle. A trial displacement is evaluated from the list only when it
-keeps that inequality; otherwise the list is rebuilt first, and a move larger than the whole
-skin falls back to an O(N) sum. Swaps do not move particles and the list radius uses the
-largest cut-off of all species pairs, so swaps never invalidate the list.
+Neighbour-list bookkeeping (why it is exact for any move size): the Verlet list always
+equals {j : |ref_i - ref_j| < r_list} with r_list = rc_max + skin (see ``neighbors.py``), and
+every particle stays closer than skin / 2 to its reference ``ref``. A pair closer than rc now
+is therefore in the list. A trial displacement that would end skin / 2 or more from the
+reference first refreshes the particle's reference (O(neighbours)); a trial move larger than
+skin / 2 itself is summed over all particles (O(N), rare), and the particle is refreshed
+if it is accepted. Swaps do not move particles, and the list radius uses the largest cut-off
+of all species pairs, so swaps never touch the list. An accepted volume move rebuilds it.
 
 State arrays (mutated in place):
-``fstate``: [0] running energy, [1] a, [2] b, [3] list radius, [4] rc_max, [5] skin.
-The list is always a function of the reference positions ``ref`` and the current box
-(rebuilt after every accepted volume move), so a checkpoint stores ``ref`` and rebuilds it.
-``istate``: [0] ia (index of the particle bounded by a, or -1).
+``fstate``: [0] running energy, [1] r_list, [2] rc_max, [3] skin.
+``istate``: [0] next stamp id for refreshes.
 ``counts``: shape (3, 2), attempts/acceptances for displacement, swap, volume.
 ``class_counts``: shape (n_classes, 2), swap attempts/acceptances per pair class.
-``nstats``: [0] list rebuilds, [1] moves evaluated with the O(N) fallback.
+``nstats``: [0] global list builds, [1] moves summed with the O(N) fallback,
+[2] particle refreshes.
 """
 
 import numpy as np
 from numba import njit
 
 from .lj import energy_virial, particle_energy_all
-from .neighbors import build_verlet
+from .neighbors import build_ref_cells, build_verlet, refresh_particle, sort_rows
 
 
 @njit(cache=True)
-def _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats):
-    r_list = fstate[4] + fstate[5]
-    nbr, nnbr = build_verlet(pos, lengths, r_list, nbr)
+def rebuild(pos, lengths, ref, nbr, cell_members, fstate, nstats):
+    """Global rebuild: references at the current positions, sorted rows, reference cells."""
     ref[:, :] = pos
-    fstate[1] = 0.0
-    fstate[2] = 0.0
-    fstate[3] = r_list
-    istate[0] = -1
+    nbr, nnbr = build_verlet(ref, lengths, fstate[1], nbr)
+    sort_rows(nbr, nnbr)
+    grid, cell_members, cell_count, p_cell, p_slot = build_ref_cells(
+        ref, lengths, fstate[1], cell_members
+    )
     nstats[0] += 1
-    return nbr, nnbr
-
-
-@njit(cache=True)
-def _record_displacement(i, d, fstate, istate):
-    """Update the displacement bounds after particle i moved to |d_i| = d."""
-    a = fstate[1]
-    b = fstate[2]
-    if i == istate[0]:
-        if d >= b:
-            fstate[1] = d
-        else:
-            fstate[1] = b
-            istate[0] = -1
-    elif d > a:
-        fstate[2] = a
-        fstate[1] = d
-        istate[0] = i
-    elif d > b:
-        fstate[2] = d
+    return nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot
 
 
 @njit(cache=True)
@@ -79,6 +60,12 @@ def run_attempts(
     nbr,
     nnbr,
     ref,
+    grid,
+    cell_members,
+    cell_count,
+    p_cell,
+    p_slot,
+    stamp,
     fstate,
     istate,
     members,
@@ -112,7 +99,11 @@ def run_attempts(
     table : ndarray, shape (S, S, 4)
         LJ parameters (see ``lj.py``).
     nbr, nnbr, ref :
-        Verlet list, its counts and the reference positions it was built from.
+        Verlet list, its counts and the per-particle reference positions.
+    grid, cell_members, cell_count, p_cell, p_slot :
+        Cell index of the reference positions (``neighbors.build_ref_cells``).
+    stamp : ndarray, shape (N,), int64
+        Scratch marks for refreshes.
     fstate, istate : see module docstring.
     members : ndarray, shape (S, N), int64
         ``members[s, :member_counts[s]]`` are the particles of species s.
@@ -140,7 +131,8 @@ def run_attempts(
 
     Returns
     -------
-    nbr, nnbr : the Verlet list (possibly reallocated).
+    nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot :
+        The neighbour structures, possibly reallocated.
     """
     n = pos.shape[0]
     n_classes = class_a.shape[0]
@@ -154,20 +146,26 @@ def run_attempts(
             dlnv = (2.0 * rng.random() - 1.0) * lnv_step
             s = np.exp(dlnv / 3.0)
             acc_u = rng.random()
-            rc = fstate[4]
+            rc = fstate[2]
             if 2.0 * rc > s * min(lengths[0], min(lengths[1], lengths[2])):
                 # Volumes whose box is shorter than twice the cut-off are outside the sampled
                 # ensemble (minimum image would break): reject, which keeps balance.
                 continue
-            if fstate[1] + fstate[2] > fstate[3] - rc / s:
-                nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
-            if fstate[1] + fstate[2] > fstate[3] - rc / s:
+            # Pairs closer than rc after scaling were closer than rc / s before; the list
+            # holds them if rc / s + 2 max|pos - ref| < r_list.
+            dmax = 0.0
+            for q in range(n):
+                dq = _min_image_norm(
+                    pos[q, 0] - ref[q, 0], pos[q, 1] - ref[q, 1], pos[q, 2] - ref[q, 2], lengths
+                )
+                dmax = max(dmax, dq)
+            if rc / s + 2.0 * dmax < fstate[1]:
+                e_new, _w = energy_virial(pos, species, lengths, s, table, nbr, nnbr)
+            else:
                 tmp = np.empty((n, nbr.shape[1]), np.int32)
                 tmp, tnn = build_verlet(pos, lengths, rc / s + 1e-9, tmp)
                 e_new, _w = energy_virial(pos, species, lengths, s, table, tmp, tnn)
                 nstats[1] += 1
-            else:
-                e_new, _w = energy_virial(pos, species, lengths, s, table, nbr, nnbr)
             du = e_new - fstate[0]
             dv = v_old * (s * s * s - 1.0)
             arg = -beta * (du + pressure * dv) + (n + 1) * dlnv
@@ -184,9 +182,9 @@ def run_attempts(
                             images[i, d] += 1
                 fstate[0] = e_new
                 il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
-                # A fresh list after every accepted volume move keeps the list a pure function
-                # of (reference positions, box), which makes checkpoints exact and small.
-                nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
+                nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot = rebuild(
+                    pos, lengths, ref, nbr, cell_members, fstate, nstats
+                )
         elif u < p_volume + p_swap:
             # ------------------------------------------------------------ swap move
             uc = rng.random()
@@ -268,16 +266,20 @@ def run_attempts(
             if zn >= lengths[2]:
                 zn -= lengths[2]
                 iz += 1
-            rc = fstate[4]
+            half_skin = 0.5 * fstate[3]
             d_trial = _min_image_norm(xn - ref[i, 0], yn - ref[i, 1], zn - ref[i, 2], lengths)
-            bound_other = fstate[2] if i == istate[0] else fstate[1]
-            if d_trial + bound_other > fstate[3] - rc:
-                nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
+            if d_trial >= half_skin:
+                ref[i, 0], ref[i, 1], ref[i, 2] = xo, yo, zo
+                nbr, cell_members = refresh_particle(
+                    i, ref, lengths, fstate[1], nbr, nnbr, grid, cell_members, cell_count,
+                    p_cell, p_slot, stamp, istate[0],
+                )
+                istate[0] += 2
+                nstats[2] += 1
                 d_trial = _min_image_norm(xn - xo, yn - yo, zn - zo, lengths)
-                bound_other = 0.0
             si = species[i]
             du = 0.0
-            use_list = d_trial + bound_other <= fstate[3] - rc
+            use_list = d_trial < half_skin
             if use_list:
                 for k in range(nnbr[i]):
                     j = nbr[i, k]
@@ -323,8 +325,12 @@ def run_attempts(
                 images[i, 1] += iy
                 images[i, 2] += iz
                 fstate[0] += du
-                if use_list:
-                    _record_displacement(i, d_trial, fstate, istate)
-                else:
-                    nbr, nnbr = _rebuild(pos, lengths, ref, nbr, fstate, istate, nstats)
-    return nbr, nnbr
+                if not use_list:
+                    ref[i, 0], ref[i, 1], ref[i, 2] = xn, yn, zn
+                    nbr, cell_members = refresh_particle(
+                        i, ref, lengths, fstate[1], nbr, nnbr, grid, cell_members, cell_count,
+                        p_cell, p_slot, stamp, istate[0],
+                    )
+                    istate[0] += 2
+                    nstats[2] += 1
+    return nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot

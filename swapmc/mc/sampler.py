@@ -8,8 +8,8 @@ import numpy as np
 
 from ..box import Box
 from ..kernels.lj import energy_virial
-from ..kernels.mc_lj import run_attempts
-from ..kernels.neighbors import build_verlet
+from ..kernels.mc_lj import rebuild, run_attempts
+from ..kernels.neighbors import build_ref_cells, build_verlet, sort_rows
 from ..system import ConfigurationError, System
 from .moves import MoveSettings
 
@@ -53,6 +53,8 @@ class MonteCarlo:
         Sweeps between comparisons of the running energy with a full recomputation.
     energy_tolerance : float
         Allowed relative disagreement (relative to max(|E|, N)).
+    sort_every : int
+        Sweeps between spatial re-sorts of the internal particle order (0: only at start).
 
     Notes
     -----
@@ -72,6 +74,7 @@ class MonteCarlo:
         skin: float = 0.7,
         energy_check_every: int = 100,
         energy_tolerance: float = 1e-9,
+        sort_every: int = 1000,
     ):
         if not system.box.is_orthorhombic:
             raise ConfigurationError("Monte Carlo needs an orthorhombic box (tilts must be 0)")
@@ -123,21 +126,44 @@ class MonteCarlo:
         self.rng = make_rng(seed)
         self.counts = np.zeros((3, 2), np.int64)
         self.class_counts = np.zeros((max(1, len(self.moves.swap_classes)), 2), np.int64)
-        self.nstats = np.zeros(2, np.int64)
+        self.nstats = np.zeros(3, np.int64)
         self.sweeps_done = 0
         self.equilibration_sweeps_done = 0
         self.tuned = False
 
-        self.fstate = np.zeros(6)
-        self.fstate[4] = rc
-        self.fstate[5] = self.skin
-        self.istate = np.full(1, -1, np.int64)
+        self.fstate = np.array([0.0, rc + self.skin, rc, self.skin])
+        self.istate = np.full(1, 2, np.int64)
         self.ref = self.pos.copy()
         self.nbr = np.empty((self.n, 64), np.int32)
-        self._rebuild()
+        self.cell_members = np.empty((1, 1), np.int64)
+        self.stamp = np.zeros(self.n, np.int64)
+        # order[k] is the user-visible index of internal particle k (see spatial_sort).
+        self.order = np.arange(self.n, dtype=np.int64)
+        self.sort_every = int(sort_every)
+        self.spatial_sort()
         self.fstate[0] = self.total_energy()
 
     # ------------------------------------------------------------------ setup
+    def spatial_sort(self) -> None:
+        """Renumber particles internally along a Morton (Z-order) curve of small cells.
+
+        Neighbours in space become neighbours in memory, which keeps the per-attempt cost
+        flat in N (random particle picks otherwise miss the cache at large N). The
+        user-visible order is unchanged: :meth:`system` maps back through ``order``.
+        """
+        # Cells of about 1.5 length units: a few particles each, 10 bits per axis.
+        ncell = np.clip((self.lengths / 1.5).astype(np.int64), 1, 1024)
+        cells = np.minimum((self.pos / self.lengths * ncell).astype(np.int64), ncell - 1)
+        code = np.zeros(self.n, np.int64)
+        for bit in range(10):
+            for d in range(3):
+                code |= ((cells[:, d] >> bit) & 1) << (3 * bit + d)
+        perm = np.argsort(code, kind="stable")
+        for name in ("pos", "species", "images", "order"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name)[perm]))
+        self._init_members()
+        self._rebuild()
+
     def _init_members(self):
         self.member_counts = np.bincount(self.species, minlength=self.n_species).astype(np.int64)
         self.members = np.full((self.n_species, self.n), -1, np.int64)
@@ -169,17 +195,15 @@ class MonteCarlo:
         self.class_cdf = self.moves.class_cdf()
 
     def _rebuild(self):
-        self.nbr, self.nnbr = build_verlet(
-            self.pos, self.lengths, self.fstate[4] + self.fstate[5], self.nbr
-        )
-        self.ref[:] = self.pos
-        self.fstate[1:3] = 0.0
-        self.fstate[3] = self.fstate[4] + self.fstate[5]
-        self.istate[0] = -1
+        """Global neighbour rebuild with references at the current positions."""
+        (self.nbr, self.nnbr, self.grid, self.cell_members, self.cell_count, self.p_cell,
+         self.p_slot) = rebuild(self.pos, self.lengths, self.ref, self.nbr, self.cell_members,
+                                self.fstate, self.nstats)
 
     # ------------------------------------------------------------- sampling
     def _kernel(self, n_attempts: int):
-        self.nbr, self.nnbr = run_attempts(
+        (self.nbr, self.nnbr, self.grid, self.cell_members, self.cell_count, self.p_cell,
+         self.p_slot) = run_attempts(
             self.pos,
             self.species,
             self.images,
@@ -188,6 +212,12 @@ class MonteCarlo:
             self.nbr,
             self.nnbr,
             self.ref,
+            self.grid,
+            self.cell_members,
+            self.cell_count,
+            self.p_cell,
+            self.p_slot,
+            self.stamp,
             self.fstate,
             self.istate,
             self.members,
@@ -227,10 +257,14 @@ class MonteCarlo:
             raise ValueError("number of sweeps must be non-negative")
         k = self.energy_check_every
         while remaining > 0:
-            to_check = k - (self.sweeps_done % k) if k > 0 else remaining
-            chunk = min(remaining, to_check)
+            chunk = remaining
+            for every in (k, self.sort_every):
+                if every > 0:
+                    chunk = min(chunk, every - self.sweeps_done % every)
             self._kernel(chunk * self.n)
             self.sweeps_done += chunk
+            if self.sort_every and self.sweeps_done % self.sort_every == 0:
+                self.spatial_sort()
             remaining -= chunk
             if k > 0 and self.sweeps_done % k == 0:
                 self.check_energy()
@@ -281,7 +315,7 @@ class MonteCarlo:
 
     def _fresh_list(self):
         tmp = np.empty((self.n, self.nbr.shape[1]), np.int32)
-        return build_verlet(self.pos, self.lengths, self.fstate[4] + 1e-9, tmp)
+        return build_verlet(self.pos, self.lengths, self.fstate[2] + 1e-9, tmp)
 
     def total_energy(self) -> float:
         """Potential energy recomputed from scratch with a fresh neighbour list."""
@@ -331,20 +365,21 @@ class MonteCarlo:
             out[f"swap_{a}{b}"] = self.class_counts[c].tolist()
         out["list_rebuilds"] = int(self.nstats[0])
         out["large_moves"] = int(self.nstats[1])
+        out["list_refreshes"] = int(self.nstats[2])
         return out
 
     def step_sizes(self) -> dict:
         return {"displacement": self.delta, "lnv_step": self.lnv_step}
 
     def system(self) -> System:
-        """A snapshot of the current configuration (copies)."""
-        return System(
-            self.pos.copy(),
-            self.species.copy(),
-            self.model.species,
-            Box(self.lengths.copy()),
-            images=self.images.copy(),
-        )
+        """A snapshot of the current configuration in the user's particle order (copies)."""
+        pos = np.empty_like(self.pos)
+        species = np.empty_like(self.species)
+        images = np.empty_like(self.images)
+        pos[self.order] = self.pos
+        species[self.order] = self.species
+        images[self.order] = self.images
+        return System(pos, species, self.model.species, Box(self.lengths.copy()), images=images)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -374,6 +409,7 @@ class MonteCarlo:
             "nstats": self.nstats,
             "members": self.members,
             "slot": self.slot,
+            "order": self.order,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -390,7 +426,7 @@ class MonteCarlo:
                 f"checkpoint holds {state['pos'].shape[0]} particles, this run has {self.n}"
             )
         for name in ("pos", "species", "images", "lengths", "ref", "fstate", "istate",
-                     "counts", "class_counts", "nstats", "members", "slot"):
+                     "counts", "class_counts", "nstats", "members", "slot", "order"):
             arr = getattr(self, name)
             new = np.asarray(state[name], dtype=arr.dtype)
             if new.shape != arr.shape:
@@ -408,8 +444,10 @@ class MonteCarlo:
         # members/slot order decides which particle a swap picks: restored, not rebuilt.
         self.member_counts[:] = np.bincount(self.species, minlength=self.n_species)
         # The list is a pure function of (ref, box): rebuilding it reproduces it exactly.
-        fstate = self.fstate.copy()
-        istate = self.istate.copy()
-        self.nbr, self.nnbr = build_verlet(self.ref, self.lengths, fstate[3], self.nbr)
-        self.fstate[:] = fstate
-        self.istate[:] = istate
+        # Rows are sorted sets {j : |ref_i - ref_j| < r_list}: rebuilding them from ref
+        # reproduces the list exactly, including its order.
+        self.nbr, self.nnbr = build_verlet(self.ref, self.lengths, self.fstate[1], self.nbr)
+        sort_rows(self.nbr, self.nnbr)
+        (self.grid, self.cell_members, self.cell_count, self.p_cell,
+         self.p_slot) = build_ref_cells(self.ref, self.lengths, self.fstate[1], self.cell_members)
+        self.stamp[:] = 0
