@@ -66,6 +66,56 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+def _cmd_plot(args) -> int:
+    from .plotting import plot_run
+
+    for path in plot_run(args.directory):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    import numpy as np
+
+    from .analysis import first_peak, radial_distribution, structure_factor
+    from .io import read_extxyz, read_lammps_data
+
+    path = args.configuration
+    system = read_extxyz(path) if path.endswith((".xyz", ".extxyz")) else read_lammps_data(path)
+    if not system.box.is_orthorhombic:
+        raise NotImplementedError("analyze supports orthorhombic boxes")
+    lengths = system.box.lengths
+    r_max = 0.5 * float(lengths.min())
+    counts = dict(zip(system.species_names, system.counts.tolist()))
+    print(f"{path}: N = {system.n}, species {counts}, density {system.density:.5g}, "
+          f"box {lengths}")
+    rows = []
+    for a in range(system.n_species):
+        if system.counts[a] < 2:
+            continue
+        q, s = structure_factor(system.positions, lengths, args.q_max, species=system.species,
+                                pair=(a, a))
+        r, g = radial_distribution(system.positions, lengths, r_max, 200,
+                                   species=system.species, pair=(a, a))
+        q1 = first_peak(q, s, (4.0, 10.0))
+        k = int(np.argmax(g))
+        name = system.species_names[a]
+        print(f"  {name}-{name}: first peak of S(q) at q = {q1:.4f}, S = {s.max():.3f}; "
+              f"g(r) maximum {g[k]:.3f} at r = {r[k]:.4f}")
+        rows.append((name, q, s, r, g))
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write("# partial S_aa(q) and g_aa(r) of each species\n")
+            fh.write("pair,kind,x,y\n")
+            for name, q, s, r, g in rows:
+                for x, y in zip(q, s):
+                    fh.write(f"{name}{name},S,{x!r},{y!r}\n")
+                for x, y in zip(r, g):
+                    fh.write(f"{name}{name},g,{x!r},{y!r}\n")
+        print(f"  wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="swapmc",
@@ -93,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=_cmd_run)
 
+    pl = sub.add_parser("plot", help="draw thermo.png (and fs.png) for a run directory")
+    pl.add_argument("directory")
+    pl.set_defaults(func=_cmd_plot)
+
+    an = sub.add_parser("analyze", help="S(q) first peak and g(r) of a configuration file")
+    an.add_argument("configuration", help=".xyz/.extxyz or LAMMPS .data file")
+    an.add_argument("--q-max", type=float, default=12.0)
+    an.add_argument("-o", "--output", help="write S(q) and g(r) as CSV")
+    an.set_defaults(func=_cmd_analyze)
+
     ps = sub.add_parser("presets", help="list the built-in presets or show one")
     ps.add_argument("name", nargs="?")
     ps.set_defaults(func=_cmd_presets)
@@ -107,7 +167,7 @@ def main(argv=None) -> int:
         print("interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130
-    except (ValueError, KeyError, NotImplementedError, OSError) as err:
+    except (ValueError, KeyError, NotImplementedError, OSError, ImportError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"swapmc: error: {msg}", file=sys.stderr)
         return 2

@@ -35,3 +35,31 @@ def test_run_with_overrides_writes_outputs(tmp_path, capsys):
     assert len(frames) == 2
     data = read_lammps_data(out / "final.data")
     assert data.n == 200
+
+
+def test_analyze_and_plot(tmp_path, capsys):
+    import pytest
+
+    out = tmp_path / "o"
+    assert main(["run", "-N", "300", "-s", "200", "--equilibration-sweeps", "50", "--tau-alpha",
+                 "-o", str(out), "--no-progress"]) == 0
+    assert "tau_alpha" in capsys.readouterr().out
+    assert main(["analyze", str(out / "final.xyz"), "-o", str(tmp_path / "s.csv")]) == 0
+    text = capsys.readouterr().out
+    # KA-type liquids at rho = 1.2: first peak of S_AA near q = 7.2-7.3, g_AA max near 1.1.
+    line = next(ln for ln in text.splitlines() if "A-A:" in ln)
+    q1 = float(line.split("q = ")[1].split(",")[0])
+    assert 6.8 < q1 < 7.8
+    pytest.importorskip("matplotlib")
+    assert main(["plot", str(out)]) == 0
+    assert (out / "thermo.png").exists() and (out / "fs.png").exists()
+
+
+def test_import_does_not_load_mpi():
+    import subprocess
+    import sys
+
+    code = "import sys, swapmc, swapmc.run, swapmc.cli; print('mpi4py' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

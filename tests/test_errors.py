@@ -91,3 +91,15 @@ def test_species_missing_from_model(ka):
     s = System(np.array([[1.0, 1, 1]]), [0], ("X",), Box.cube(6.0))
     with pytest.raises(ConfigurationError, match=r"species \['X'\] that the model"):
         MonteCarlo(s, ka.model, 1.0)
+
+
+def test_initial_configurations_reproducible_from_seed(ka2):
+    from swapmc.build import lattice_configuration, random_configuration
+
+    counts = composition_counts(ka2.composition, 300, ka2.model.species)
+    for make in (random_configuration, lattice_configuration):
+        a = make(counts, ka2.model.species, 1.2, 5)
+        b = make(counts, ka2.model.species, 1.2, 5)
+        c = make(counts, ka2.model.species, 1.2, 6)
+        assert a.same_state(b) and not a.same_state(c)
+        assert np.array_equal(a.counts, counts)
