@@ -8,7 +8,8 @@ import numpy as np
 
 from ..box import Box
 from ..kernels.lj import energy_virial
-from ..kernels.mc_lj import rebuild, run_attempts
+from ..kernels.mc_common import rebuild
+from ..kernels.mc_lj import run_attempts
 from ..kernels.neighbors import build_ref_cells, build_verlet, sort_rows
 from ..system import ConfigurationError, System
 from .moves import MoveSettings
@@ -132,7 +133,7 @@ class MonteCarlo:
         self.tuned = False
 
         self.fstate = np.array([0.0, rc + self.skin, rc, self.skin])
-        self.istate = np.full(1, 2, np.int64)
+        self.istate = np.array([2, 1], np.int64)
         self.ref = self.pos.copy()
         self.nbr = np.empty((self.n, 64), np.int32)
         self.cell_members = np.empty((1, 1), np.int64)
