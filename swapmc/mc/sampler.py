@@ -7,11 +7,14 @@ import json
 import numpy as np
 
 from ..box import Box
-from ..kernels.lj import energy_virial
+from ..kernels import eam as eam_kernels
+from ..kernels import lj as lj_kernels
 from ..kernels.mc_common import rebuild
+from ..kernels.mc_eam import run_attempts_eam
 from ..kernels.mc_lj import run_attempts
 from ..kernels.neighbors import build_ref_cells, build_verlet, sort_rows
 from ..system import ConfigurationError, System
+from ..units import BOLTZMANN, PRESSURE_TO_INTERNAL
 from .moves import MoveSettings
 
 MOVE_TYPES = ("displacement", "swap", "volume")
@@ -40,10 +43,10 @@ class MonteCarlo:
     model : LJMixture
         Interaction model. The system's species are matched to the model's by name.
     temperature : float
-        k_B T (energy units).
+        Temperature in the model's units (k_B T in epsilon for LJ; kelvin for EAM).
     pressure : float, optional
-        Imposed pressure (energy / length^3). When given, volume moves sample the isobaric
-        ensemble; otherwise the volume is fixed.
+        Imposed pressure in the model's pressure unit (epsilon/sigma^3 for LJ, GPa for EAM).
+        When given, volume moves sample the isobaric ensemble; otherwise the volume is fixed.
     moves : MoveSettings, optional
     seed : int, SeedSequence or Generator
         Source of the sampler's own random stream.
@@ -88,7 +91,18 @@ class MonteCarlo:
         self.skin = float(skin)
         self.energy_check_every = int(energy_check_every)
         self.energy_tolerance = float(energy_tolerance)
-        self.table = model.kernel_table()
+        self.kind = model.kind
+        self.kB = BOLTZMANN[model.units]
+        self.p_factor = PRESSURE_TO_INTERNAL[model.units]
+        if self.kind == "lj":
+            self.table = model.kernel_table()
+        elif self.kind == "eam":
+            t = model.kernel_tables()
+            self.tables = (t["frho"], t["rhor"], t["z2r"],
+                           np.array([t["rdr"], t["rdrho"], t["rhomax"], t["cutforcesq"]]),
+                           int(t["nr"]), int(t["nrho"]))
+        else:
+            raise NotImplementedError(f"no Monte Carlo kernel for model kind {model.kind!r}")
 
         # Map the system's species onto the model's species order.
         missing = [s for s in system.species_names if s not in model.species]
@@ -138,6 +152,12 @@ class MonteCarlo:
         self.nbr = np.empty((self.n, 64), np.int32)
         self.cell_members = np.empty((1, 1), np.int64)
         self.stamp = np.zeros(self.n, np.int64)
+        if self.kind == "eam":
+            self.rho = np.zeros(self.n)
+            self.drho = np.zeros(self.n)
+            self.drho_old = np.zeros(self.n)
+            self.tmark = np.zeros(self.n, np.int64)
+            self.touched = np.zeros(self.n, np.int64)
         # order[k] is the user-visible index of internal particle k (see spatial_sort).
         self.order = np.arange(self.n, dtype=np.int64)
         self.sort_every = int(sort_every)
@@ -160,7 +180,8 @@ class MonteCarlo:
             for d in range(3):
                 code |= ((cells[:, d] >> bit) & 1) << (3 * bit + d)
         perm = np.argsort(code, kind="stable")
-        for name in ("pos", "species", "images", "order"):
+        names = ("pos", "species", "images", "order") + (("rho",) if self.kind == "eam" else ())
+        for name in names:
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[perm]))
         self._init_members()
         self._rebuild()
@@ -203,13 +224,20 @@ class MonteCarlo:
 
     # ------------------------------------------------------------- sampling
     def _kernel(self, n_attempts: int):
+        if self.kind == "lj":
+            model_args = (self.table,)
+            kernel = run_attempts
+        else:
+            model_args = (*self.tables, self.rho, self.drho, self.drho_old, self.tmark,
+                          self.touched)
+            kernel = run_attempts_eam
         (self.nbr, self.nnbr, self.grid, self.cell_members, self.cell_count, self.p_cell,
-         self.p_slot) = run_attempts(
+         self.p_slot) = kernel(
             self.pos,
             self.species,
             self.images,
             self.lengths,
-            self.table,
+            *model_args,
             self.nbr,
             self.nnbr,
             self.ref,
@@ -231,8 +259,8 @@ class MonteCarlo:
             float(self.p_volume),
             self.delta,
             self.lnv_step,
-            1.0 / self.temperature,
-            0.0 if self.pressure_imposed is None else self.pressure_imposed,
+            1.0 / (self.kB * self.temperature),
+            0.0 if self.pressure_imposed is None else self.pressure_imposed * self.p_factor,
             int(n_attempts),
             self.rng,
             self.counts,
@@ -318,22 +346,32 @@ class MonteCarlo:
         tmp = np.empty((self.n, self.nbr.shape[1]), np.int32)
         return build_verlet(self.pos, self.lengths, self.fstate[2] + 1e-9, tmp)
 
+    def _energy_virial(self, nbr, nnbr, rho_out=None):
+        if self.kind == "lj":
+            e, w = lj_kernels.energy_virial(self.pos, self.species, self.lengths, 1.0,
+                                            self.table, nbr, nnbr)
+        else:
+            rho = np.empty(self.n) if rho_out is None else rho_out
+            e, w = eam_kernels.energy_virial(self.pos, self.species, self.lengths, 1.0,
+                                             *self.tables, nbr, nnbr, rho)
+        return float(e), float(w)
+
     def total_energy(self) -> float:
-        """Potential energy recomputed from scratch with a fresh neighbour list."""
+        """Potential energy recomputed from scratch with a fresh neighbour list (for EAM it
+        also refreshes the stored host densities)."""
         nbr, nnbr = self._fresh_list()
-        return float(energy_virial(self.pos, self.species, self.lengths, 1.0, self.table,
-                                   nbr, nnbr)[0])
+        return self._energy_virial(nbr, nnbr, self.rho if self.kind == "eam" else None)[0]
 
     def virial(self) -> float:
         """W = sum over pairs of r_ij . f_ij (energy units), from the running Verlet list
         (exact: the sampler keeps it valid between moves)."""
-        nbr, nnbr = self.nbr, self.nnbr
-        return float(energy_virial(self.pos, self.species, self.lengths, 1.0, self.table,
-                                   nbr, nnbr)[1])
+        return self._energy_virial(self.nbr, self.nnbr)[1]
 
     def pressure(self) -> float:
-        """Instantaneous pressure rho k_B T + W / (3 V) (energy / length^3)."""
-        return self.n * self.temperature / self.volume + self.virial() / (3.0 * self.volume)
+        """Instantaneous pressure N k_B T / V + W / (3 V), in the model's pressure unit
+        (epsilon/sigma^3 for LJ, GPa for EAM)."""
+        p = self.n * self.kB * self.temperature / self.volume + self.virial() / (3.0 * self.volume)
+        return p / self.p_factor
 
     def check_energy(self) -> None:
         """Compare the running energy with a full recomputation; raise on disagreement and
@@ -411,6 +449,7 @@ class MonteCarlo:
             "members": self.members,
             "slot": self.slot,
             "order": self.order,
+            **({"rho": self.rho} if self.kind == "eam" else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -427,7 +466,8 @@ class MonteCarlo:
                 f"checkpoint holds {state['pos'].shape[0]} particles, this run has {self.n}"
             )
         for name in ("pos", "species", "images", "lengths", "ref", "fstate", "istate",
-                     "counts", "class_counts", "nstats", "members", "slot", "order"):
+                     "counts", "class_counts", "nstats", "members", "slot", "order"
+                     ) + (("rho",) if self.kind == "eam" else ()):
             arr = getattr(self, name)
             new = np.asarray(state[name], dtype=arr.dtype)
             if new.shape != arr.shape:
