@@ -103,10 +103,13 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
     out.update(preset_part)
     for section, defaults in DEFAULTS.items():
         given = user.get(section, {})
-        if not isinstance(given, dict):
-            raise ConfigError(f"{origin}: [{section}] must be a table")
-        _check_keys(section, given, defaults)
-        out[section] = merge(defaults, given)
+        # A preset may carry its own run defaults (e.g. a melt temperature in kelvin).
+        from_preset = base.get(section, {})
+        for g in (given, from_preset):
+            if not isinstance(g, dict):
+                raise ConfigError(f"{origin}: [{section}] must be a table")
+            _check_keys(section, g, defaults)
+        out[section] = merge(merge(defaults, from_preset), given)
     # Validate the model part now, so a bad config fails before any work.
     build_preset(preset_part, origin)
     _validate_numbers(out, origin)

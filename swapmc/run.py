@@ -47,12 +47,9 @@ from .mc import MonteCarlo, MoveSettings
 from .models.presets import build_preset
 from .progress import Progress
 from .system import ConfigurationError, System
+from .units import LABELS
 
 PHASES = ("melt", "equilibration", "production")
-UNITS = {
-    "lj": {"energy": "epsilon_AA", "length": "sigma_AA", "temperature": "epsilon_AA/k_B",
-           "pressure": "epsilon_AA/sigma_AA^3", "time": "MC sweeps"},
-}
 THERMO_COLUMNS = ["sweep", "phase", "temperature", "energy_per_particle", "pressure", "volume",
                   "density", "acc_displacement", "acc_swap", "acc_volume", "displacement_step"]
 
@@ -123,7 +120,7 @@ class Run:
         self.show_progress = cfg["output"]["progress"] if progress is None else progress
         preset_part = {k: v for k, v in cfg.items() if k in PRESET_SECTIONS}
         self.preset = build_preset(preset_part, f"preset {cfg['preset']!r}")
-        self.units = UNITS[self.preset.model.units]
+        self.units = LABELS[self.preset.model.units]
         self.elements = dict(cfg.get("elements", {}))
         self.outdir = cfg["output"]["directory"]
         self.paths = {

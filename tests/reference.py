@@ -72,3 +72,48 @@ def batch_chi2(samples, edges_or_states, probs, n_blocks=50):
     se = freqs.std(axis=0, ddof=1) / np.sqrt(n_blocks)
     se = np.maximum(se, 1e-12)
     return float((((mean - probs) / se) ** 2).sum())
+
+
+def _spline_eval(table, idx, x, inv_delta, n, clamp_low=False):
+    """LAMMPS cubic-spline lookup written out in NumPy.
+
+    table : (..., n + 1, 7) coefficient array; idx : tuple of index arrays selecting the
+    function for each point (e.g. (t_neighbour, t_centre)); x : points.
+    """
+    p = np.asarray(x, float) * inv_delta + 1.0
+    m = np.minimum(np.floor(p).astype(int), n - 1)
+    if clamp_low:
+        m = np.maximum(m, 1)
+    p = np.minimum(p - m, 1.0)
+    c = table[(*idx, m)]
+    value = ((c[..., 3] * p + c[..., 4]) * p + c[..., 5]) * p + c[..., 6]
+    deriv = (c[..., 0] * p + c[..., 1]) * p + c[..., 2]
+    return value, deriv
+
+
+def eam_energy(pos, species, lengths, tables):
+    """Total EAM energy by brute force over all pairs (O(N^2), plain NumPy).
+
+    E = sum_i F_{t_i}(rho_i) + 1/2 sum_{i != j} phi_{t_i t_j}(r_ij),
+    rho_i = sum_j rhor[t_j, t_i](r_ij); tables from ``EAMPotential.kernel_tables()``.
+    """
+    pos = np.asarray(pos, float)
+    species = np.asarray(species)
+    lengths = np.asarray(lengths, float)
+    n = len(pos)
+    d = pos[None, :, :] - pos[:, None, :]
+    d -= lengths * np.round(d / lengths)
+    r = np.sqrt((d**2).sum(-1))
+    np.fill_diagonal(r, np.inf)
+    ii, jj = np.nonzero(r < tables["cutoff"])
+    rr = r[ii, jj]
+    ti, tj = species[ii], species[jj]
+    rdr, nr = tables["rdr"], int(tables["nr"])
+    dens, _ = _spline_eval(tables["rhor"], (tj, ti), rr, rdr, nr)  # j's density at centre i
+    rho = np.bincount(ii, weights=dens, minlength=n)
+    z2, _ = _spline_eval(tables["z2r"], (ti, tj), rr, rdr, nr)
+    e_pair = 0.5 * np.sum(z2 / rr)
+    f, fp = _spline_eval(tables["frho"], (species,), rho, tables["rdrho"],
+                         int(tables["nrho"]), clamp_low=True)
+    f = f + np.where(rho > tables["rhomax"], fp * (rho - tables["rhomax"]), 0.0)
+    return float(e_pair + f.sum())

@@ -26,7 +26,7 @@ class Preset:
     Attributes
     ----------
     name, description : str
-    model : LJMixture
+    model : LJMixture or EAMPotential
     composition : dict
         Species name -> mole fraction (sums to 1).
     density : float or None
@@ -105,16 +105,7 @@ def build_preset(data: dict, origin: str = "<preset>") -> Preset:
     data = copy.deepcopy(data)
     if "model" not in data:
         raise ModelError(f"{origin}: no [model] section (and no base preset)")
-    model_data = data["model"]
-    kind = model_data.get("kind", "lj")
-    if kind != "lj":
-        raise NotImplementedError(
-            f"{origin}: model kind {kind!r} is not available yet (only 'lj' is implemented)"
-        )
-    try:
-        model = LJMixture.from_dict(model_data)
-    except ModelError as err:
-        raise ModelError(f"{origin}: [model]: {err}") from None
+    model = build_model(data["model"], origin)
     composition = {k: float(v) for k, v in data.get("composition", {}).items()}
     dopant = data.get("dopant")
     if dopant is not None:
@@ -123,8 +114,8 @@ def build_preset(data: dict, origin: str = "<preset>") -> Preset:
         if unknown:
             raise ModelError(f"{origin}: unknown [dopant] keys {sorted(unknown)}")
         try:
-            model = model.with_dopant(
-                dopant["name"], tuple(dopant["between"]), float(dopant.get("weight", 0.5))
+            model = add_dopant(
+                model, dopant["name"], tuple(dopant["between"]), float(dopant.get("weight", 0.5))
             )
             composition = doped_fractions(
                 composition,
@@ -149,6 +140,46 @@ def build_preset(data: dict, origin: str = "<preset>") -> Preset:
         moves=dict(data.get("moves", {})),
         source=data,
     )
+
+
+def build_model(model_data: dict, origin: str = "<model>"):
+    """Build the interaction model of a ``[model]`` table.
+
+    ``kind = "lj"``: an :class:`LJMixture` from ``species``/``pairs``. ``kind = "eam"``:
+    ``potential = "zjw"`` (the built-in Zhou-Johnson-Wadley Cu-Zr) or ``file = "x.eam.fs"``
+    (a LAMMPS eam/alloy or eam/fs setfl file; relative paths are taken from the working
+    directory).
+    """
+    kind = model_data.get("kind", "lj")
+    try:
+        if kind == "lj":
+            return LJMixture.from_dict(model_data)
+        if kind == "eam":
+            from . import eam
+
+            unknown = set(model_data) - {"kind", "potential", "file", "setfl_kind"}
+            if unknown:
+                raise ModelError(f"unknown EAM model keys {sorted(unknown)}")
+            if "file" in model_data:
+                return eam.EAMPotential.from_file(model_data["file"],
+                                                  kind=model_data.get("setfl_kind"))
+            name = model_data.get("potential", "zjw")
+            if name != "zjw":
+                raise ModelError(f"unknown built-in EAM potential {name!r}; built-in: 'zjw'")
+            return eam.zjw_potential()
+    except (ModelError, ValueError, OSError) as err:
+        raise ModelError(f"{origin}: [model]: {err}") from None
+    raise NotImplementedError(f"{origin}: model kind {kind!r} is not available "
+                              "(available: 'lj', 'eam')")
+
+
+def add_dopant(model, name: str, between: tuple, weight: float):
+    """Add a dopant species between two hosts to any model family."""
+    if model.kind == "lj":
+        return model.with_dopant(name, between, weight)
+    from . import eam
+
+    return eam.doped(model, dopant=name, between=between, weight=weight)
 
 
 def check_composition(composition: dict, species, origin: str = "<composition>") -> None:
