@@ -54,8 +54,14 @@ _KINDS = {"alloy": "alloy", "eam/alloy": "alloy", "fs": "fs", "eam/fs": "fs"}
 # Fortran form without a letter ("1.234-105") that list-directed output uses for 3-digit
 # exponents. Python's float() alone would also accept "nan", "inf" and "1_000", which are
 # not numbers any potential file should contain.
-_NUMBER = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(?:[eEdD]([+-]?\d+)|([+-]\d+))?")
+_NUMBER = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:[eEdD]([+-]?\d+)|([+-]\d+))?")
 _INTEGER = re.compile(r"[+-]?\d+")
+# A whole line of plain C-style numbers: the common case, which Python's float() parses
+# exactly, so it needs no per-token regular expression (3x faster on large files).
+_PLAIN_LINE = re.compile(
+    r"\s*(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s+)*"
+    r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*"
+)
 
 
 def setfl_kind_from_name(path) -> str | None:
@@ -232,6 +238,7 @@ class _Tokens:
         self.lines = lines
         self.next_line = start  # 0-based index of the next unread line
         self.last_lineno = start  # 1-based number of the last line read (for EOF errors)
+        self.plain = False  # the last line returned holds only plain numbers
 
     def error(self, lineno: int, reason: str) -> ValueError:
         return ValueError(f"{self.name}:{lineno}: {reason}")
@@ -246,8 +253,10 @@ class _Tokens:
             text = self.lines[self.next_line]
             self.next_line += 1
             self.last_lineno = self.next_line
-            tokens = text.partition("#")[0].split()
+            data = text.partition("#")[0]
+            tokens = data.split()
             if tokens:
+                self.plain = _PLAIN_LINE.fullmatch(data) is not None
                 return self.next_line, tokens
         return None, None
 
@@ -256,6 +265,10 @@ class _Tokens:
         if match is None:
             raise self.error(lineno, f"{what}: expected a number, got {token!r}")
         mantissa, exp1, exp2 = match.groups()
+        if exp2 is not None and "." not in mantissa:
+            # The letterless exponent is Fortran E-format output, which always has a point;
+            # "12-3" is more likely a typo than 12e-3.
+            raise self.error(lineno, f"{what}: expected a number, got {token!r}")
         exponent = exp1 if exp1 is not None else exp2
         value = float(mantissa if exponent is None else f"{mantissa}e{exponent}")
         if not np.isfinite(value):
@@ -294,9 +307,13 @@ class _Tokens:
                     f"values of {what} (a block must end at a line end: LAMMPS discards the "
                     "rest of that line); do Nrho/Nr match the data?",
                 )
-            for tok in tokens:
-                out[i] = self.number(tok, lineno, f"{what}, value {i + 1} of {n}")
-                i += 1
+            if self.plain:
+                out[i : i + len(tokens)] = [float(t) for t in tokens]
+                i += len(tokens)
+            else:
+                for t in tokens:
+                    out[i] = self.number(t, lineno, f"{what}, value {i + 1} of {n}")
+                    i += 1
         return out
 
 
@@ -443,9 +460,7 @@ def read_setfl(path, kind: str | None = None) -> SetflData:
 def _format_block(values: np.ndarray, per_line: int = 5) -> str:
     """Values 5 per line with 17 significant digits (%.16e), enough to round-trip a double."""
     flat = [f"{v:.16e}" for v in np.asarray(values, dtype=np.float64).tolist()]
-    return "".join(
-        " ".join(flat[i : i + per_line]) + "\n" for i in range(0, len(flat), per_line)
-    )
+    return "".join(" ".join(flat[i : i + per_line]) + "\n" for i in range(0, len(flat), per_line))
 
 
 def write_setfl(path, data: SetflData) -> None:
