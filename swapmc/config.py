@@ -35,7 +35,7 @@ DEFAULTS = {
         "equilibration_sweeps": 1000,
         "production_sweeps": 5000,
         "tune_every": 10,
-        "skin": 0.7,
+        "skin": "auto",  # model default: 0.7 sigma (LJ), 1.0 Å (EAM)
         "energy_check_every": 100,
     },
     "output": {
@@ -133,7 +133,10 @@ def _validate_numbers(cfg: dict, origin: str) -> None:
         low = 1 if (sec, key) in positive_int else 0
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ConfigError(f"{origin}: [{sec}] {key} must be an integer >= {low}, got {v!r}")
-    for sec, key in [("system", "melt_temperature"), ("run", "skin")]:
+    skin = cfg["run"]["skin"]
+    if skin != "auto" and (not isinstance(skin, (int, float)) or skin <= 0):
+        raise ConfigError(f"{origin}: [run] skin must be 'auto' or positive, got {skin!r}")
+    for sec, key in [("system", "melt_temperature")]:
         v = cfg[sec][key]
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"{origin}: [{sec}] {key} must be positive, got {v!r}")

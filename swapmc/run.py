@@ -96,7 +96,7 @@ def _sampler_for(cfg, preset, system, seed_seq) -> MonteCarlo:
         pressure=preset.pressure,
         moves=moves,
         seed=seed_seq,
-        skin=cfg["run"]["skin"],
+        skin=None if cfg["run"]["skin"] == "auto" else cfg["run"]["skin"],
         energy_check_every=cfg["run"]["energy_check_every"],
     )
 

@@ -51,8 +51,8 @@ class MonteCarlo:
     seed : int, SeedSequence or Generator
         Source of the sampler's own random stream.
     skin : float, optional
-        Verlet skin (length units). Default 0.7 sigma_AA-like units: a skin of 0.6-0.8
-        outperformed both cell lists and the MD-style 0.3 for single-particle moves.
+        Verlet skin (length units); default ``model.default_skin`` (0.7 sigma for LJ,
+        1.0 Å for EAM). Any positive value gives exact results; it only changes speed.
     energy_check_every : int
         Sweeps between comparisons of the running energy with a full recomputation.
     energy_tolerance : float
@@ -75,7 +75,7 @@ class MonteCarlo:
         pressure: float | None = None,
         moves: MoveSettings | None = None,
         seed=0,
-        skin: float = 0.7,
+        skin: float | None = None,
         energy_check_every: int = 100,
         energy_tolerance: float = 1e-9,
         sort_every: int = 1000,
@@ -88,7 +88,9 @@ class MonteCarlo:
         self.moves = moves if moves is not None else MoveSettings()
         self.temperature = float(temperature)
         self.pressure_imposed = None if pressure is None else float(pressure)
-        self.skin = float(skin)
+        self.skin = float(model.default_skin if skin is None else skin)
+        if self.skin <= 0:
+            raise ConfigurationError(f"Verlet skin must be positive, got {self.skin}")
         self.energy_check_every = int(energy_check_every)
         self.energy_tolerance = float(energy_tolerance)
         self.kind = model.kind
