@@ -35,6 +35,8 @@ from swapmc.mc import MonteCarlo, MoveSettings  # noqa: E402
 from swapmc.models import load_preset  # noqa: E402
 
 TEMPERATURE = 0.6
+EAM_TEMPERATURE = 1500.0  # K
+EAM_DENSITY = 0.0585  # atoms / Å^3, Cu50Zr50 liquid
 
 
 def prepare(n: int, seed: int = 1) -> MonteCarlo:
@@ -48,6 +50,54 @@ def prepare(n: int, seed: int = 1) -> MonteCarlo:
     mc.temperature = TEMPERATURE
     mc.equilibrate(20)
     return mc
+
+
+def prepare_eam(n: int, potential, seed: int = 1) -> MonteCarlo:
+    """Cu50Zr50 on ``potential`` at N atoms: random start at 0.0585 Å^-3, 20 sweeps at
+    3000 K, then 20 tuning sweeps at 1500 K (constant volume, so LAMMPS sees the same box)."""
+    from swapmc.build import random_configuration
+
+    counts = composition_counts({"Cu": 0.5, "Zr": 0.5}, n, potential.species)
+    system = random_configuration(counts, potential.species, EAM_DENSITY, seed,
+                                  min_distance=2.0)
+    moves = MoveSettings(p_swap=0.0, swap_classes=[("Cu", "Zr")], displacement=0.2)
+    mc = MonteCarlo(system, potential, 3000.0, moves=moves, seed=seed)
+    mc.equilibrate(20)
+    mc.temperature = EAM_TEMPERATURE
+    mc.equilibrate(20)
+    return mc
+
+
+def eam_rows(sizes, attempts, lammps_ok, quick, tmp):
+    """swapmc and LAMMPS EAM rates on the same Cu50Zr50 configurations (CuZr_mm.eam.fs)."""
+    import lammps_peer
+
+    from swapmc.models import EAMPotential
+
+    path = lammps_peer.default_eam_potential()
+    potential = EAMPotential.from_file(path)
+    print(f"\nCu50Zr50, EAM {os.path.basename(path)} (Mendelev, eam/fs), "
+          f"{EAM_DENSITY} Å^-3, T = {EAM_TEMPERATURE:g} K, constant volume")
+    for n in sizes:
+        mc = prepare_eam(n, potential)
+        for name, p_swap in (("displacement", 0.0), ("swap Cu<->Zr", 1.0)):
+            r = time_moves(mc, p_swap, attempts)
+            print(f"{'swapmc':8s} {n:7d} {name:14s} {r['attempts']:10d} {r['rate']:12.3e} "
+                  f"{r['acceptance']:10.3f}", flush=True)
+        if not lammps_ok:
+            continue
+        data = os.path.join(tmp, f"cuzr_{n}.data")
+        write_lammps_data(data, mc.system(), masses=list(potential.masses))
+        few = 100 if quick else 300
+        d = lammps_peer.measure_eam_displacement_rate(data, path, EAM_TEMPERATURE, few,
+                                                      mc.delta, 17)
+        s = lammps_peer.measure_eam_swap_rate(data, path, EAM_TEMPERATURE, few, 19)
+        g = lammps_peer.measure_eam_sgcmc_rate(data, path, EAM_TEMPERATURE,
+                                               (4 if quick else 20) * n, 23)
+        for label, res in (("gcmc transl.", d), ("atom/swap", s), ("sgcmc flips", g)):
+            print(f"{'LAMMPS':8s} {n:7d} {label:14s} {res['attempts']:10d} "
+                  f"{res.get('rate_cpu', res['rate']):12.3e} {res['acceptance']:10.3f}",
+                  flush=True)
 
 
 def time_moves(mc: MonteCarlo, p_swap: float, attempts: int) -> dict:
@@ -87,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="N = 1000, 8000, short runs")
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
     ap.add_argument("--no-lammps", action="store_true")
+    ap.add_argument("--eam-sizes", type=int, nargs="+", default=None)
+    ap.add_argument("--no-eam", action="store_true")
     args = ap.parse_args(argv)
     sizes = args.sizes or ([1000, 8000] if args.quick else [1000, 8000, 64000])
     attempts = 1_000_000 if args.quick else 4_000_000
@@ -126,12 +178,16 @@ def main(argv=None) -> int:
         n_swap = max(20, int((400 if not args.quick else 100) * 1000 / n))
         d = lammps_peer.measure_displacement_rate(data, TEMPERATURE, n_disp, mc.delta, 11)
         print(f"{'LAMMPS':8s} {n:7d} {'gcmc transl.':14s} {d['attempts']:10d} "
-              f"{d['rate']:12.3e} {d['acceptance']:10.3f}", flush=True)
+              f"{d.get('rate_cpu', d['rate']):12.3e} {d['acceptance']:10.3f}", flush=True)
         s = lammps_peer.measure_swap_rate(data, TEMPERATURE, n_swap, [(1, 3), (2, 3)], 13)
         print(f"{'LAMMPS':8s} {n:7d} {'atom/swap':14s} {s['attempts']:10d} "
-              f"{s['rate']:12.3e} {s['acceptance']:10.3f}", flush=True)
+              f"{s.get('rate_cpu', s['rate']):12.3e} {s['acceptance']:10.3f}", flush=True)
+    if not args.no_eam:
+        eam_sizes = args.eam_sizes or ([2000] if args.quick else [2000, 16000])
+        eam_rows(eam_sizes, attempts // 4, lammps_ok, args.quick, tmp)
     print("\nswapmc rates are attempts per CPU second of the timed call; LAMMPS rates are its "
-          "own attempt counters per wall second of `run` (setup excluded).")
+          "own attempt counters per CPU second of `run` (setup excluded); LAMMPS `fix sgcmc` "
+          "flips change the composition (semi-grand canonical), swaps do not.")
     print("LAMMPS displacements are uniform in a ball of radius delta, swapmc's in a cube of "
           "half-width delta (same delta).")
     return 0

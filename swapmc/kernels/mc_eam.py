@@ -13,7 +13,7 @@ Scratch arrays: ``drho`` and ``drho_old`` (N,) float64, ``tmark`` and ``touched`
 import numpy as np
 from numba import njit
 
-from .eam import embed_value, energy_virial, particle_terms_all, spline_r_value
+from .eam import cell_of, embed_packed, energy_virial, particle_terms_all
 from .mc_common import (
     choose_swap,
     commit_swap,
@@ -38,6 +38,8 @@ def run_attempts_eam(
     frho,
     rhor,
     z2r,
+    ptab,
+    ftab,
     sc,
     nr,
     nrho,
@@ -78,7 +80,9 @@ def run_attempts_eam(
     """Run ``n_attempts`` Monte Carlo attempts in place on an EAM system.
 
     Arguments are those of ``mc_lj.run_attempts`` with the LJ table replaced by the EAM
-    tables (``frho``, ``rhor``, ``z2r``, ``sc``, ``nr``, ``nrho``; see ``eam.py``), plus the
+    tables (``frho``, ``rhor``, ``z2r``, ``sc``, ``nr``, ``nrho``; see ``eam.py``) and their
+    packed forms for the hot loops (``ptab`` from ``eam.pack_pair_table``, ``ftab`` from
+    ``eam.pack_embedding_table``), plus the
     host densities ``rho`` (N,) kept current, and scratch arrays. Energies in eV, lengths in
     Å, ``beta`` = 1 / (k_B T) in 1/eV, ``pressure`` in eV/Å^3.
 
@@ -151,19 +155,22 @@ def run_attempts_eam(
                     r2 = dx * dx + dy * dy + dz * dz
                     if r2 >= cutsq:
                         continue
-                    r = np.sqrt(r2)
+                    m_r, pr = cell_of(np.sqrt(r2), rdr, nr)
+                    ir = 1.0 / np.sqrt(r2)
                     if q == other:
                         # The partner now has m's old type; the i-j pair term is symmetric
                         # in the two identities and cancels, but densities do not.
-                        acc_rho += spline_r_value(rhor[s_old, s_new], r, rdr, nr)
+                        row = ptab[s_new, s_old, m_r]
+                        acc_rho += ((row[8] * pr + row[9]) * pr + row[10]) * pr + row[11]
                         continue
                     sq = species[q]
-                    dpair += (spline_r_value(z2r[s_new, sq], r, rdr, nr)
-                              - spline_r_value(z2r[s_old, sq], r, rdr, nr)) / r
-                    acc_rho += spline_r_value(rhor[sq, s_new], r, rdr, nr)
-                    dq = spline_r_value(rhor[s_new, sq], r, rdr, nr) - spline_r_value(
-                        rhor[s_old, sq], r, rdr, nr
-                    )
+                    cn = ptab[s_new, sq, m_r]
+                    co = ptab[s_old, sq, m_r]
+                    dpair += (((cn[0] * pr + cn[1]) * pr + cn[2]) * pr + cn[3]
+                              - (((co[0] * pr + co[1]) * pr + co[2]) * pr + co[3])) * ir
+                    acc_rho += ((cn[8] * pr + cn[9]) * pr + cn[10]) * pr + cn[11]
+                    dq = (((cn[4] * pr + cn[5]) * pr + cn[6]) * pr + cn[7]
+                          - (((co[4] * pr + co[5]) * pr + co[6]) * pr + co[7]))
                     if tmark[q] != mark:
                         tmark[q] = mark
                         drho[q] = 0.0
@@ -174,15 +181,15 @@ def run_attempts_eam(
                     rho_i_new = acc_rho
                 else:
                     rho_j_new = acc_rho
-            demb = (embed_value(frho[sb], rho_i_new, rdrho, nrho, rhomax)
-                    - embed_value(frho[sa], rho[i], rdrho, nrho, rhomax)
-                    + embed_value(frho[sa], rho_j_new, rdrho, nrho, rhomax)
-                    - embed_value(frho[sb], rho[j], rdrho, nrho, rhomax))
+            demb = (embed_packed(ftab[sb], rho_i_new, rdrho, nrho, rhomax)
+                    - embed_packed(ftab[sa], rho[i], rdrho, nrho, rhomax)
+                    + embed_packed(ftab[sa], rho_j_new, rdrho, nrho, rhomax)
+                    - embed_packed(ftab[sb], rho[j], rdrho, nrho, rhomax))
             for t in range(n_touched):
                 q = touched[t]
-                fq = frho[species[q]]
-                demb += (embed_value(fq, rho[q] + drho[q], rdrho, nrho, rhomax)
-                         - embed_value(fq, rho[q], rdrho, nrho, rhomax))
+                fq = ftab[species[q]]
+                demb += (embed_packed(fq, rho[q] + drho[q], rdrho, nrho, rhomax)
+                         - embed_packed(fq, rho[q], rdrho, nrho, rhomax))
             du = dpair + demb
             if metropolis(du, beta, acc_u):
                 counts[1, 1] += 1
@@ -223,9 +230,10 @@ def run_attempts_eam(
                     dz -= lengths[2] * np.rint(dz * il2)
                     r2 = dx * dx + dy * dy + dz * dz
                     if r2 < cutsq:
-                        r = np.sqrt(r2)
-                        dpair -= spline_r_value(z2r[si, sj], r, rdr, nr) / r
-                        dj -= spline_r_value(rhor[si, sj], r, rdr, nr)
+                        m_r, pr = cell_of(np.sqrt(r2), rdr, nr)
+                        row = ptab[si, sj, m_r]
+                        dpair -= (((row[0] * pr + row[1]) * pr + row[2]) * pr + row[3]) / np.sqrt(r2)
+                        dj -= ((row[4] * pr + row[5]) * pr + row[6]) * pr + row[7]
                     dx = px - xn
                     dx -= lengths[0] * np.rint(dx * il0)
                     dy = py - yn
@@ -234,15 +242,16 @@ def run_attempts_eam(
                     dz -= lengths[2] * np.rint(dz * il2)
                     r2 = dx * dx + dy * dy + dz * dz
                     if r2 < cutsq:
-                        r = np.sqrt(r2)
-                        dpair += spline_r_value(z2r[si, sj], r, rdr, nr) / r
-                        dj += spline_r_value(rhor[si, sj], r, rdr, nr)
-                        rho_i_new += spline_r_value(rhor[sj, si], r, rdr, nr)
+                        m_r, pr = cell_of(np.sqrt(r2), rdr, nr)
+                        row = ptab[si, sj, m_r]
+                        dpair += (((row[0] * pr + row[1]) * pr + row[2]) * pr + row[3]) / np.sqrt(r2)
+                        dj += ((row[4] * pr + row[5]) * pr + row[6]) * pr + row[7]
+                        rho_i_new += ((row[8] * pr + row[9]) * pr + row[10]) * pr + row[11]
                     drho[j] = dj
                     if dj != 0.0:
-                        fj = frho[sj]
-                        demb += (embed_value(fj, rho[j] + dj, rdrho, nrho, rhomax)
-                                 - embed_value(fj, rho[j], rdrho, nrho, rhomax))
+                        fj = ftab[sj]
+                        demb += (embed_packed(fj, rho[j] + dj, rdrho, nrho, rhomax)
+                                 - embed_packed(fj, rho[j], rdrho, nrho, rhomax))
             else:
                 nstats[1] += 1
                 e_new, rho_i_new = particle_terms_all(i, xn, yn, zn, si, pos, species, lengths,
@@ -253,11 +262,11 @@ def run_attempts_eam(
                 for j in range(n):
                     drho[j] -= drho_old[j]
                     if drho[j] != 0.0:
-                        fj = frho[species[j]]
-                        demb += (embed_value(fj, rho[j] + drho[j], rdrho, nrho, rhomax)
-                                 - embed_value(fj, rho[j], rdrho, nrho, rhomax))
-            du = (dpair + demb + embed_value(frho[si], rho_i_new, rdrho, nrho, rhomax)
-                  - embed_value(frho[si], rho[i], rdrho, nrho, rhomax))
+                        fj = ftab[species[j]]
+                        demb += (embed_packed(fj, rho[j] + drho[j], rdrho, nrho, rhomax)
+                                 - embed_packed(fj, rho[j], rdrho, nrho, rhomax))
+            du = (dpair + demb + embed_packed(ftab[si], rho_i_new, rdrho, nrho, rhomax)
+                  - embed_packed(ftab[si], rho[i], rdrho, nrho, rhomax))
             if metropolis(du, beta, acc_u):
                 counts[0, 1] += 1
                 if use_list:

@@ -103,6 +103,8 @@ class MonteCarlo:
             self.tables = (t["frho"], t["rhor"], t["z2r"],
                            np.array([t["rdr"], t["rdrho"], t["rhomax"], t["cutforcesq"]]),
                            int(t["nr"]), int(t["nrho"]))
+            self.packed = (eam_kernels.pack_pair_table(t["rhor"], t["z2r"]),
+                           eam_kernels.pack_embedding_table(t["frho"]))
         else:
             raise NotImplementedError(f"no Monte Carlo kernel for model kind {model.kind!r}")
 
@@ -230,8 +232,9 @@ class MonteCarlo:
             model_args = (self.table,)
             kernel = run_attempts
         else:
-            model_args = (*self.tables, self.rho, self.drho, self.drho_old, self.tmark,
-                          self.touched)
+            frho, rhor, z2r, sc, nr, nrho = self.tables
+            model_args = (frho, rhor, z2r, *self.packed, sc, nr, nrho, self.rho, self.drho,
+                          self.drho_old, self.tmark, self.touched)
             kernel = run_attempts_eam
         (self.nbr, self.nnbr, self.grid, self.cell_members, self.cell_count, self.p_cell,
          self.p_slot) = kernel(
