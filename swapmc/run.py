@@ -387,6 +387,17 @@ class Run:
                 _, m = self.tracker.mean_squared_displacement()
                 for ti, fi, mi in zip(t, fs, m):
                     fh.write(f"{int(ti)},{float(fi)!r},{float(mi)!r}\n")
+        if self.preset.model.kind == "eam":
+            # The exact potential of this run (built-in, file or doped) as a setfl file, so
+            # the same glass can be taken straight to LAMMPS with pair_style eam/<kind>.
+            model = self.preset.model
+            path = os.path.join(self.outdir, f"potential.eam.{model.setfl_kind}")
+            if not os.path.exists(path):
+                model.write(path)
+            self.paths["potential"] = path
+            summary["lammps_pair_style"] = (f"pair_style eam/{model.setfl_kind}; pair_coeff * * "
+                                            f"potential.eam.{model.setfl_kind} "
+                                            + " ".join(model.species))
         files = {k: v for k, v in self.paths.items() if os.path.exists(v)}
         summary["files"] = files
         with atomic_write(self.paths["summary"]) as fh:

@@ -95,3 +95,32 @@ def test_mismatched_restart_is_refused(tmp_path):
     cfg["state"] = {"temperature": 0.5}
     with pytest.raises(ConfigError, match=r"state.temperature: checkpoint has 0.6"):
         run("ka2-x10", cfg, log=lambda *a: None)
+
+
+def test_eam_npt_extend_equals_uninterrupted(tmp_path):
+    """Same for an isobaric EAM run: host densities and volume moves restart exactly too."""
+    import copy
+
+    cfg = copy.deepcopy(BASE)
+    cfg["system"] = {"n": 220, "melt_sweeps": 10}
+    cfg["run"].update({"equilibration_sweeps": 20, "production_sweeps": 60,
+                       "energy_check_every": 20})
+    cfg["output"].update({"thermo_every": 5, "trajectory_every": 20, "checkpoint_every": 10})
+    cfg["diagnostics"] = {"tau_alpha": False}
+    full = copy.deepcopy(cfg)
+    full["output"]["directory"] = str(tmp_path / "full")
+    run("cu50zr50-x10", full, log=lambda *a: None)
+    part = copy.deepcopy(cfg)
+    part["output"]["directory"] = str(tmp_path / "part")
+    part["run"]["production_sweeps"] = 30
+    run("cu50zr50-x10", part, log=lambda *a: None)
+    part["run"]["production_sweeps"] = 60
+    res = run("cu50zr50-x10", part, log=lambda *a: None)
+    assert res.resumed
+    for name in ("final.xyz", "thermo.csv", "trajectory.xyz"):
+        assert _read(tmp_path / "full", name) == _read(tmp_path / "part", name), name
+    assert "pair_style eam/alloy" in res.summary["lammps_pair_style"]
+    from swapmc.models import EAMPotential
+
+    pot = EAMPotential.from_file(tmp_path / "part" / "potential.eam.alloy")
+    assert pot.species == ("Cu", "Zr", "X")

@@ -230,9 +230,10 @@ def run_attempts_eam(
                     dz -= lengths[2] * np.rint(dz * il2)
                     r2 = dx * dx + dy * dy + dz * dz
                     if r2 < cutsq:
-                        m_r, pr = cell_of(np.sqrt(r2), rdr, nr)
+                        r = np.sqrt(r2)
+                        m_r, pr = cell_of(r, rdr, nr)
                         row = ptab[si, sj, m_r]
-                        dpair -= (((row[0] * pr + row[1]) * pr + row[2]) * pr + row[3]) / np.sqrt(r2)
+                        dpair -= (((row[0] * pr + row[1]) * pr + row[2]) * pr + row[3]) / r
                         dj -= ((row[4] * pr + row[5]) * pr + row[6]) * pr + row[7]
                     dx = px - xn
                     dx -= lengths[0] * np.rint(dx * il0)
@@ -242,9 +243,10 @@ def run_attempts_eam(
                     dz -= lengths[2] * np.rint(dz * il2)
                     r2 = dx * dx + dy * dy + dz * dz
                     if r2 < cutsq:
-                        m_r, pr = cell_of(np.sqrt(r2), rdr, nr)
+                        r = np.sqrt(r2)
+                        m_r, pr = cell_of(r, rdr, nr)
                         row = ptab[si, sj, m_r]
-                        dpair += (((row[0] * pr + row[1]) * pr + row[2]) * pr + row[3]) / np.sqrt(r2)
+                        dpair += (((row[0] * pr + row[1]) * pr + row[2]) * pr + row[3]) / r
                         dj += ((row[4] * pr + row[5]) * pr + row[6]) * pr + row[7]
                         rho_i_new += ((row[8] * pr + row[9]) * pr + row[10]) * pr + row[11]
                     drho[j] = dj
