@@ -63,3 +63,28 @@ def test_import_does_not_load_mpi():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_eam_config_with_user_setfl_file(tmp_path, capsys):
+    """A config can point [model] at any setfl file; a malformed one is reported with its
+    name and line."""
+    from swapmc.models import zjw_potential
+
+    pot_file = tmp_path / "mine.eam.alloy"
+    zjw_potential().write(pot_file)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'preset = "cu64zr36"\n[model]\nkind = "eam"\nfile = "{pot_file}"\n'
+        "[system]\nn = 200\nmelt_sweeps = 5\n[run]\nequilibration_sweeps = 5\n"
+        f'production_sweeps = 10\n[output]\ndirectory = "{tmp_path / "o"}"\nprogress = false\n'
+    )
+    assert main(["run", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "cu64zr36" in out and "eV" in out and "GPa" in out
+    lines = pot_file.read_text().splitlines()
+    lines[7] = lines[7].replace("e", "x", 1)
+    (tmp_path / "bad.eam.alloy").write_text("\n".join(lines) + "\n")
+    cfg.write_text(cfg.read_text().replace(str(pot_file), str(tmp_path / "bad.eam.alloy")))
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.eam.alloy:8" in err
