@@ -1,15 +1,37 @@
-"""Equilibration diagnostics: static structure (g(r), S(q)) and relaxation (F_s, MSD, tau_alpha).
+"""Analysis: equilibration diagnostics and mechanical-response fits.
 
-Pure functions over arrays (lengths in model units, time in MC sweeps) plus
-:class:`FsTracker`, a bounded-memory, checkpointable accumulator of F_s(q, t) and the MSD.
+Static structure (g(r), S(q)), relaxation (F_s, MSD, tau_alpha; time in MC sweeps) and the
+fits of the MD measurements: dynamic mechanical spectroscopy (storage/loss moduli) and
+stress relaxation (KWW). Pure functions over arrays plus :class:`FsTracker`, a
+bounded-memory, checkpointable accumulator of F_s(q, t) and the MSD.
 """
 
 from .dynamics import FsTracker, msd, self_intermediate_scattering, tau_alpha
+from .mechanics import (
+    DMSMean,
+    DMSResult,
+    KWWResult,
+    average_curves,
+    combine_dms,
+    debye_modulus,
+    fit_kww,
+    fit_oscillation,
+    kww,
+)
 from .structure import first_peak, radial_distribution, structure_factor
 
 __all__ = [
+    "DMSMean",
+    "DMSResult",
     "FsTracker",
+    "KWWResult",
+    "average_curves",
+    "combine_dms",
+    "debye_modulus",
     "first_peak",
+    "fit_kww",
+    "fit_oscillation",
+    "kww",
     "msd",
     "radial_distribution",
     "self_intermediate_scattering",
