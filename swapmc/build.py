@@ -1,7 +1,7 @@
 """Initial configurations: compositions to counts, random insertion, lattices.
 
-These configurations are only starting points; the caller melts them with a short
-high-temperature Monte Carlo run (see :func:`swapmc.mc.sampler.melt`).
+These configurations are only starting points; the run loop melts them with a short
+high-temperature Monte Carlo phase (``[system] melt_temperature`` and ``melt_sweeps``).
 """
 
 from __future__ import annotations

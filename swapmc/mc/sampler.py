@@ -18,6 +18,8 @@ from ..units import BOLTZMANN, PRESSURE_TO_INTERNAL
 from .moves import MoveSettings
 
 MOVE_TYPES = ("displacement", "swap", "volume")
+# Version of the checkpoint layout written by MonteCarlo.state_dict; bump on any change.
+STATE_FORMAT = 2
 
 
 class EnergyDriftError(RuntimeError):
@@ -429,6 +431,8 @@ class MonteCarlo:
     def state_dict(self) -> dict:
         """Everything needed to continue bit for bit: arrays and a JSON-able header."""
         header = {
+            "format": STATE_FORMAT,
+            "kind": self.kind,
             "temperature": self.temperature,
             "pressure": self.pressure_imposed,
             "delta": self.delta,
@@ -461,6 +465,11 @@ class MonteCarlo:
         """Restore a :meth:`state_dict` (the sampler must have been built for the same model,
         N and species)."""
         header = json.loads(str(state["header"]))
+        if header.get("format") != STATE_FORMAT:
+            raise ConfigurationError(
+                f"checkpoint layout version {header.get('format')} is not the version "
+                f"{STATE_FORMAT} this swapmc writes; restart the run from scratch"
+            )
         if header["species_names"] != list(self.model.species):
             raise ConfigurationError(
                 f"checkpoint species {header['species_names']} do not match the model "
