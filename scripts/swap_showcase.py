@@ -5,8 +5,9 @@ the midpoint of the A and B ones, here at x_C = 0.10 with C replacing A (preset
 ``ka2-x10``; Parmar, Ozawa & Berthier, PRL 125, 085505 (2020)). Swap moves that exchange
 the species of an A (or B) particle and a C particle let the liquid relax by changing
 particle sizes instead of waiting for cage escapes, so the structural relaxation time in MC
-sweeps grows much more slowly on cooling than with displacements alone. The mode-coupling
-temperature of KA at density 1.2 is T_MCT ~ 0.435.
+sweeps is expected to grow more slowly on cooling than with displacements alone; this
+script measures by how much. The mode-coupling temperature of KA at density 1.2 is
+T_MCT ~ 0.435.
 
 Protocol, temperatures in decreasing order (a cooling sequence):
 
@@ -36,6 +37,11 @@ ends before F_s decays gives only a lower bound, printed as "> X" (and the speed
 skipped and inherit that bound (marked "^"): tau_alpha only grows on cooling. With
 ``--time-limit``, production runs stop at the deadline (giving bounds) and a temperature
 whose expected cost does not fit in the time left is not started.
+
+The per-temperature lines also give tau_alpha from the origins of each half of the run
+("halves a/b"): their spread is a rough error bar. With N = 500, dynamic heterogeneity makes
+tau_alpha from one run of ~5 tau_alpha uncertain by some 10-30 %, so speed-ups below ~1.5
+are not distinguishable from 1.
 
 Time is in MC sweeps of N attempts; with swap, 20 % of the attempts are swaps, so a swap
 sweep has fewer displacements than a no-swap one. The speed-up is the ratio of tau_alpha in
@@ -90,6 +96,9 @@ class Relaxation:
     bound : float
         When ``tau`` is ``nan``: the largest lag at which F_s was still above 1/e, so that
         tau_alpha > bound. Otherwise ``nan``.
+    tau_halves : list of float
+        tau_alpha from the origins of the first and of the second half of the run, a rough
+        measure of its statistical uncertainty (``nan`` where a half does not reach 1/e).
     sweeps : int
         Production sweeps run.
     energy : float
@@ -107,6 +116,7 @@ class Relaxation:
     origins: list = field(default_factory=list)
     tau: float = math.nan
     bound: float = math.nan
+    tau_halves: list = field(default_factory=lambda: [math.nan, math.nan])
     sweeps: int = 0
     energy: float = math.nan
     acc_displacement: float = math.nan
@@ -183,6 +193,9 @@ def measure_relaxation(
     """
     lags = log_lags(max_sweeps, per_decade)
     fs_sum = np.zeros(lags.size)
+    # F_s of every origin at every lag (nan until reached): small, and it lets the run be
+    # split into halves afterwards for an error estimate.
+    per_origin: list = []
     count = np.zeros(lags.size, np.int64)
     start_counts = mc.counts.copy()
     origin_pos, origin_idx, origin_time, energies = [], [], [], []
@@ -202,7 +215,9 @@ def measure_relaxation(
         while events and events[0][0] == t:
             _, k, j = heapq.heappop(events)
             idx = origin_idx[k]
-            fs_sum[j] += self_intermediate_scattering(x[idx] - origin_pos[k], q)
+            fs = self_intermediate_scattering(x[idx] - origin_pos[k], q)
+            per_origin[k][j] = fs
+            fs_sum[j] += fs
             count[j] += 1
             if j + 1 < lags.size:
                 heapq.heappush(events, (origin_time[k] + int(lags[j + 1]), k, j + 1))
@@ -211,6 +226,7 @@ def measure_relaxation(
             origin_idx.append(idx)
             origin_pos.append(x[idx])
             origin_time.append(t)
+            per_origin.append(np.full(lags.size, np.nan))
             energies.append(mc.energy / mc.n)
             heapq.heappush(events, (t + int(lags[0]), len(origin_time) - 1, 0))
         ok = count >= min_origins
@@ -233,12 +249,14 @@ def measure_relaxation(
         above = lags[ok][fs > math.exp(-1.0)]
         bound = float(above[-1]) if above.size else 0.0
     done = mc.counts - start_counts
+    halves = split_halves(lags, np.array(per_origin), np.array(origin_time), min_origins)
     return Relaxation(
         lags=[0, *lags[ok].tolist()],
         fs=[1.0, *fs.tolist()],
         origins=[len(origin_time), *count[ok].tolist()],
         tau=float(tau),
         bound=bound,
+        tau_halves=halves,
         sweeps=int(t),
         energy=float(np.mean(energies)),
         acc_displacement=float(done[0, 1] / done[0, 0]) if done[0, 0] else math.nan,
@@ -246,6 +264,34 @@ def measure_relaxation(
         delta=float(mc.delta),
         wall=wall,
     )
+
+
+def split_halves(lags, per_origin, origin_time, min_origins) -> list:
+    """tau_alpha from the origins before and after the middle of the origin time span.
+
+    Parameters
+    ----------
+    lags : ndarray, shape (K,)
+    per_origin : ndarray, shape (M, K)
+        F_s of each origin at each lag, ``nan`` where the origin did not reach the lag.
+    origin_time : ndarray, shape (M,)
+    min_origins : int
+        Origins needed for a lag of the full run; each half needs half as many (at least 2).
+
+    Returns
+    -------
+    list of two floats
+    """
+    if len(origin_time) < 2:
+        return [math.nan, math.nan]
+    late = origin_time > 0.5 * origin_time.max()
+    out = []
+    for rows in (per_origin[~late], per_origin[late]):
+        reached = np.sum(np.isfinite(rows), axis=0)
+        ok = reached >= max(2, min_origins // 2)
+        fs = np.nansum(rows[:, ok], axis=0) / np.maximum(reached[ok], 1)
+        out.append(float(estimate_tau(lags[ok], fs)))
+    return out
 
 
 def guess_next(taus: list) -> float:
@@ -269,6 +315,12 @@ def fmt_tau(r: Relaxation | None, inherited: float = math.nan) -> str:
     if math.isfinite(r.tau):
         return f"{r.tau:.3g}"
     return f"> {r.bound:.3g}"
+
+
+def fmt_halves(r: Relaxation) -> str:
+    """The two half-run tau_alpha values as "(a/b)", the spread being a rough error bar."""
+    return "(halves " + "/".join(f"{x:.3g}" if math.isfinite(x) else "-"
+                                 for x in r.tau_halves) + ")"
 
 
 def speedup(swap: Relaxation, plain: Relaxation | None, inherited: float) -> str:
@@ -422,10 +474,12 @@ def main(argv=None) -> int:
         ratio = n_equil / swap.tau if math.isfinite(swap.tau) else math.nan
         flag = "" if ratio >= 10 else "  [WARNING: equilibration < 10 swap tau_alpha]"
         print(f"T={temperature:<5g} equil {n_equil} sweeps ({ratio:.3g} tau_swap){flag}; "
-              f"swap: tau {fmt_tau(swap)} in {swap.sweeps} sweeps, E/N {swap.energy:.4f}, "
+              f"swap: tau {fmt_tau(swap)} {fmt_halves(swap)} in {swap.sweeps} sweeps, "
+              f"E/N {swap.energy:.4f}, "
               f"acc swap {swap.acc_swap:.4f} disp {swap.acc_displacement:.3f}, "
               f"delta {swap.delta:.4f}; "
-              + (f"no swap: tau {fmt_tau(plain)} in {plain.sweeps} sweeps, "
+              + (f"no swap: tau {fmt_tau(plain)} {fmt_halves(plain)} in {plain.sweeps} "
+                 "sweeps, "
                  f"E/N {plain.energy:.4f}, acc disp {plain.acc_displacement:.3f}"
                  if plain is not None else "no swap: skipped")
               + f"; {wall:.0f} s", flush=True)
