@@ -26,7 +26,9 @@ import time
 
 import numpy as np
 
+# Runnable from a checkout without installing: the repository root and scripts/ itself.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from swapmc import __version__  # noqa: E402
 from swapmc.build import composition_counts, lattice_configuration  # noqa: E402

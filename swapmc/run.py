@@ -64,7 +64,7 @@ class RunResult:
     resumed: bool = False
 
 
-def _initial_system(cfg: dict, preset, seed: int) -> tuple[System, bool]:
+def initial_system(cfg: dict, preset, seed: int) -> tuple[System, bool]:
     """Build or read the starting configuration; returns (system, needs_melt)."""
     sys_cfg = cfg["system"]
     init = sys_cfg["init"]
@@ -87,7 +87,7 @@ def _initial_system(cfg: dict, preset, seed: int) -> tuple[System, bool]:
     return system, False
 
 
-def _sampler_for(cfg, preset, system, seed_seq) -> MonteCarlo:
+def sampler_for(cfg, preset, system, seed_seq) -> MonteCarlo:
     moves = MoveSettings.from_dict(dict(preset.moves))
     return MonteCarlo(
         system,
@@ -161,9 +161,9 @@ class Run:
         ss = np.random.SeedSequence(seed)
         init_seq, mc_seq = ss.spawn(2)
         init_seed = int(init_seq.generate_state(1)[0])
-        system, needs_melt = _initial_system(self.cfg, self.preset, init_seed)
+        system, needs_melt = initial_system(self.cfg, self.preset, init_seed)
         self.needs_melt = needs_melt
-        self.mc = _sampler_for(self.cfg, self.preset, system, mc_seq)
+        self.mc = sampler_for(self.cfg, self.preset, system, mc_seq)
         os.makedirs(self.outdir, exist_ok=True)
         for name in ("thermo", "trajectory"):
             if os.path.exists(self.paths[name]):
@@ -193,7 +193,7 @@ class Run:
         system = System(ck["pos"], ck["species"], tuple(json.loads(str(ck["header"]))[
             "species_names"]), _box(ck["lengths"]), images=ck["images"])
         self.needs_melt = run_header["needs_melt"]
-        self.mc = _sampler_for(self.cfg, self.preset, system, 0)
+        self.mc = sampler_for(self.cfg, self.preset, system, 0)
         self.mc.load_state_dict({k: ck[k] for k in ck if not k.startswith(("run_", "fs_"))})
         self.phase_index = run_header["phase_index"]
         self.phase_done = run_header["phase_done"]

@@ -1,0 +1,359 @@
+"""Command-line front end of the MD measurements: ``swapmc minimize``, ``swapmc dms`` and
+``swapmc relax``.
+
+Each command reads one or more configuration files (extended XYZ such as ``final.xyz`` of
+``swapmc run``, or LAMMPS data), takes the model from a preset name (``--preset``) or a
+TOML config (``--model``), prints a table with units and writes CSV + JSON (atomically) and,
+when matplotlib is installed, a PNG plot into the output directory. Wire it with
+``add_parsers(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+PRESET_SECTIONS = ("name", "description", "units", "model", "dopant", "composition", "state",
+                   "moves", "elements")
+
+
+# ----------------------------------------------------------------------------- helpers
+def load_model(preset: str | None, model_toml: str | None):
+    """The model of a preset name or TOML config (default: swapmc's default preset).
+
+    Returns
+    -------
+    model : LJMixture or EAMPotential
+    label : str
+        For the output (preset name or file).
+    """
+    from ..config import DEFAULT_PRESET, resolve
+    from ..models.presets import build_preset
+
+    if preset and model_toml:
+        raise ValueError("give either --preset or --model, not both")
+    source = model_toml or preset or DEFAULT_PRESET
+    cfg = resolve(source)
+    pre = build_preset({k: cfg[k] for k in PRESET_SECTIONS if k in cfg}, source)
+    return pre.model, str(cfg.get("preset") or source)
+
+
+def read_configuration(path: str, species_names):
+    """A System from an extended XYZ (.xyz/.extxyz) or LAMMPS data file, with the model's
+    species order."""
+    from ..io import read_extxyz, read_lammps_data
+
+    if not os.path.exists(path):
+        raise OSError(f"no such configuration file: {path}")
+    names = tuple(species_names)
+    if path.endswith((".xyz", ".extxyz")):
+        return read_extxyz(path, species_names=names)
+    return read_lammps_data(path, species_names=names)
+
+
+def _forcefield(model, systems):
+    from .forcefield import ForceField
+
+    ff = ForceField(model)
+    for s in systems:
+        ff.check_system(s)  # clear CellError if the box is too small for the cut-off
+    return ff
+
+
+def _write_text(path: str, text: str) -> None:
+    from ..io import atomic_write
+
+    with atomic_write(path) as fh:
+        fh.write(text)
+
+
+def _write_csv(path: str, header, rows) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        w.writerow([repr(float(x)) if isinstance(x, (float, np.floating)) else x for x in r])
+    _write_text(path, buf.getvalue())
+
+
+def _write_json(path: str, obj) -> None:
+    def default(o):
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (np.floating, np.integer)):
+            return o.item()
+        return str(o)
+
+    _write_text(path, json.dumps(obj, indent=2, default=default, allow_nan=True) + "\n")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _units(model):
+    from .protocols import STRESS_UNIT, TIME_UNIT
+
+    temp = "K" if model.units == "metal" else "epsilon/k_B"
+    energy = "eV" if model.units == "metal" else "epsilon"
+    return STRESS_UNIT[model.units], TIME_UNIT[model.units], temp, energy
+
+
+def _add_model_args(p) -> None:
+    p.add_argument("configurations", nargs="+",
+                   help=".xyz/.extxyz or LAMMPS .data file(s); several = independent samples")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", help="model from a built-in preset (default ka2-x10)")
+    g.add_argument("--model", help="model from a TOML config (preset + overrides)")
+    p.add_argument("-o", "--output", default=None, help="output directory")
+    p.add_argument("--seed", type=int, default=1, help="random seed (velocities, thermostat)")
+
+
+def _add_md_args(p) -> None:
+    p.add_argument("-T", "--temperature", type=float, nargs="+", required=True,
+                   help="temperature(s) (epsilon/k_B for LJ, K for metal)")
+    p.add_argument("--mode", choices=("shear", "uniaxial"), default="shear",
+                   help="xy simple shear (G) or uniaxial at constant volume (E_V = 3G)")
+    p.add_argument("--dt", type=float, help="time step (default 0.005 tau_LJ / 0.002 ps)")
+    p.add_argument("--thermostat", choices=("bussi", "langevin", "none"), default="bussi")
+    p.add_argument("--tau-t", type=float, help="Bussi time constant (default 100 dt)")
+    p.add_argument("--equilibration-steps", type=int, default=2000)
+
+
+# ----------------------------------------------------------------------------- minimize
+def cmd_minimize(args) -> int:
+    """``swapmc minimize``: FIRE to the inherent structure of each configuration."""
+    from ..io import write_extxyz, write_lammps_data
+    from .minimize import fire
+
+    model, label = load_model(args.preset, args.model)
+    systems = [read_configuration(p, model.species) for p in args.configurations]
+    ff = _forcefield(model, systems)
+    _, _, _, energy = _units(model)
+    out = args.output or "swapmc-minimize"
+    os.makedirs(out, exist_ok=True)
+    print(f"FIRE minimisation ({label}), fmax = {args.fmax:g} {energy}/length")
+    print(f"{'file':30s} {'N':>7s} {'E_IS/N [' + energy + ']':>18s} {'max|F|':>10s} "
+          f"{'steps':>7s}  converged")
+    records = []
+    for path, system in zip(args.configurations, systems):
+        r = fire(system, ff, fmax=args.fmax, max_steps=args.max_steps)
+        # One file: inherent.*; several: <name>_inherent.* so they do not collide.
+        stem = ("inherent" if len(systems) == 1
+                else os.path.splitext(os.path.basename(path))[0] + "_inherent")
+        xyz = os.path.join(out, stem + ".xyz")
+        data = os.path.join(out, stem + ".data")
+        info = {"energy_per_particle": r.energy_per_particle, "source": os.path.basename(path)}
+        write_extxyz(xyz, r.system, info=info)  # replaced atomically
+        masses = list(getattr(model, "masses", [])) or None
+        write_lammps_data(data, r.system, masses=masses,
+                          comment=f"inherent structure of {os.path.basename(path)}")
+        print(f"{os.path.basename(path):30s} {system.n:7d} {r.energy_per_particle:18.8f} "
+              f"{r.max_force:10.2e} {r.steps:7d}  {r.converged}")
+        records.append({"file": path, "n": system.n, "energy_per_particle":
+                        r.energy_per_particle, "energy": r.energy, "max_force": r.max_force,
+                        "steps": r.steps, "converged": r.converged, "extxyz": xyz,
+                        "lammps_data": data})
+    _write_json(os.path.join(out, "minimize.json"),
+                {"model": label, "energy_unit": energy, "fmax": args.fmax,
+                 "results": records})
+    print(f"wrote {out}/")
+    return 0 if all(r["converged"] for r in records) else 1
+
+
+# ----------------------------------------------------------------------------- dms
+def cmd_dms(args) -> int:
+    """``swapmc dms``: oscillatory strain at each (T, omega), averaged over the samples."""
+    from .protocols import MODULUS_NAME, dms_sweep
+
+    model, label = load_model(args.preset, args.model)
+    systems = [read_configuration(p, model.species) for p in args.configurations]
+    ff = _forcefield(model, systems)
+    su, tu, temp_u, _ = _units(model)
+    if args.omegas:
+        omegas = list(args.omegas)
+    elif args.periods:
+        omegas = [2.0 * math.pi / p for p in args.periods]
+    else:
+        raise ValueError("give --periods or --omegas")
+    out = args.output or "swapmc-dms"
+    os.makedirs(out, exist_ok=True)
+    print(f"DMS ({label}), {args.mode}: modulus {MODULUS_NAME[args.mode]} in {su}; "
+          f"eps_A = {args.amplitude:g}, {args.cycles} cycles (first dropped), "
+          f"{len(systems)} sample(s)")
+    head = (f"{'T [' + temp_u + ']':>14s} {'omega [1/' + tu + ']':>16s} {'period':>10s} "
+            f"{'M_storage':>12s} {'+-':>8s} {'M_loss':>10s} {'+-':>8s} {'tan_delta':>10s} "
+            f"{'+-':>8s}")
+    print(head)
+
+    def show(r):
+        print(f"{r.temperature:14.5g} {r.omega:16.5g} {r.period:10.4g} {r.m_storage:12.5g} "
+              f"{r.m_storage_err:8.2g} {r.m_loss:10.4g} {r.m_loss_err:8.2g} "
+              f"{r.tan_delta:10.4g} {r.tan_delta_err:8.2g}", flush=True)
+
+    rows = dms_sweep(systems, ff, omegas=omegas, temperatures=args.temperature,
+                     strain_amplitude=args.amplitude, n_cycles=args.cycles, mode=args.mode,
+                     dt=args.dt, thermostat=args.thermostat, tau=args.tau_t,
+                     equilibration_steps=args.equilibration_steps,
+                     rng=np.random.default_rng(args.seed), progress=show)
+    fields = ["temperature", "omega", "period", "m_storage", "m_storage_err", "m_loss",
+              "m_loss_err", "tan_delta", "tan_delta_err", "n_samples"]
+    _write_csv(os.path.join(out, "dms.csv"), fields,
+               [[getattr(r, f) for f in fields] for r in rows])
+    _write_json(os.path.join(out, "dms.json"), {
+        "model": label, "mode": args.mode, "modulus": MODULUS_NAME[args.mode],
+        "stress_unit": su, "time_unit": tu, "temperature_unit": temp_u,
+        "strain_amplitude": args.amplitude, "cycles": args.cycles, "seed": args.seed,
+        "configurations": args.configurations, "rows": [r.as_dict() for r in rows]})
+    # The recorded series of the first sample, for inspection.
+    series = [[r.temperature, r.omega, t, e, s] for r in rows
+              for t, e, s in zip(r.runs[0].t, r.runs[0].strain, r.runs[0].stress)]
+    _write_csv(os.path.join(out, "dms_series.csv"),
+               ["temperature", "omega", "t", "strain", "stress"], series)
+    plt = _pyplot()
+    if plt is not None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for temp in args.temperature:
+            sel = [r for r in rows if r.temperature == temp]
+            w = [r.omega for r in sel]
+            axes[0].errorbar(w, [r.m_storage for r in sel], [r.m_storage_err for r in sel],
+                             marker="o", label=f"M' T={temp:g}")
+            axes[0].errorbar(w, [r.m_loss for r in sel], [r.m_loss_err for r in sel],
+                             marker="s", ls="--", label=f"M'' T={temp:g}")
+            axes[1].errorbar(w, [r.tan_delta for r in sel], [r.tan_delta_err for r in sel],
+                             marker="o", label=f"T={temp:g}")
+        for ax in axes:
+            ax.set_xscale("log")
+            ax.set_xlabel(f"omega [1/{tu}]")
+            ax.legend(fontsize=8)
+        axes[0].set_ylabel(f"modulus [{su}]")
+        axes[1].set_ylabel("tan delta")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "dms.png"), dpi=120)
+        plt.close(fig)
+    print(f"wrote {out}/")
+    return 0
+
+
+# ----------------------------------------------------------------------------- relax
+def cmd_relax(args) -> int:
+    """``swapmc relax``: step strain, stress relaxation and KWW fit at each temperature."""
+    from .protocols import MODULUS_NAME, step_strain_relaxation
+
+    model, label = load_model(args.preset, args.model)
+    systems = [read_configuration(p, model.species) for p in args.configurations]
+    ff = _forcefield(model, systems)
+    su, tu, temp_u, _ = _units(model)
+    out = args.output or "swapmc-relax"
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    print(f"stress relaxation ({label}), {args.mode} step eps_0 = {args.strain:g}: "
+          f"M(t) = sigma/eps_0 ({MODULUS_NAME[args.mode]}) in {su}, t in {tu}; "
+          f"{len(systems)} sample(s) x {args.repeats} repeat(s)")
+    print(f"{'T [' + temp_u + ']':>14s} {'M(0)':>10s} {'M(end)':>10s} {'tau':>10s} "
+          f"{'+-':>8s} {'beta':>7s} {'+-':>6s} {'Delta M':>10s} {'M_r':>10s} {'+-':>8s}")
+    csv_rows, summary = [], []
+    results = []
+    for temp in args.temperature:
+        r = step_strain_relaxation(systems, ff, temperature=temp, strain=args.strain,
+                                   mode=args.mode, duration=args.duration, dt=args.dt,
+                                   thermostat=args.thermostat, tau=args.tau_t,
+                                   equilibration_steps=args.equilibration_steps,
+                                   decorrelation_steps=args.decorrelation_steps,
+                                   repeats=args.repeats, sample_every=args.sample_every,
+                                   fit_from=args.fit_from, rng=rng)
+        results.append((temp, r))
+        k = r.kww
+        tail = max(1, len(r.t) // 10)
+        m_end = float(np.mean(r.modulus[-tail:]))
+        if k is not None:
+            print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g} {k.tau:10.4g} "
+                  f"{k.tau_err:8.2g} {k.beta:7.3f} {k.beta_err:6.2g} {k.delta_modulus:10.4g} "
+                  f"{k.residual_modulus:10.4g} {k.residual_modulus_err:8.2g}")
+        else:
+            print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g}  KWW fit failed: "
+                  f"{r.kww_error}")
+        fit_curve = k.modulus(r.t) if k is not None else np.full_like(r.t, np.nan)
+        for i in range(len(r.t)):
+            csv_rows.append([temp, r.t[i], r.stress[i], r.stress_sem[i], r.modulus[i],
+                             fit_curve[i]])
+        summary.append({"temperature": temp, "modulus_t0": r.modulus[0],
+                        "modulus_end": m_end, "n_curves": int(r.curves.shape[0]),
+                        "kww": k.as_dict() if k is not None else None,
+                        "kww_error": r.kww_error})
+    _write_csv(os.path.join(out, "relax.csv"),
+               ["temperature", "t", "stress", "stress_sem", "modulus", "kww_modulus"],
+               csv_rows)
+    _write_json(os.path.join(out, "relax.json"), {
+        "model": label, "mode": args.mode, "modulus": MODULUS_NAME[args.mode],
+        "strain": args.strain, "stress_unit": su, "time_unit": tu,
+        "temperature_unit": temp_u, "seed": args.seed, "configurations": args.configurations,
+        "results": summary})
+    plt = _pyplot()
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for temp, r in results:
+            pos = r.t > 0
+            line = ax.plot(r.t[pos], r.modulus[pos], lw=1, label=f"T={temp:g}")[0]
+            if r.kww is not None:
+                ax.plot(r.t[pos], r.kww.modulus(r.t[pos]), "--", color=line.get_color(),
+                        label=f"KWW tau={r.kww.tau:.3g} beta={r.kww.beta:.2f}")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"t [{tu}]")
+        ax.set_ylabel(f"M(t) = sigma/eps_0 [{su}]")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "relax.png"), dpi=120)
+        plt.close(fig)
+    print(f"wrote {out}/")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parsers
+def add_parsers(subparsers) -> None:
+    """Register ``minimize``, ``dms`` and ``relax`` on an argparse sub-parser collection."""
+    m = subparsers.add_parser("minimize", help="FIRE to the inherent structure; print E_IS/N",
+                              description="Minimise configuration(s) at fixed cell and write "
+                              "the inherent structure as extended XYZ and LAMMPS data.")
+    _add_model_args(m)
+    m.add_argument("--fmax", type=float, default=1e-6, help="force tolerance")
+    m.add_argument("--max-steps", type=int, default=100_000)
+    m.set_defaults(func=cmd_minimize)
+
+    d = subparsers.add_parser("dms", help="dynamic mechanical spectroscopy by MD",
+                              description="Oscillatory strain eps_A sin(omega t) at each "
+                              "temperature and frequency; M', M'', tan delta with errors.")
+    _add_model_args(d)
+    _add_md_args(d)
+    g = d.add_mutually_exclusive_group(required=True)
+    g.add_argument("--periods", type=float, nargs="+", help="periods (tau_LJ or ps)")
+    g.add_argument("--omegas", type=float, nargs="+", help="angular frequencies (rad/time)")
+    d.add_argument("--amplitude", type=float, default=0.01, help="strain amplitude eps_A")
+    d.add_argument("--cycles", type=int, default=4, help="cycles per run (first dropped)")
+    d.set_defaults(func=cmd_dms)
+
+    r = subparsers.add_parser("relax", help="stress relaxation after a step strain (KWW fit)",
+                              description="Instantaneous affine step strain held fixed; "
+                              "sigma(t) averaged over samples and repeats, fitted by KWW.")
+    _add_model_args(r)
+    _add_md_args(r)
+    r.add_argument("--strain", type=float, default=0.02, help="step strain eps_0")
+    r.add_argument("--duration", type=float, required=True, help="hold time (tau_LJ or ps)")
+    r.add_argument("--repeats", type=int, default=4, help="new-velocity runs per sample")
+    r.add_argument("--decorrelation-steps", type=int, default=200)
+    r.add_argument("--sample-every", type=int, default=1)
+    r.add_argument("--fit-from", type=float, default=0.0,
+                   help="fit KWW for t >= this (skip the ringing right after the step)")
+    r.set_defaults(func=cmd_relax)

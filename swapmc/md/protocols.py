@@ -1,0 +1,627 @@
+"""Mechanical measurements by MD: dynamic mechanical spectroscopy, stress relaxation and the
+static (finite-strain) modulus.
+
+Deformation modes (strain eps, engineering, applied to the reference cell h0 as h = S(eps) h0
+so the cell stays upper triangular):
+
+``"shear"``
+    Simple shear in the xy plane: the tilt becomes xy0 + eps * ly (LAMMPS ``fix deform xy``),
+    positions remapped affinely. The conjugate stress is sigma_xy and the modulus measured is
+    the shear modulus G (C44 for a cubic crystal in its cube axes).
+``"uniaxial"``
+    Uniaxial at constant volume: x stretched by (1 + eps), y and z by (1 + eps)^(-1/2). The
+    conjugate stress is sigma_xx - (sigma_yy + sigma_zz) / 2, and to linear order the
+    modulus measured is E_V = 3 G for an isotropic solid (Young's modulus of an
+    incompressible solid; 3 (C11 - C12) / 2 for a cubic crystal along [100]). No bulk
+    modulus enters because the volume does not change.
+
+Stresses are Cauchy stresses, positive in tension (:mod:`swapmc.md.stress`), in the user's
+unit: epsilon_AA / sigma_AA^3 for ``lj``, GPa for ``metal``. Times are in tau_LJ or ps, so
+angular frequencies are rad / tau_LJ or rad / ps (omega = 2 pi / period).
+
+The thermostat during deformation is global (Bussi by default): it only rescales the
+kinetic energy, so it does not damp the stress response the way a local (Langevin) friction
+would, and it removes the heat the loss modulus dissipates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..analysis.mechanics import (
+    DMSMean,
+    DMSResult,
+    KWWResult,
+    average_curves,
+    combine_dms,
+    fit_kww,
+    fit_oscillation,
+)
+from ..system import System
+from .forcefield import ForceField
+from .integrators import MD
+from .minimize import fire
+from .stress import to_user_pressure
+from .thermostats import BussiThermostat, LangevinThermostat
+from .velocities import maxwell_boltzmann
+
+MODES = ("shear", "uniaxial")
+DEFAULT_DT = {"lj": 0.005, "metal": 0.002}  # tau_LJ; ps (2 fs)
+STRESS_UNIT = {"lj": "epsilon/sigma^3", "metal": "GPa"}
+TIME_UNIT = {"lj": "tau_LJ", "metal": "ps"}
+MODULUS_NAME = {"shear": "G (shear)", "uniaxial": "E_V (uniaxial, constant volume)"}
+
+
+# ----------------------------------------------------------------------------- strain
+def strained_cell(h0, strain: float, mode: str) -> np.ndarray:
+    """Cell matrix of the reference cell ``h0`` under a homogeneous strain.
+
+    Parameters
+    ----------
+    h0 : array_like, shape (3, 3)
+        Upper-triangular reference cell (columns are the cell vectors; length units).
+    strain : float
+        Engineering strain eps (dimensionless).
+    mode : {"shear", "uniaxial"}
+        See the module docstring.
+
+    Returns
+    -------
+    ndarray, shape (3, 3)
+        Upper-triangular strained cell.
+    """
+    h0 = np.asarray(h0, dtype=np.float64)
+    if mode == "shear":
+        h = h0.copy()
+        h[0, 1] = h0[0, 1] + strain * h0[1, 1]
+        return h
+    if mode == "uniaxial":
+        if strain <= -1.0:
+            raise ValueError(f"uniaxial strain must exceed -1, got {strain}")
+        lateral = (1.0 + strain) ** -0.5
+        # S h0 with S diagonal keeps the cell upper triangular and scales every row.
+        return np.diag([1.0 + strain, lateral, lateral]) @ h0
+    raise ValueError(f"unknown deformation mode {mode!r} (known: {', '.join(MODES)})")
+
+
+def conjugate_stress(sigma, mode: str) -> float:
+    """The stress component measured for a mode: sigma_xy (shear) or
+    sigma_xx - (sigma_yy + sigma_zz) / 2 (uniaxial at constant volume).
+
+    Parameters
+    ----------
+    sigma : array_like, shape (3, 3)
+        Cauchy stress, positive in tension (any unit; the result has the same).
+    mode : {"shear", "uniaxial"}
+    """
+    s = np.asarray(sigma)
+    if mode == "shear":
+        return float(0.5 * (s[0, 1] + s[1, 0]))
+    if mode == "uniaxial":
+        return float(s[0, 0] - 0.5 * (s[1, 1] + s[2, 2]))
+    raise ValueError(f"unknown deformation mode {mode!r} (known: {', '.join(MODES)})")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown deformation mode {mode!r} (known: {', '.join(MODES)})")
+
+
+# ----------------------------------------------------------------------------- MD set-up
+def make_thermostat(ff: ForceField, temperature: float, rng: np.random.Generator,
+                    kind: str = "bussi", tau: float | None = None,
+                    friction: float | None = None, dt: float | None = None):
+    """A thermostat for the protocols.
+
+    Parameters
+    ----------
+    ff : ForceField
+    temperature : float
+        Target (epsilon/k_B or K).
+    rng : numpy.random.Generator
+    kind : {"bussi", "langevin", "none"}
+        ``"none"`` gives NVE.
+    tau : float, optional
+        Bussi relaxation time (time units); default 100 dt (LAMMPS's usual damping).
+    friction : float, optional
+        Langevin gamma (1 / time units); default 1 / (100 dt).
+    dt : float, optional
+        Time step used for the defaults (default: 0.005 tau_LJ or 2 fs).
+    """
+    dt = DEFAULT_DT[ff.units] if dt is None else dt
+    if kind == "bussi":
+        return BussiThermostat(temperature, 100.0 * dt if tau is None else tau, rng)
+    if kind == "langevin":
+        return LangevinThermostat(temperature, 1.0 / (100.0 * dt) if friction is None
+                                  else friction, rng)
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown thermostat {kind!r} (known: bussi, langevin, none)")
+
+
+def _with_velocities(system: System, ff: ForceField, temperature: float,
+                     rng: np.random.Generator, redraw: bool) -> System:
+    s = system.copy()
+    if redraw or s.velocities is None:
+        s.velocities = maxwell_boltzmann(ff.masses(s.species), temperature, ff.kB, ff.mvv2e,
+                                         rng)
+    return s
+
+
+def equilibrate(system: System, ff: ForceField, *, temperature: float, steps: int,
+                dt: float | None = None, rng: np.random.Generator | None = None,
+                thermostat: str = "bussi", tau: float | None = None,
+                friction: float | None = None, redraw_velocities: bool = True) -> System:
+    """Heat to ``temperature`` and run NVT for ``steps`` steps (fixed cell).
+
+    Velocities are drawn from Maxwell-Boltzmann (zero total momentum) when the system has
+    none or ``redraw_velocities``. For EAM glasses the caller may first equilibrate at P = 0
+    with :class:`~swapmc.md.StochasticCellRescale`; this function keeps the cell.
+
+    Returns
+    -------
+    System
+        The final state, with velocities (the input is not modified).
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
+    s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
+    th = make_thermostat(ff, temperature, rng, thermostat, tau, friction, dt)
+    md = MD(s, ff, dt, thermostat=th)
+    md.run(int(steps))
+    return md.system
+
+
+# ----------------------------------------------------------------------------- DMS
+@dataclass
+class OscillationRun:
+    """One oscillatory-strain run.
+
+    Attributes
+    ----------
+    result : DMSResult
+        Fit of the recorded stress (first ``discard_cycles`` cycles dropped).
+    t : ndarray, shape (K,)
+        Time since the oscillation started (time units).
+    strain : ndarray, shape (K,)
+        eps(t) = eps_A sin(omega t).
+    stress : ndarray, shape (K,)
+        Conjugate stress (stress unit, see the module docstring).
+    temperature : float
+        Mean kinetic temperature over the record.
+    mode : str
+    system : System
+        Final state (strained cell; velocities included).
+    """
+
+    result: DMSResult
+    t: np.ndarray
+    strain: np.ndarray
+    stress: np.ndarray
+    temperature: float
+    mode: str
+    system: System = field(repr=False)
+
+
+def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
+                       period: float, strain_amplitude: float = 0.01, n_cycles: int = 4,
+                       mode: str = "shear", dt: float | None = None,
+                       thermostat: str = "bussi", tau: float | None = None,
+                       friction: float | None = None, equilibration_steps: int = 0,
+                       sample_every: int | None = None, discard_cycles: int = 1,
+                       detrend: bool = False, redraw_velocities: bool = False,
+                       rng: np.random.Generator | None = None) -> OscillationRun:
+    """Dynamic mechanical spectroscopy at one frequency: eps(t) = eps_A sin(omega t).
+
+    The cell follows ``strained_cell(h0, eps(t), mode)`` with an affine remap of the positions
+    after every drift (LAMMPS ``fix deform ... remap x``); velocities are not remapped. The
+    stress is recorded every ``sample_every`` steps and fitted by
+    :func:`~swapmc.analysis.mechanics.fit_oscillation` with the first ``discard_cycles``
+    cycles dropped (start-up transient).
+
+    Parameters
+    ----------
+    system : System
+        Start configuration (not modified); the reference cell h0 is its cell.
+    ff : ForceField
+    temperature : float
+        epsilon_AA/k_B (lj) or K (metal).
+    period : float
+        2 pi / omega (time units: tau_LJ or ps). Must span at least ~20 steps.
+    strain_amplitude : float
+        eps_A (dimensionless), ~0.01: small enough to stay linear, big enough for signal.
+    n_cycles : int
+        Cycles simulated (including the discarded ones); at least discard_cycles + 2.
+    mode : {"shear", "uniaxial"}
+    dt : float, optional
+        Time step; default 0.005 tau_LJ or 0.002 ps.
+    thermostat, tau, friction
+        See :func:`make_thermostat`.
+    equilibration_steps : int
+        NVT steps at ``temperature`` in the undeformed cell before the oscillation.
+    sample_every : int, optional
+        Steps between stress samples; default: about 100 samples per cycle.
+    discard_cycles : int
+    detrend : bool
+        Fit a linear drift of the mean stress too (aging glasses).
+    redraw_velocities : bool
+        Draw fresh Maxwell-Boltzmann velocities even if the system has some.
+    rng : numpy.random.Generator, optional
+        Velocities and thermostat noise.
+
+    Returns
+    -------
+    OscillationRun
+    """
+    _check_mode(mode)
+    if period <= 0 or strain_amplitude <= 0:
+        raise ValueError("period and strain_amplitude must be positive")
+    if n_cycles < discard_cycles + 2:
+        raise ValueError(f"need n_cycles >= discard_cycles + 2 = {discard_cycles + 2} "
+                         f"(two analysed cycles give the error), got {n_cycles}")
+    rng = np.random.default_rng() if rng is None else rng
+    dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
+    steps_per_period = period / dt
+    if steps_per_period < 20:
+        raise ValueError(f"period {period} is only {steps_per_period:.1f} time steps; "
+                         "use a smaller dt or a longer period")
+    every = max(1, int(steps_per_period // 100)) if sample_every is None else int(sample_every)
+    s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
+    th = make_thermostat(ff, temperature, rng, thermostat, tau, friction, dt)
+    md = MD(s, ff, dt, thermostat=th)
+    # Fail before any work if the largest strain is outside the tilt/width limits.
+    from .neighborlist import check_cell
+
+    h0 = md.h.copy()
+    for e in (strain_amplitude, -strain_amplitude):
+        check_cell(strained_cell(h0, e, mode), ff.cutoff, ff.skin)
+    if equilibration_steps:
+        md.run(int(equilibration_steps))
+    omega = 2.0 * math.pi / period
+    t_start = md.time
+    n_steps = int(math.ceil(n_cycles * steps_per_period)) + 1
+    ts, eps, sig, temps = [], [], [], []
+
+    def deform(time):
+        return strained_cell(h0, strain_amplitude * math.sin(omega * (time - t_start)), mode)
+
+    def record(m):
+        t = m.time - t_start
+        ts.append(t)
+        eps.append(strain_amplitude * math.sin(omega * t))
+        sig.append(conjugate_stress(m.stress(), mode))
+        temps.append(m.temperature)
+
+    record(md)
+    md.run(n_steps, callback=record, every=every, deform=deform)
+    t = np.array(ts)
+    y = np.array(sig)
+    res = fit_oscillation(t, y, strain_amplitude, omega, discard_cycles=discard_cycles,
+                          detrend=detrend, stress_unit=STRESS_UNIT[ff.units],
+                          time_unit=TIME_UNIT[ff.units])
+    return OscillationRun(res, t, np.array(eps), y, float(np.mean(temps)), mode, md.system)
+
+
+@dataclass
+class DMSRow:
+    """One (T, omega) point of a DMS sweep, averaged over samples.
+
+    Moduli in the stress unit; errors are standard errors over samples (several samples) or
+    over cycles (one sample).
+    """
+
+    temperature: float
+    omega: float
+    period: float
+    m_storage: float
+    m_storage_err: float
+    m_loss: float
+    m_loss_err: float
+    tan_delta: float
+    tan_delta_err: float
+    n_samples: int
+    mode: str
+    stress_unit: str
+    time_unit: str
+    runs: list = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "runs"}
+
+
+def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude=0.01,
+              n_cycles=4, mode="shear", dt=None, thermostat="bussi", tau=None,
+              friction=None, equilibration_steps=1000, sample_every=None, discard_cycles=1,
+              detrend=False, rng=None, progress=None) -> list[DMSRow]:
+    """DMS over frequencies and temperatures, averaged over samples.
+
+    Each sample is equilibrated once per temperature (``equilibration_steps`` NVT steps,
+    fresh velocities) and every frequency starts from that equilibrated state.
+
+    Parameters
+    ----------
+    systems : System or sequence of System
+        Independent samples (glasses) of the same model.
+    ff : ForceField
+    omegas : sequence of float
+        Angular frequencies (rad per time unit).
+    temperatures : sequence of float
+    progress : callable, optional
+        ``progress(row)`` after each (T, omega) point (e.g. to print the table as it grows).
+    Other parameters
+        As :func:`oscillatory_strain`.
+
+    Returns
+    -------
+    list of DMSRow
+        Ordered by temperature, then frequency as given. With two or more samples the
+        values come from :func:`~swapmc.analysis.mechanics.combine_dms` (errors over
+        samples); with one sample, from its fit (errors over cycles).
+    """
+    if isinstance(systems, System):
+        systems = [systems]
+    systems = list(systems)
+    if not systems:
+        raise ValueError("no samples")
+    rng = np.random.default_rng() if rng is None else rng
+    rows = []
+    for temp in temperatures:
+        states = [equilibrate(s, ff, temperature=temp, steps=equilibration_steps, dt=dt,
+                              rng=rng, thermostat=thermostat, tau=tau, friction=friction)
+                  for s in systems]
+        for omega in omegas:
+            runs = [oscillatory_strain(s, ff, temperature=temp, period=2.0 * math.pi / omega,
+                                       strain_amplitude=strain_amplitude, n_cycles=n_cycles,
+                                       mode=mode, dt=dt, thermostat=thermostat, tau=tau,
+                                       friction=friction, sample_every=sample_every,
+                                       discard_cycles=discard_cycles, detrend=detrend, rng=rng)
+                    for s in states]
+            results = [r.result for r in runs]
+            if len(results) >= 2:
+                m: DMSMean = combine_dms(results)
+                vals = (m.m_storage, m.m_storage_err, m.m_loss, m.m_loss_err, m.tan_delta,
+                        m.tan_delta_err)
+            else:
+                r = results[0]
+                vals = (r.m_storage, r.m_storage_err, r.m_loss, r.m_loss_err, r.tan_delta,
+                        r.tan_delta_err)
+            row = DMSRow(float(temp), float(omega), 2.0 * math.pi / omega, *map(float, vals),
+                         len(results), mode, STRESS_UNIT[ff.units], TIME_UNIT[ff.units], runs)
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- relaxation
+@dataclass
+class RelaxationResult:
+    """Stress relaxation after a step strain, averaged over samples and repeats.
+
+    Attributes
+    ----------
+    t : ndarray, shape (K,)
+        Time since the step (time units); t[0] = 0 is just after the step.
+    stress, stress_sem : ndarray, shape (K,)
+        Mean conjugate stress and its standard error over the S curves (NaN for S = 1).
+    modulus : ndarray, shape (K,)
+        M(t) = stress / strain.
+    strain : float
+    mode : str
+    kww : KWWResult or None
+        Fit of M(t) for t >= ``fit_from`` (None if not requested or it failed).
+    kww_error : str or None
+        Why the fit failed.
+    curves : ndarray, shape (S, K)
+        The individual curves.
+    """
+
+    t: np.ndarray
+    stress: np.ndarray
+    stress_sem: np.ndarray
+    modulus: np.ndarray
+    strain: float
+    mode: str
+    kww: KWWResult | None
+    kww_error: str | None
+    curves: np.ndarray = field(repr=False)
+    stress_unit: str = ""
+    time_unit: str = ""
+
+
+def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
+                           strain: float = 0.02, mode: str = "shear", duration: float,
+                           dt: float | None = None, thermostat: str = "bussi",
+                           tau: float | None = None, friction: float | None = None,
+                           equilibration_steps: int = 1000, decorrelation_steps: int = 200,
+                           repeats: int = 1, sample_every: int = 1, symmetric: bool = True,
+                           fit: bool = True, fit_from: float = 0.0,
+                           rng: np.random.Generator | None = None) -> RelaxationResult:
+    """Stress relaxation after an instantaneous affine step strain held fixed.
+
+    Per sample: equilibrate (``equilibration_steps``, fresh velocities); then per repeat:
+    fresh velocities, ``decorrelation_steps`` NVT steps, the step strain by
+    :meth:`MD.set_cell` (affine remap, velocities kept), and ``duration`` at fixed strain.
+
+    With ``symmetric`` (default) each repeat applies +eps and -eps from the *same* state with
+    identical thermostat noise and records (sigma(+eps) - sigma(-eps)) / 2: the equilibrium
+    stress fluctuation of that state (large in small systems, and a residual stress of a
+    glass) cancels to first order, while the linear response is kept. This costs two runs but
+    reduces the noise at short and intermediate times by far more than sqrt(2).
+
+    Parameters
+    ----------
+    systems : System or sequence of System
+        Independent samples.
+    ff : ForceField
+    temperature : float
+    strain : float
+        eps_0 (dimensionless, ~0.01-0.02).
+    mode : {"shear", "uniaxial"}
+    duration : float
+        Hold time after the step (time units).
+    dt, thermostat, tau, friction
+        As :func:`oscillatory_strain`.
+    equilibration_steps, decorrelation_steps : int
+    repeats : int
+        Runs with new velocities per sample.
+    sample_every : int
+        Steps between samples of sigma.
+    symmetric : bool
+    fit : bool
+        Fit M(t) = Delta M exp[-(t/tau)^beta] + M_r (:func:`fit_kww`) to the points with
+        t >= ``fit_from`` (skip the phonon ringing right after the step). Errors from the
+        standard error of the mean when there are >= 2 curves.
+    rng : numpy.random.Generator, optional
+
+    Returns
+    -------
+    RelaxationResult
+    """
+    _check_mode(mode)
+    if strain == 0:
+        raise ValueError("strain must be non-zero")
+    if isinstance(systems, System):
+        systems = [systems]
+    rng = np.random.default_rng() if rng is None else rng
+    dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
+    n_hold = int(round(duration / dt))
+    if n_hold < 5 * sample_every:
+        raise ValueError("duration too short for 5 samples")
+    curves = []
+    t_rec = None
+    for system in systems:
+        state = equilibrate(system, ff, temperature=temperature, steps=equilibration_steps,
+                            dt=dt, rng=rng, thermostat=thermostat, tau=tau, friction=friction)
+        for _ in range(int(repeats)):
+            state = equilibrate(state, ff, temperature=temperature, steps=decorrelation_steps,
+                                dt=dt, rng=rng, thermostat=thermostat, tau=tau,
+                                friction=friction, redraw_velocities=True)
+            signs = (1.0, -1.0) if symmetric else (1.0,)
+            seed = int(rng.integers(2**63))
+            branch = []
+            for sign in signs:
+                # Same seed in both branches: identical thermostat noise keeps them correlated.
+                brng = np.random.default_rng(seed)
+                md = MD(state, ff, dt, thermostat=make_thermostat(ff, temperature, brng,
+                                                                  thermostat, tau, friction,
+                                                                  dt))
+                md.set_cell(strained_cell(md.h, sign * strain, mode))
+                t0 = md.time
+                ts, ys = [0.0], [conjugate_stress(md.stress(), mode)]
+
+                def record(m, ts=ts, ys=ys, t0=t0):
+                    ts.append(m.time - t0)
+                    ys.append(conjugate_stress(m.stress(), mode))
+
+                md.run(n_hold, callback=record, every=sample_every)
+                branch.append(np.array(ys))
+                t_rec = np.array(ts)
+            curves.append(0.5 * (branch[0] - branch[1]) if symmetric else branch[0])
+    arr = np.stack(curves)
+    if arr.shape[0] >= 2:
+        t, mean, sem = average_curves([(t_rec, c) for c in arr])
+    else:
+        t, mean, sem = t_rec, arr[0], np.full_like(arr[0], np.nan)
+    kww, err = None, None
+    if fit:
+        sel = t >= fit_from
+        try:
+            kww = fit_kww(t[sel], mean[sel], strain=strain,
+                          sigma=sem[sel] if arr.shape[0] >= 2 and np.all(sem[sel] > 0) else None,
+                          stress_unit=STRESS_UNIT[ff.units], time_unit=TIME_UNIT[ff.units])
+        except (RuntimeError, ValueError) as exc:  # e.g. no decay to fit (elastic solid)
+            err = str(exc)
+    return RelaxationResult(t, mean, sem, mean / strain, float(strain), mode, kww, err, arr,
+                            STRESS_UNIT[ff.units], TIME_UNIT[ff.units])
+
+
+# ----------------------------------------------------------------------------- static
+@dataclass
+class StaticModulus:
+    """Finite-strain modulus at T = 0 (central difference at +-eps).
+
+    Attributes
+    ----------
+    affine : float
+        From the stresses of the affinely strained inherent structure (Born term; stress
+        unit).
+    relaxed : float
+        After FIRE at each strain (the true static modulus; includes the non-affine
+        relaxation, which lowers it).
+    energy_per_particle : float
+        Inherent-structure energy of the reference (energy units).
+    stress0 : float
+        Conjugate stress of the reference inherent structure (residual stress).
+    converged : bool
+        All three minimisations converged.
+    """
+
+    affine: float
+    relaxed: float
+    energy_per_particle: float
+    stress0: float
+    strain: float
+    mode: str
+    converged: bool
+    stress_unit: str = ""
+
+
+def _static_stress(system: System, ff: ForceField, mode: str) -> float:
+    r = ff.compute(system)
+    sigma = -np.asarray(r.virial) / system.box.volume  # T = 0: potential part only
+    return conjugate_stress(to_user_pressure(sigma, ff.units), mode)
+
+
+def static_modulus(system: System, ff: ForceField, strain: float = 0.01,
+                   mode: str = "shear", fmax: float = 1e-8,
+                   max_steps: int = 100_000) -> StaticModulus:
+    """Modulus from finite strains +-eps of the inherent structure (central difference).
+
+    The system is first minimised (FIRE) at its own cell; the inherent structure is then
+    strained affinely by +-eps, its stress taken (affine modulus), and minimised again
+    (relaxed modulus). The central difference cancels the residual stress and the
+    quadratic term.
+
+    Parameters
+    ----------
+    system : System
+    ff : ForceField
+    strain : float
+        eps > 0 (dimensionless).
+    mode : {"shear", "uniaxial"}
+    fmax : float
+        FIRE tolerance (energy / length); tight, because the modulus is a derivative.
+    max_steps : int
+
+    Returns
+    -------
+    StaticModulus
+    """
+    _check_mode(mode)
+    if strain <= 0:
+        raise ValueError("strain must be positive")
+    ref = fire(system, ff, fmax=fmax, max_steps=max_steps)
+    is_ = ref.system
+    h0 = is_.box.matrix
+    aff, rel, ok = [], [], ref.converged
+    for e in (strain, -strain):
+        h = strained_cell(h0, e, mode)
+        s = System.from_unwrapped(is_.positions @ (h @ np.linalg.inv(h0)).T, is_.species,
+                                  is_.species_names, _box(h))
+        aff.append(_static_stress(s, ff, mode))
+        m = fire(s, ff, fmax=fmax, max_steps=max_steps)
+        ok = ok and m.converged
+        rel.append(_static_stress(m.system, ff, mode))
+    return StaticModulus((aff[0] - aff[1]) / (2 * strain), (rel[0] - rel[1]) / (2 * strain),
+                         ref.energy_per_particle, _static_stress(is_, ff, mode), float(strain),
+                         mode, bool(ok), STRESS_UNIT[ff.units])
+
+
+def _box(h):
+    from ..box import Box
+
+    return Box.from_matrix(h)
