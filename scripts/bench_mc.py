@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
-import numpy as np
-
 # Runnable from a checkout without installing: the repository root and scripts/ itself.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchinfo import machine_line  # noqa: E402
 
 from swapmc import __version__  # noqa: E402
 from swapmc.build import composition_counts, lattice_configuration  # noqa: E402
@@ -153,9 +152,7 @@ def main(argv=None) -> int:
 
     print(f"swapmc {__version__} Monte Carlo benchmark: KA2 x_C = 0.10, rho = 1.2, "
           f"T = {TEMPERATURE}, single core")
-    print(f"machine: {platform.processor() or platform.machine()}, {_cpu_name()}, "
-          f"{os.cpu_count()} cores; Python {platform.python_version()}; numpy "
-          f"{np.__version__}; numba {_numba_version()}")
+    print(machine_line())
     print(f"LAMMPS: {lammps_why}")
     print(f"start-up (fresh process, warm kernel cache, 1 sweep of N = 256): "
           f"{startup_seconds():.2f} s\n")
@@ -193,23 +190,6 @@ def main(argv=None) -> int:
     print("LAMMPS displacements are uniform in a ball of radius delta, swapmc's in a cube of "
           "half-width delta (same delta).")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def _numba_version() -> str:
-    import numba
-
-    return numba.__version__
 
 
 if __name__ == "__main__":

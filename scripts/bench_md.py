@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,6 +31,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchinfo import machine_line  # noqa: E402
+
 from swapmc import __version__  # noqa: E402
 from swapmc.build import random_configuration  # noqa: E402
 from swapmc.io import write_lammps_data  # noqa: E402
@@ -40,26 +41,6 @@ from swapmc.models import load_preset, zjw_potential  # noqa: E402
 from swapmc.models.eam import EAMPotential  # noqa: E402
 
 EAM_DENSITY = 0.0627  # atoms / Å^3, Cu64Zr36 liquid near 1500 K
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def _numba_version() -> str:
-    try:
-        import numba
-
-        return numba.__version__
-    except ImportError:
-        return "missing"
 
 
 def prepare_ka(n: int):
@@ -116,9 +97,7 @@ def main(argv=None) -> int:
             lammps_why = f"unavailable ({err})"
     print(f"swapmc {__version__} MD benchmark: NVT velocity Verlet, single core, "
           f"atom-steps per CPU second")
-    print(f"machine: {platform.processor() or platform.machine()}, {_cpu_name()}, "
-          f"{os.cpu_count()} cores; Python {platform.python_version()}; numpy "
-          f"{np.__version__}; numba {_numba_version()}")
+    print(machine_line())
     print(f"LAMMPS: {lammps_why}\n")
     head = (f"{'case':34s} {'code':7s} {'N':>6s} {'steps':>6s} {'atom-steps/s':>13s} "
             f"{'(wall)':>10s} {'builds':>7s} {'T_end':>8s}")
