@@ -9,26 +9,21 @@ from . import __version__
 
 
 def _overrides(args) -> dict:
-    o: dict = {}
+    from .config import overrides
 
-    def put(section, key, value):
-        if value is not None:
-            o.setdefault(section, {})[key] = value
-
-    put("state", "temperature", args.temperature)
-    put("state", "pressure", args.pressure)
-    put("system", "n", args.n)
-    put("system", "init", args.init)
-    put("run", "production_sweeps", args.sweeps)
-    put("run", "equilibration_sweeps", args.equilibration_sweeps)
-    put("run", "seed", args.seed)
-    put("output", "directory", args.output)
-    put("output", "trajectory_every", args.trajectory_every)
-    if args.tau_alpha:
-        put("diagnostics", "tau_alpha", True)
-    if args.no_progress:
-        put("output", "progress", False)
-    return o
+    return overrides(
+        ("state", "temperature", args.temperature),
+        ("state", "pressure", args.pressure),
+        ("system", "n", args.n),
+        ("system", "init", args.init),
+        ("run", "production_sweeps", args.sweeps),
+        ("run", "equilibration_sweeps", args.equilibration_sweeps),
+        ("run", "seed", args.seed),
+        ("output", "directory", args.output),
+        ("output", "trajectory_every", args.trajectory_every),
+        ("diagnostics", "tau_alpha", True if args.tau_alpha else None),
+        ("output", "progress", False if args.no_progress else None),
+    )
 
 
 def _cmd_run(args) -> int:

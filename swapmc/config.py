@@ -147,6 +147,16 @@ def _validate_numbers(cfg: dict, origin: str) -> None:
         raise ConfigError(f"{origin}: [state] density must be positive")
 
 
+def overrides(*entries) -> dict:
+    """Nested override dict from (section, key, value) triples, skipping ``None`` values
+    (command-line flags that were not given)."""
+    out: dict = {}
+    for section, key, value in entries:
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+    return out
+
+
 def fingerprint(cfg: dict) -> dict:
     """The part of a config that must match for a restart to be valid."""
     fp = copy.deepcopy(cfg)

@@ -77,25 +77,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _overrides(args) -> dict:
-    o: dict = {}
+    from ..config import overrides
 
-    def put(section, key, value):
-        if value is not None:
-            o.setdefault(section, {})[key] = value
-
-    put("state", "pressure", args.pressure)
-    put("system", "n", args.n)
-    put("system", "init", args.init)
-    put("run", "seed", args.seed)
-    put("output", "directory", args.output)
-    put("output", "trajectory_every", args.trajectory_every)
-    put("output", "checkpoint_every", args.checkpoint_every)
-    if args.no_progress:
-        put("output", "progress", False)
-    for key in ("temperatures", "t_min", "t_max", "n_replicas", "exchange_every", "rounds",
-                "equilibration_rounds", "optimize_ladder"):
-        put("tempering", key, getattr(args, key))
-    return o
+    tempering_keys = ("temperatures", "t_min", "t_max", "n_replicas", "exchange_every",
+                      "rounds", "equilibration_rounds", "optimize_ladder")
+    return overrides(
+        ("state", "pressure", args.pressure),
+        ("system", "n", args.n),
+        ("system", "init", args.init),
+        ("run", "seed", args.seed),
+        ("output", "directory", args.output),
+        ("output", "trajectory_every", args.trajectory_every),
+        ("output", "checkpoint_every", args.checkpoint_every),
+        ("output", "progress", False if args.no_progress else None),
+        *(("tempering", key, getattr(args, key)) for key in tempering_keys),
+    )
 
 
 def _print_summary(result) -> None:
