@@ -20,13 +20,7 @@ from numba import njit
 @njit(cache=True)
 def spline_r(table, r, rdr, nr):
     """Value and derivative (per unit r) of a radial spline table at r."""
-    p = r * rdr + 1.0
-    m = int(p)
-    if m > nr - 1:
-        m = nr - 1
-    p -= m
-    if p > 1.0:
-        p = 1.0
+    m, p = cell_of(r, rdr, nr)
     value = ((table[m, 3] * p + table[m, 4]) * p + table[m, 5]) * p + table[m, 6]
     deriv = (table[m, 0] * p + table[m, 1]) * p + table[m, 2]
     return value, deriv
@@ -34,38 +28,19 @@ def spline_r(table, r, rdr, nr):
 
 @njit(cache=True)
 def spline_r_value(table, r, rdr, nr):
-    p = r * rdr + 1.0
-    m = int(p)
-    if m > nr - 1:
-        m = nr - 1
-    p -= m
-    if p > 1.0:
-        p = 1.0
+    m, p = cell_of(r, rdr, nr)
     return ((table[m, 3] * p + table[m, 4]) * p + table[m, 5]) * p + table[m, 6]
 
 
 @njit(cache=True)
 def embed(table, rho, rdrho, nrho, rhomax):
     """F(rho) and F'(rho); linear continuation above rho_max as LAMMPS does."""
-    p = rho * rdrho + 1.0
-    m = int(p)
-    if m < 1:
-        m = 1
-    if m > nrho - 1:
-        m = nrho - 1
-    p -= m
-    if p > 1.0:
-        p = 1.0
+    m, p = rho_cell_of(rho, rdrho, nrho)
     fp = (table[m, 0] * p + table[m, 1]) * p + table[m, 2]
     f = ((table[m, 3] * p + table[m, 4]) * p + table[m, 5]) * p + table[m, 6]
     if rho > rhomax:
         f += fp * (rho - rhomax)
     return f, fp
-
-
-@njit(cache=True)
-def embed_value(table, rho, rdrho, nrho, rhomax):
-    return embed(table, rho, rdrho, nrho, rhomax)[0]
 
 
 @njit(cache=True)
@@ -224,8 +199,9 @@ def cell_of(r, rdr, nr):
 
 
 @njit(cache=True)
-def embed_packed(ftab, rho, rdrho, nrho, rhomax):
-    """F(rho) from a packed embedding table (same values as :func:`embed`)."""
+def rho_cell_of(rho, rdrho, nrho):
+    """Grid cell m and fractional position p of a density (LAMMPS rules: m >= 1, and m is
+    truncated toward zero so a negative density extrapolates the first cell)."""
     p = rho * rdrho + 1.0
     m = int(p)
     if m < 1:
@@ -235,6 +211,13 @@ def embed_packed(ftab, rho, rdrho, nrho, rhomax):
     p -= m
     if p > 1.0:
         p = 1.0
+    return m, p
+
+
+@njit(cache=True)
+def embed_packed(ftab, rho, rdrho, nrho, rhomax):
+    """F(rho) from a packed embedding table (same values as :func:`embed`)."""
+    m, p = rho_cell_of(rho, rdrho, nrho)
     f = ((ftab[m, 0] * p + ftab[m, 1]) * p + ftab[m, 2]) * p + ftab[m, 3]
     if rho > rhomax:
         # F' at p = 1 of the last cell, as LAMMPS extrapolates.

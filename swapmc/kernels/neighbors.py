@@ -344,6 +344,26 @@ def _row_remove(nbr, nnbr, j, value):
 
 
 @njit(cache=True)
+def _collect_if_near(ref, j, xi, yi, zi, lengths, inv, rl2, new_row, count):
+    """Append j to ``new_row[:count]`` (growing it) when its reference position is closer
+    than sqrt(rl2) to (xi, yi, zi); ``inv`` holds 1 / lengths. Returns (new_row, count)."""
+    dx = ref[j, 0] - xi
+    dx -= lengths[0] * np.rint(dx * inv[0])
+    dy = ref[j, 1] - yi
+    dy -= lengths[1] * np.rint(dy * inv[1])
+    dz = ref[j, 2] - zi
+    dz -= lengths[2] * np.rint(dz * inv[2])
+    if dx * dx + dy * dy + dz * dz < rl2:
+        if count >= new_row.shape[0]:
+            grown = np.empty(new_row.shape[0] * 2, np.int64)
+            grown[:count] = new_row[:count]
+            new_row = grown
+        new_row[count] = j
+        count += 1
+    return new_row, count
+
+
+@njit(cache=True)
 def refresh_particle(
     i, ref, lengths, r_list, nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot,
     stamp, stamp_id,
@@ -363,8 +383,7 @@ def refresh_particle(
     kept = stamp_id + 1
     for k in range(nnbr[i]):
         stamp[nbr[i, k]] = old
-    lx, ly, lz = lengths[0], lengths[1], lengths[2]
-    ilx, ily, ilz = 1.0 / lx, 1.0 / ly, 1.0 / lz
+    inv = 1.0 / lengths
     xi, yi, zi = ref[i, 0], ref[i, 1], ref[i, 2]
     rl2 = r_list * r_list
     new_row = np.empty(nbr.shape[1] + 64, np.int64)
@@ -397,36 +416,14 @@ def refresh_particle(
                         j = cell_members[d, m]
                         if j == i:
                             continue
-                        dx = ref[j, 0] - xi
-                        dx -= lx * np.rint(dx * ilx)
-                        dy = ref[j, 1] - yi
-                        dy -= ly * np.rint(dy * ily)
-                        dz = ref[j, 2] - zi
-                        dz -= lz * np.rint(dz * ilz)
-                        if dx * dx + dy * dy + dz * dz < rl2:
-                            if count >= new_row.shape[0]:
-                                grown = np.empty(new_row.shape[0] * 2, np.int64)
-                                grown[:count] = new_row[:count]
-                                new_row = grown
-                            new_row[count] = j
-                            count += 1
+                        new_row, count = _collect_if_near(ref, j, xi, yi, zi, lengths, inv,
+                                                          rl2, new_row, count)
     else:
         for j in range(n):
             if j == i:
                 continue
-            dx = ref[j, 0] - xi
-            dx -= lx * np.rint(dx * ilx)
-            dy = ref[j, 1] - yi
-            dy -= ly * np.rint(dy * ily)
-            dz = ref[j, 2] - zi
-            dz -= lz * np.rint(dz * ilz)
-            if dx * dx + dy * dy + dz * dz < rl2:
-                if count >= new_row.shape[0]:
-                    grown = np.empty(new_row.shape[0] * 2, np.int64)
-                    grown[:count] = new_row[:count]
-                    new_row = grown
-                new_row[count] = j
-                count += 1
+            new_row, count = _collect_if_near(ref, j, xi, yi, zi, lengths, inv, rl2, new_row,
+                                              count)
     # New neighbours get i in their rows; neighbours that stay are marked as kept.
     for k in range(count):
         j = new_row[k]

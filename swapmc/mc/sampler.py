@@ -498,7 +498,6 @@ class MonteCarlo:
         self.rng.bit_generator.state = header["rng"]
         # members/slot order decides which particle a swap picks: restored, not rebuilt.
         self.member_counts[:] = np.bincount(self.species, minlength=self.n_species)
-        # The list is a pure function of (ref, box): rebuilding it reproduces it exactly.
         # Rows are sorted sets {j : |ref_i - ref_j| < r_list}: rebuilding them from ref
         # reproduces the list exactly, including its order.
         self.nbr, self.nnbr = build_verlet(self.ref, self.lengths, self.fstate[1], self.nbr)
