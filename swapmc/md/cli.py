@@ -4,8 +4,13 @@
 Each command reads one or more configuration files (extended XYZ such as ``final.xyz`` of
 ``swapmc run``, or LAMMPS data), takes the model from a preset name (``--preset``) or a
 TOML config (``--model``), prints a table with units and writes CSV + JSON (atomically) and,
-when matplotlib is installed, a PNG plot into the output directory. Wire it with
+when matplotlib is installed, PNG plots into the output directory. Wire it with
 ``add_parsers(subparsers)``.
+
+``dms`` and ``relax`` deform a fixed cell. When the model has a pressure (the EAM presets:
+NPT at 0 GPa) or ``--pressure`` is given, each sample is first equilibrated at (T, P) for
+``--npt-steps`` steps and deformed at the mean volume (:func:`~swapmc.md.protocols.
+npt_equilibrate`); ``--npt-steps 0`` keeps the cells as read.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ PRESET_SECTIONS = ("name", "description", "units", "model", "dopant", "compositi
 
 
 # ----------------------------------------------------------------------------- helpers
-def load_model(preset: str | None, model_toml: str | None):
-    """The model of a preset name or TOML config (default: swapmc's default preset).
+def load_preset_of(preset: str | None, model_toml: str | None):
+    """The resolved preset of a preset name or TOML config (default: swapmc's default
+    preset), overrides of the TOML applied.
 
     Returns
     -------
-    model : LJMixture or EAMPotential
+    preset : Preset
+        Model, composition and state point (its ``pressure`` is None for constant-volume
+        models, e.g. 0.0 GPa for the EAM presets).
     label : str
         For the output (preset name or file).
     """
@@ -40,7 +48,14 @@ def load_model(preset: str | None, model_toml: str | None):
     source = model_toml or preset or DEFAULT_PRESET
     cfg = resolve(source)
     pre = build_preset({k: cfg[k] for k in PRESET_SECTIONS if k in cfg}, source)
-    return pre.model, str(cfg.get("preset") or source)
+    return pre, str(cfg.get("preset") or source)
+
+
+def load_model(preset: str | None, model_toml: str | None):
+    """The model of a preset name or TOML config; (model, label), see
+    :func:`load_preset_of`."""
+    pre, label = load_preset_of(preset, model_toml)
+    return pre.model, label
 
 
 def read_configuration(path: str, species_names):
@@ -129,7 +144,73 @@ def _add_md_args(p) -> None:
     p.add_argument("--dt", type=float, help="time step (default 0.005 tau_LJ / 0.002 ps)")
     p.add_argument("--thermostat", choices=("bussi", "langevin", "none"), default="bussi")
     p.add_argument("--tau-t", type=float, help="Bussi time constant (default 100 dt)")
-    p.add_argument("--equilibration-steps", type=int, default=2000)
+    p.add_argument("--equilibration-steps", type=int, default=2000,
+                   help="NVT steps at the fixed cell before deforming (after NPT, if any)")
+    p.add_argument("--pressure", type=float,
+                   help="equilibrate at (T, P) before deforming, P in epsilon/sigma^3 (lj) or "
+                   "GPa (metal); default: the model's pressure if it has one (EAM presets: "
+                   "0 GPa), else none (cells kept as read)")
+    p.add_argument("--npt-steps", type=int,
+                   help="steps of that NPT stage, per temperature and sample (default "
+                   "5000; 0 skips it)")
+    p.add_argument("--tau-p", type=float, help="barostat time constant (default 100 dt)")
+
+
+def _npt_settings(args, preset):
+    """(pressure or None, NPT steps) from the flags and the model's state point."""
+    from .protocols import DEFAULT_NPT_STEPS
+
+    pressure = args.pressure if args.pressure is not None else preset.pressure
+    if pressure is None:
+        if args.npt_steps:
+            raise ValueError("--npt-steps needs a pressure: the model has none, give "
+                             "--pressure")
+        return None, 0
+    steps = DEFAULT_NPT_STEPS if args.npt_steps is None else int(args.npt_steps)
+    if steps < 0:
+        raise ValueError(f"--npt-steps must be >= 0, got {steps}")
+    return (pressure, steps) if steps else (None, 0)
+
+
+def _describe_npt(pressure, steps, model, args) -> str:
+    from .protocols import PRESSURE_UNIT
+
+    if pressure is None:
+        return (f"fixed cells as read; {args.equilibration_steps} NVT steps per temperature "
+                "and sample")
+    return (f"NPT at P = {pressure:g} {PRESSURE_UNIT[model.units]} for {steps} steps "
+            "(isotropic stochastic cell rescaling), cell fixed at the mean volume, then "
+            f"{args.equilibration_steps} NVT steps, per temperature and sample")
+
+
+def _npt_report(results, model, file_names) -> list:
+    """Print the NPT stage of each (T, sample) and return it as JSON records.
+
+    ``results`` is a list of (temperature, [NPTResult per sample]).
+    """
+    from ..units import LABELS
+    from .protocols import DENSITY_UNIT, PRESSURE_UNIT
+
+    records = []
+    if not any(npts for _, npts in results):
+        return records
+    pu, du = PRESSURE_UNIT[model.units], DENSITY_UNIT[model.units]
+    vu = LABELS[model.units]["length"] + "^3"
+    print(f"NPT pre-equilibration: <P> over the second half [{pu}], mean volume per particle "
+          f"[{vu}] and density N/V [{du}] of the cell deformed")
+    print(f"{'T':>10s} {'sample':24s} {'<P>':>9s} {'+-':>7s} {'V/N':>10s} {'+-':>8s} "
+          f"{'N/V':>10s} {'V/V_in':>8s}")
+    for temp, npts in results:
+        for name, r in zip(file_names, npts):
+            n = r.system.n
+            print(f"{temp:10.5g} {name:24.24s} {r.pressure:9.4g} {r.pressure_err:7.2g} "
+                  f"{r.volume / n:10.5g} {r.volume_err / n:8.2g} {r.density:10.5g} "
+                  f"{r.volume / r.volume_initial:8.5f}")
+            rec = r.as_dict()
+            rec.update(sample=name, volume_per_particle=r.volume / n,
+                       volume_per_particle_err=r.volume_err / n, density_unit=du)
+            records.append(rec)
+    return records
 
 
 # ----------------------------------------------------------------------------- minimize
@@ -176,12 +257,14 @@ def cmd_minimize(args) -> int:
 # ----------------------------------------------------------------------------- dms
 def cmd_dms(args) -> int:
     """``swapmc dms``: oscillatory strain at each (T, omega), averaged over the samples."""
-    from .protocols import MODULUS_NAME, dms_sweep
+    from .protocols import DENSITY_UNIT, MODULUS_NAME, dms_sweep
 
-    model, label = load_model(args.preset, args.model)
+    pre, label = load_preset_of(args.preset, args.model)
+    model = pre.model
     systems = [read_configuration(p, model.species) for p in args.configurations]
     ff = _forcefield(model, systems)
     su, tu, temp_u, _ = _units(model)
+    pressure, npt_steps = _npt_settings(args, pre)
     if args.omegas:
         omegas = list(args.omegas)
     elif args.periods:
@@ -190,33 +273,45 @@ def cmd_dms(args) -> int:
         raise ValueError("give --periods or --omegas")
     out = args.output or "swapmc-dms"
     os.makedirs(out, exist_ok=True)
+    names = [os.path.basename(p) for p in args.configurations]
     print(f"DMS ({label}), {args.mode}: modulus {MODULUS_NAME[args.mode]} in {su}; "
           f"eps_A = {args.amplitude:g}, {args.cycles} cycles (first dropped), "
           f"{len(systems)} sample(s)")
+    print(_describe_npt(pressure, npt_steps, model, args))
     head = (f"{'T [' + temp_u + ']':>14s} {'omega [1/' + tu + ']':>16s} {'period':>10s} "
             f"{'M_storage':>12s} {'+-':>8s} {'M_loss':>10s} {'+-':>8s} {'tan_delta':>10s} "
-            f"{'+-':>8s}")
+            f"{'+-':>8s} {'N/V':>10s}")
     print(head)
 
     def show(r):
         print(f"{r.temperature:14.5g} {r.omega:16.5g} {r.period:10.4g} {r.m_storage:12.5g} "
               f"{r.m_storage_err:8.2g} {r.m_loss:10.4g} {r.m_loss_err:8.2g} "
-              f"{r.tan_delta:10.4g} {r.tan_delta_err:8.2g}", flush=True)
+              f"{r.tan_delta:10.4g} {r.tan_delta_err:8.2g} {r.density:10.5g}", flush=True)
 
     rows = dms_sweep(systems, ff, omegas=omegas, temperatures=args.temperature,
                      strain_amplitude=args.amplitude, n_cycles=args.cycles, mode=args.mode,
                      dt=args.dt, thermostat=args.thermostat, tau=args.tau_t,
-                     equilibration_steps=args.equilibration_steps,
+                     equilibration_steps=args.equilibration_steps, pressure=pressure,
+                     npt_steps=npt_steps, barostat_tau=args.tau_p,
                      rng=np.random.default_rng(args.seed), progress=show)
+    # One NPT stage per (T, sample), shared by every frequency at that T.
+    first = {}
+    for r in rows:
+        first.setdefault(r.temperature, r.npt)
+    npt_records = _npt_report(list(first.items()), model, names)
     fields = ["temperature", "omega", "period", "m_storage", "m_storage_err", "m_loss",
-              "m_loss_err", "tan_delta", "tan_delta_err", "n_samples"]
+              "m_loss_err", "tan_delta", "tan_delta_err", "n_samples", "density"]
     _write_csv(os.path.join(out, "dms.csv"), fields,
                [[getattr(r, f) for f in fields] for r in rows])
     _write_json(os.path.join(out, "dms.json"), {
         "model": label, "mode": args.mode, "modulus": MODULUS_NAME[args.mode],
         "stress_unit": su, "time_unit": tu, "temperature_unit": temp_u,
+        "density_unit": DENSITY_UNIT[model.units],
         "strain_amplitude": args.amplitude, "cycles": args.cycles, "seed": args.seed,
-        "configurations": args.configurations, "rows": [r.as_dict() for r in rows]})
+        "pressure": pressure, "npt_steps": npt_steps,
+        "equilibration_steps": args.equilibration_steps,
+        "configurations": args.configurations, "rows": [r.as_dict() for r in rows],
+        "npt": npt_records})
     # The recorded series of the first sample, for inspection.
     series = [[r.temperature, r.omega, t, e, s] for r in rows
               for t, e, s in zip(r.runs[0].t, r.runs[0].strain, r.runs[0].stress)]
@@ -224,46 +319,72 @@ def cmd_dms(args) -> int:
                ["temperature", "omega", "t", "strain", "stress"], series)
     plt = _pyplot()
     if plt is not None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for temp in args.temperature:
-            sel = [r for r in rows if r.temperature == temp]
-            w = [r.omega for r in sel]
-            axes[0].errorbar(w, [r.m_storage for r in sel], [r.m_storage_err for r in sel],
-                             marker="o", label=f"M' T={temp:g}")
-            axes[0].errorbar(w, [r.m_loss for r in sel], [r.m_loss_err for r in sel],
-                             marker="s", ls="--", label=f"M'' T={temp:g}")
-            axes[1].errorbar(w, [r.tan_delta for r in sel], [r.tan_delta_err for r in sel],
-                             marker="o", label=f"T={temp:g}")
-        for ax in axes:
-            ax.set_xscale("log")
-            ax.set_xlabel(f"omega [1/{tu}]")
-            ax.legend(fontsize=8)
-        axes[0].set_ylabel(f"modulus [{su}]")
-        axes[1].set_ylabel("tan delta")
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "dms.png"), dpi=120)
-        plt.close(fig)
+        _plot_dms(plt, rows, args.temperature, omegas, su, tu, temp_u, out)
     print(f"wrote {out}/")
     return 0
+
+
+def _plot_dms(plt, rows, temperatures, omegas, su, tu, temp_u, out) -> None:
+    """dms.png: M'(omega), M''(omega) and tan delta(omega) per T; with two or more
+    temperatures also tan_delta_T.png: tan delta(T), one line per omega."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for temp in temperatures:
+        sel = [r for r in rows if r.temperature == temp]
+        w = [r.omega for r in sel]
+        axes[0].errorbar(w, [r.m_storage for r in sel], [r.m_storage_err for r in sel],
+                         marker="o", label=f"M' T={temp:g}")
+        axes[0].errorbar(w, [r.m_loss for r in sel], [r.m_loss_err for r in sel],
+                         marker="s", ls="--", label=f"M'' T={temp:g}")
+        axes[1].errorbar(w, [r.tan_delta for r in sel], [r.tan_delta_err for r in sel],
+                         marker="o", label=f"T={temp:g}")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel(f"omega [1/{tu}]")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel(f"modulus [{su}]")
+    axes[1].set_ylabel("tan delta")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "dms.png"), dpi=120)
+    plt.close(fig)
+    if len(set(temperatures)) < 2:
+        return  # a single point per frequency is no curve
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for omega in omegas:
+        sel = sorted((r for r in rows if r.omega == omega), key=lambda r: r.temperature)
+        ax.errorbar([r.temperature for r in sel], [r.tan_delta for r in sel],
+                    [r.tan_delta_err for r in sel], marker="o", capsize=2,
+                    label=f"omega = {omega:.4g} rad/{tu} (period {2 * math.pi / omega:.4g} "
+                    f"{tu})")
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    ax.set_xlabel(f"T [{temp_u}]")
+    ax.set_ylabel("tan delta = M'' / M'")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "tan_delta_T.png"), dpi=120)
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- relax
 def cmd_relax(args) -> int:
     """``swapmc relax``: step strain, stress relaxation and KWW fit at each temperature."""
-    from .protocols import MODULUS_NAME, step_strain_relaxation
+    from .protocols import DENSITY_UNIT, MODULUS_NAME, step_strain_relaxation
 
-    model, label = load_model(args.preset, args.model)
+    pre, label = load_preset_of(args.preset, args.model)
+    model = pre.model
     systems = [read_configuration(p, model.species) for p in args.configurations]
     ff = _forcefield(model, systems)
     su, tu, temp_u, _ = _units(model)
+    pressure, npt_steps = _npt_settings(args, pre)
     out = args.output or "swapmc-relax"
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     print(f"stress relaxation ({label}), {args.mode} step eps_0 = {args.strain:g}: "
           f"M(t) = sigma/eps_0 ({MODULUS_NAME[args.mode]}) in {su}, t in {tu}; "
           f"{len(systems)} sample(s) x {args.repeats} repeat(s)")
+    print(_describe_npt(pressure, npt_steps, model, args))
     print(f"{'T [' + temp_u + ']':>14s} {'M(0)':>10s} {'M(end)':>10s} {'tau':>10s} "
-          f"{'+-':>8s} {'beta':>7s} {'+-':>6s} {'Delta M':>10s} {'M_r':>10s} {'+-':>8s}")
+          f"{'+-':>8s} {'beta':>7s} {'+-':>6s} {'Delta M':>10s} {'M_r':>10s} {'+-':>8s} "
+          f"{'N/V':>10s}")
     csv_rows, summary = [], []
     results = []
     for temp in args.temperature:
@@ -273,7 +394,8 @@ def cmd_relax(args) -> int:
                                    equilibration_steps=args.equilibration_steps,
                                    decorrelation_steps=args.decorrelation_steps,
                                    repeats=args.repeats, sample_every=args.sample_every,
-                                   fit_from=args.fit_from, rng=rng)
+                                   fit_from=args.fit_from, pressure=pressure,
+                                   npt_steps=npt_steps, barostat_tau=args.tau_p, rng=rng)
         results.append((temp, r))
         k = r.kww
         tail = max(1, len(r.t) // 10)
@@ -281,26 +403,32 @@ def cmd_relax(args) -> int:
         if k is not None:
             print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g} {k.tau:10.4g} "
                   f"{k.tau_err:8.2g} {k.beta:7.3f} {k.beta_err:6.2g} {k.delta_modulus:10.4g} "
-                  f"{k.residual_modulus:10.4g} {k.residual_modulus_err:8.2g}")
+                  f"{k.residual_modulus:10.4g} {k.residual_modulus_err:8.2g} "
+                  f"{r.density:10.5g}")
         else:
-            print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g}  KWW fit failed: "
-                  f"{r.kww_error}")
+            print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g}  KWW fit failed "
+                  f"(N/V = {r.density:.5g}): {r.kww_error}")
         fit_curve = k.modulus(r.t) if k is not None else np.full_like(r.t, np.nan)
         for i in range(len(r.t)):
             csv_rows.append([temp, r.t[i], r.stress[i], r.stress_sem[i], r.modulus[i],
                              fit_curve[i]])
         summary.append({"temperature": temp, "modulus_t0": r.modulus[0],
                         "modulus_end": m_end, "n_curves": int(r.curves.shape[0]),
+                        "density": r.density,
                         "kww": k.as_dict() if k is not None else None,
                         "kww_error": r.kww_error})
+    npt_records = _npt_report([(temp, r.npt) for temp, r in results], model,
+                              [os.path.basename(p) for p in args.configurations])
     _write_csv(os.path.join(out, "relax.csv"),
                ["temperature", "t", "stress", "stress_sem", "modulus", "kww_modulus"],
                csv_rows)
     _write_json(os.path.join(out, "relax.json"), {
         "model": label, "mode": args.mode, "modulus": MODULUS_NAME[args.mode],
         "strain": args.strain, "stress_unit": su, "time_unit": tu,
-        "temperature_unit": temp_u, "seed": args.seed, "configurations": args.configurations,
-        "results": summary})
+        "temperature_unit": temp_u, "density_unit": DENSITY_UNIT[model.units],
+        "pressure": pressure, "npt_steps": npt_steps,
+        "equilibration_steps": args.equilibration_steps, "seed": args.seed,
+        "configurations": args.configurations, "results": summary, "npt": npt_records})
     plt = _pyplot()
     if plt is not None:
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -22,6 +22,12 @@ angular frequencies are rad / tau_LJ or rad / ps (omega = 2 pi / period).
 The thermostat during deformation is global (Bussi by default): it only rescales the
 kinetic energy, so it does not damp the stress response the way a local (Langevin) friction
 would, and it removes the heat the loss modulus dissipates.
+
+Deformation is always at fixed (reference) cell. A glass handed over from Monte Carlo at
+another temperature, or at P = 0 with a different density, can first be equilibrated at
+(T, P) by :func:`npt_equilibrate` (isotropic stochastic cell rescaling); the protocols do
+this when given a ``pressure`` (user unit: epsilon/sigma^3 or GPa) and then deform the cell
+of the mean (T, P) volume.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ from ..analysis.mechanics import (
     fit_oscillation,
 )
 from ..system import System
+from ..tempering.statistics import blocking_error
+from ..units import LABELS
+from .barostats import StochasticCellRescale
 from .forcefield import ForceField
 from .integrators import MD
 from .minimize import fire
@@ -53,6 +62,11 @@ DEFAULT_DT = {"lj": 0.005, "metal": 0.002}  # tau_LJ; ps (2 fs)
 STRESS_UNIT = {"lj": "epsilon/sigma^3", "metal": "GPa"}
 TIME_UNIT = {"lj": "tau_LJ", "metal": "ps"}
 MODULUS_NAME = {"shear": "G (shear)", "uniaxial": "E_V (uniaxial, constant volume)"}
+PRESSURE_UNIT = {u: LABELS[u]["pressure"] for u in LABELS}
+DENSITY_UNIT = {u: "1/" + LABELS[u]["length"] + "^3" for u in LABELS}
+# NPT pre-equilibration steps when a pressure is given without a step count: 10 ps (metal)
+# or 25 tau_LJ, i.e. 50 default barostat times (half to relax the volume, half to average).
+DEFAULT_NPT_STEPS = 5000
 
 
 # ----------------------------------------------------------------------------- strain
@@ -158,8 +172,8 @@ def equilibrate(system: System, ff: ForceField, *, temperature: float, steps: in
     """Heat to ``temperature`` and run NVT for ``steps`` steps (fixed cell).
 
     Velocities are drawn from Maxwell-Boltzmann (zero total momentum) when the system has
-    none or ``redraw_velocities``. For EAM glasses the caller may first equilibrate at P = 0
-    with :class:`~swapmc.md.StochasticCellRescale`; this function keeps the cell.
+    none or ``redraw_velocities``. This function keeps the cell; :func:`npt_equilibrate`
+    relaxes it to a pressure first (EAM glasses at P = 0).
 
     Returns
     -------
@@ -173,6 +187,163 @@ def equilibrate(system: System, ff: ForceField, *, temperature: float, steps: in
     md = MD(s, ff, dt, thermostat=th)
     md.run(int(steps))
     return md.system
+
+
+@dataclass
+class NPTResult:
+    """Isothermal-isobaric pre-equilibration (:func:`npt_equilibrate`).
+
+    Attributes
+    ----------
+    system : System
+        Final state, isotropically rescaled to the mean volume ``volume`` (velocities
+        included); the reference cell of the fixed-cell stage that follows.
+    temperature : float
+        Target temperature (epsilon/k_B or K).
+    pressure_target : float
+        Imposed pressure P_0 (epsilon/sigma^3 or GPa).
+    pressure, pressure_err : float
+        Mean instantaneous pressure (virial + kinetic) over the averaging half and its
+        blocking standard error (NaN with fewer than 16 samples); same unit.
+    volume, volume_err : float
+        Mean cell volume over the averaging half and its standard error (length^3).
+    volume_initial : float
+        Volume of the input configuration (length^3).
+    density : float
+        N / volume (length^-3: sigma^-3 or Å^-3).
+    steps : int
+        Steps run; the first half relaxes the volume, the second is averaged.
+    pressure_unit : str
+    """
+
+    system: System = field(repr=False)
+    temperature: float
+    pressure_target: float
+    pressure: float
+    pressure_err: float
+    volume: float
+    volume_err: float
+    volume_initial: float
+    density: float
+    steps: int
+    pressure_unit: str = ""
+
+    def as_dict(self) -> dict:
+        """Every field but the system, as plain values."""
+        return {k: v for k, v in self.__dict__.items() if k != "system"}
+
+
+def npt_equilibrate(system: System, ff: ForceField, *, temperature: float, pressure: float,
+                    steps: int = DEFAULT_NPT_STEPS, dt: float | None = None,
+                    rng: np.random.Generator | None = None, thermostat: str = "bussi",
+                    tau: float | None = None, friction: float | None = None,
+                    barostat_tau: float | None = None, compressibility: float | None = None,
+                    redraw_velocities: bool = True) -> NPTResult:
+    """Equilibrate at (T, P) with an isotropic barostat, then fix the cell at the mean volume.
+
+    Runs ``steps`` steps of velocity Verlet with the thermostat and
+    :class:`~swapmc.md.StochasticCellRescale` (all cell vectors scaled together, so the cell
+    keeps its shape, like LAMMPS ``fix npt ... iso``). The first half lets the volume relax;
+    over the second half pressure and volume are averaged. The final configuration is then
+    scaled isotropically to the *mean* volume: a deformation at fixed cell that started from
+    the last, fluctuating volume would carry a static pressure offset of order
+    B sigma_V / V = sqrt(k_B T B / V) (~0.4 GPa for 256 Cu atoms at 300 K), whereas the
+    mean volume is the (T, P) density up to its statistical error.
+
+    Parameters
+    ----------
+    system : System
+        Start configuration (not modified), e.g. a glass from Monte Carlo.
+    ff : ForceField
+    temperature : float
+        epsilon_AA/k_B (lj) or K (metal).
+    pressure : float
+        P_0 in the user's unit: epsilon/sigma^3 (lj) or GPa (metal).
+    steps : int
+        Total steps (>= 2).
+    dt : float, optional
+        Time step; default 0.005 tau_LJ or 0.002 ps.
+    rng : numpy.random.Generator, optional
+        Velocities, thermostat and barostat noise.
+    thermostat : {"bussi", "langevin", "none"}
+        The barostat samples NPT only together with a thermostat, so ``"none"`` (an NVE
+        measurement) uses Bussi for this stage.
+    tau, friction
+        Thermostat parameters, see :func:`make_thermostat`.
+    barostat_tau : float, optional
+        Barostat relaxation time tau_p (time units); default 100 dt (0.2 ps, 0.5 tau_LJ),
+        comparable to the time sound needs to cross a cell of a few hundred particles. The
+        stochastic cell rescaling is first order (no volume oscillation), so it may be much
+        shorter than the ~1000 dt LAMMPS advises for its Nose-Hoover barostat, and a short
+        tau_p gives more independent volumes to average.
+    compressibility : float, optional
+        beta_T of the barostat (1 / pressure unit); default 0.02 (lj) or 0.01 GPa^-1.
+        Sets only how fast the volume relaxes, not the distribution sampled.
+    redraw_velocities : bool
+        Draw fresh Maxwell-Boltzmann velocities even if the system has some.
+
+    Returns
+    -------
+    NPTResult
+    """
+    steps = int(steps)
+    if steps < 2:
+        raise ValueError(f"NPT needs at least 2 steps, got {steps}")
+    rng = np.random.default_rng() if rng is None else rng
+    dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
+    s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
+    th = make_thermostat(ff, temperature, rng, "bussi" if thermostat == "none" else thermostat,
+                         tau, friction, dt)
+    baro = StochasticCellRescale(pressure, temperature,
+                                 100.0 * dt if barostat_tau is None else barostat_tau, rng,
+                                 compressibility=compressibility)
+    md = MD(s, ff, dt, thermostat=th, barostat=baro)
+    md.run(steps // 2)
+    ps, vs = [], []
+
+    def record(m):
+        ps.append(m.pressure())
+        vs.append(m.volume)
+
+    md.run(steps - steps // 2, callback=record)
+    # 16 blocks (not 32): the volume decorrelates over ~tau_p, i.e. ~100 samples, and the
+    # blocks must outgrow that for the error not to be underestimated.
+    p_mean, p_err = blocking_error(ps, min_blocks=16)
+    v_mean, v_err = blocking_error(vs, min_blocks=16)
+    md.scale_cell((v_mean / md.volume) ** (1.0 / 3.0))
+    out = md.system
+    return NPTResult(out, float(temperature), float(pressure), p_mean, p_err, v_mean, v_err,
+                     float(system.box.volume), out.n / v_mean, steps, PRESSURE_UNIT[ff.units])
+
+
+def _npt_steps(pressure, npt_steps) -> int:
+    """Steps of the NPT stage: 0 without a pressure, the default when only P is given."""
+    if pressure is None:
+        if npt_steps:
+            raise ValueError("npt_steps given without a pressure: give the pressure to "
+                             "equilibrate at")
+        return 0
+    return DEFAULT_NPT_STEPS if npt_steps is None else int(npt_steps)
+
+
+def _prepare(system, ff, *, temperature, steps, pressure, npt_steps, dt, rng, thermostat,
+             tau, friction, barostat_tau, compressibility, redraw_velocities=True):
+    """Optional NPT stage, then ``steps`` NVT steps at the fixed cell; (state, NPTResult or
+    None)."""
+    n_npt = _npt_steps(pressure, npt_steps)
+    npt = None
+    if n_npt:
+        npt = npt_equilibrate(system, ff, temperature=temperature, pressure=pressure,
+                              steps=n_npt, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
+                              friction=friction, barostat_tau=barostat_tau,
+                              compressibility=compressibility,
+                              redraw_velocities=redraw_velocities)
+        system = npt.system
+    # After NPT the velocities are already at T: keep them.
+    state = equilibrate(system, ff, temperature=temperature, steps=steps, dt=dt, rng=rng,
+                        thermostat=thermostat, tau=tau, friction=friction,
+                        redraw_velocities=redraw_velocities and npt is None)
+    return state, npt
 
 
 # ----------------------------------------------------------------------------- DMS
@@ -195,6 +366,8 @@ class OscillationRun:
     mode : str
     system : System
         Final state (strained cell; velocities included).
+    npt : NPTResult or None
+        The (T, P) pre-equilibration, when a pressure was given.
     """
 
     result: DMSResult
@@ -204,6 +377,7 @@ class OscillationRun:
     temperature: float
     mode: str
     system: System = field(repr=False)
+    npt: NPTResult | None = field(default=None, repr=False)
 
 
 def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
@@ -213,6 +387,9 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
                        friction: float | None = None, equilibration_steps: int = 0,
                        sample_every: int | None = None, discard_cycles: int = 1,
                        detrend: bool = False, redraw_velocities: bool = False,
+                       pressure: float | None = None, npt_steps: int | None = None,
+                       barostat_tau: float | None = None,
+                       compressibility: float | None = None,
                        rng: np.random.Generator | None = None) -> OscillationRun:
     """Dynamic mechanical spectroscopy at one frequency: eps(t) = eps_A sin(omega t).
 
@@ -241,7 +418,8 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
     thermostat, tau, friction
         See :func:`make_thermostat`.
     equilibration_steps : int
-        NVT steps at ``temperature`` in the undeformed cell before the oscillation.
+        NVT steps at ``temperature`` in the undeformed cell before the oscillation (after
+        the NPT stage, if any).
     sample_every : int, optional
         Steps between stress samples; default: about 100 samples per cycle.
     discard_cycles : int
@@ -249,8 +427,15 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
         Fit a linear drift of the mean stress too (aging glasses).
     redraw_velocities : bool
         Draw fresh Maxwell-Boltzmann velocities even if the system has some.
+    pressure : float, optional
+        If given, first equilibrate at (T, P) by :func:`npt_equilibrate` (epsilon/sigma^3
+        or GPa) and oscillate about the mean volume's cell; None keeps the input cell.
+    npt_steps : int, optional
+        Steps of that stage (default :data:`DEFAULT_NPT_STEPS`; 0 skips it).
+    barostat_tau, compressibility
+        See :func:`npt_equilibrate`.
     rng : numpy.random.Generator, optional
-        Velocities and thermostat noise.
+        Velocities, thermostat and barostat noise.
 
     Returns
     -------
@@ -269,7 +454,17 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
         raise ValueError(f"period {period} is only {steps_per_period:.1f} time steps; "
                          "use a smaller dt or a longer period")
     every = max(1, int(steps_per_period // 100)) if sample_every is None else int(sample_every)
-    s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
+    n_npt = _npt_steps(pressure, npt_steps)
+    npt = None
+    if n_npt:
+        npt = npt_equilibrate(system, ff, temperature=temperature, pressure=pressure,
+                              steps=n_npt, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
+                              friction=friction, barostat_tau=barostat_tau,
+                              compressibility=compressibility,
+                              redraw_velocities=redraw_velocities)
+        s = npt.system
+    else:
+        s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
     th = make_thermostat(ff, temperature, rng, thermostat, tau, friction, dt)
     md = MD(s, ff, dt, thermostat=th)
     # Fail before any work if the largest strain is outside the tilt/width limits.
@@ -302,7 +497,8 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
     res = fit_oscillation(t, y, strain_amplitude, omega, discard_cycles=discard_cycles,
                           detrend=detrend, stress_unit=STRESS_UNIT[ff.units],
                           time_unit=TIME_UNIT[ff.units])
-    return OscillationRun(res, t, np.array(eps), y, float(np.mean(temps)), mode, md.system)
+    return OscillationRun(res, t, np.array(eps), y, float(np.mean(temps)), mode, md.system,
+                          npt)
 
 
 @dataclass
@@ -310,7 +506,10 @@ class DMSRow:
     """One (T, omega) point of a DMS sweep, averaged over samples.
 
     Moduli in the stress unit; errors are standard errors over samples (several samples) or
-    over cycles (one sample).
+    over cycles (one sample). ``density`` is N / V of the deformed reference cell averaged
+    over samples (length^-3), after the NPT stage when there was one; ``runs`` holds the
+    per-sample :class:`OscillationRun` and ``npt`` the per-sample :class:`NPTResult` at
+    this temperature (empty without NPT).
     """
 
     temperature: float
@@ -326,20 +525,26 @@ class DMSRow:
     mode: str
     stress_unit: str
     time_unit: str
+    density: float = math.nan
     runs: list = field(default_factory=list, repr=False)
+    npt: list = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "runs"}
+        """The numbers and labels (not the runs or NPT states)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("runs", "npt")}
 
 
 def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude=0.01,
               n_cycles=4, mode="shear", dt=None, thermostat="bussi", tau=None,
               friction=None, equilibration_steps=1000, sample_every=None, discard_cycles=1,
-              detrend=False, rng=None, progress=None) -> list[DMSRow]:
+              detrend=False, pressure=None, npt_steps=None, barostat_tau=None,
+              compressibility=None, rng=None, progress=None) -> list[DMSRow]:
     """DMS over frequencies and temperatures, averaged over samples.
 
-    Each sample is equilibrated once per temperature (``equilibration_steps`` NVT steps,
-    fresh velocities) and every frequency starts from that equilibrated state.
+    Each sample is equilibrated once per temperature (fresh velocities; with a ``pressure``
+    first ``npt_steps`` steps at (T, P) by :func:`npt_equilibrate`, then
+    ``equilibration_steps`` NVT steps at the mean volume) and every frequency starts from
+    that equilibrated state, so all frequencies at one T deform the same cell.
 
     Parameters
     ----------
@@ -349,10 +554,14 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
     omegas : sequence of float
         Angular frequencies (rad per time unit).
     temperatures : sequence of float
+    pressure : float, optional
+        epsilon/sigma^3 or GPa; None deforms the input cells as they are.
+    npt_steps : int, optional
+        Default :data:`DEFAULT_NPT_STEPS` when a pressure is given.
     progress : callable, optional
         ``progress(row)`` after each (T, omega) point (e.g. to print the table as it grows).
     Other parameters
-        As :func:`oscillatory_strain`.
+        As :func:`oscillatory_strain` and :func:`npt_equilibrate`.
 
     Returns
     -------
@@ -369,9 +578,14 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
     rng = np.random.default_rng() if rng is None else rng
     rows = []
     for temp in temperatures:
-        states = [equilibrate(s, ff, temperature=temp, steps=equilibration_steps, dt=dt,
-                              rng=rng, thermostat=thermostat, tau=tau, friction=friction)
-                  for s in systems]
+        prepared = [_prepare(s, ff, temperature=temp, steps=equilibration_steps,
+                             pressure=pressure, npt_steps=npt_steps, dt=dt, rng=rng,
+                             thermostat=thermostat, tau=tau, friction=friction,
+                             barostat_tau=barostat_tau, compressibility=compressibility)
+                    for s in systems]
+        states = [p[0] for p in prepared]
+        npts = [p[1] for p in prepared if p[1] is not None]
+        density = float(np.mean([s.n / s.box.volume for s in states]))
         for omega in omegas:
             runs = [oscillatory_strain(s, ff, temperature=temp, period=2.0 * math.pi / omega,
                                        strain_amplitude=strain_amplitude, n_cycles=n_cycles,
@@ -389,7 +603,8 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
                 vals = (r.m_storage, r.m_storage_err, r.m_loss, r.m_loss_err, r.tan_delta,
                         r.tan_delta_err)
             row = DMSRow(float(temp), float(omega), 2.0 * math.pi / omega, *map(float, vals),
-                         len(results), mode, STRESS_UNIT[ff.units], TIME_UNIT[ff.units], runs)
+                         len(results), mode, STRESS_UNIT[ff.units], TIME_UNIT[ff.units],
+                         density=density, runs=runs, npt=npts)
             rows.append(row)
             if progress is not None:
                 progress(row)
@@ -417,6 +632,10 @@ class RelaxationResult:
         Why the fit failed.
     curves : ndarray, shape (S, K)
         The individual curves.
+    density : float
+        N / V of the strained samples' reference cells, mean over samples (length^-3).
+    npt : list of NPTResult
+        Per-sample (T, P) pre-equilibration (empty without a pressure).
     """
 
     t: np.ndarray
@@ -430,6 +649,8 @@ class RelaxationResult:
     curves: np.ndarray = field(repr=False)
     stress_unit: str = ""
     time_unit: str = ""
+    density: float = math.nan
+    npt: list = field(default_factory=list, repr=False)
 
 
 def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
@@ -439,12 +660,17 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
                            equilibration_steps: int = 1000, decorrelation_steps: int = 200,
                            repeats: int = 1, sample_every: int = 1, symmetric: bool = True,
                            fit: bool = True, fit_from: float = 0.0,
+                           pressure: float | None = None, npt_steps: int | None = None,
+                           barostat_tau: float | None = None,
+                           compressibility: float | None = None,
                            rng: np.random.Generator | None = None) -> RelaxationResult:
     """Stress relaxation after an instantaneous affine step strain held fixed.
 
-    Per sample: equilibrate (``equilibration_steps``, fresh velocities); then per repeat:
-    fresh velocities, ``decorrelation_steps`` NVT steps, the step strain by
-    :meth:`MD.set_cell` (affine remap, velocities kept), and ``duration`` at fixed strain.
+    Per sample: equilibrate (with a ``pressure``, first ``npt_steps`` steps at (T, P) by
+    :func:`npt_equilibrate`; then ``equilibration_steps`` NVT steps at the fixed cell, fresh
+    velocities); then per repeat: fresh velocities, ``decorrelation_steps`` NVT steps, the
+    step strain by :meth:`MD.set_cell` (affine remap, velocities kept), and ``duration`` at
+    fixed strain.
 
     With ``symmetric`` (default) each repeat applies +eps and -eps from the *same* state with
     identical thermostat noise and records (sigma(+eps) - sigma(-eps)) / 2: the equilibrium
@@ -475,6 +701,8 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
         Fit M(t) = Delta M exp[-(t/tau)^beta] + M_r (:func:`fit_kww`) to the points with
         t >= ``fit_from`` (skip the phonon ringing right after the step). Errors from the
         standard error of the mean when there are >= 2 curves.
+    pressure, npt_steps, barostat_tau, compressibility
+        Optional NPT stage, as in :func:`dms_sweep`.
     rng : numpy.random.Generator, optional
 
     Returns
@@ -491,11 +719,16 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
     n_hold = int(round(duration / dt))
     if n_hold < 5 * sample_every:
         raise ValueError("duration too short for 5 samples")
-    curves = []
+    curves, npts, densities = [], [], []
     t_rec = None
     for system in systems:
-        state = equilibrate(system, ff, temperature=temperature, steps=equilibration_steps,
-                            dt=dt, rng=rng, thermostat=thermostat, tau=tau, friction=friction)
+        state, npt = _prepare(system, ff, temperature=temperature, steps=equilibration_steps,
+                              pressure=pressure, npt_steps=npt_steps, dt=dt, rng=rng,
+                              thermostat=thermostat, tau=tau, friction=friction,
+                              barostat_tau=barostat_tau, compressibility=compressibility)
+        if npt is not None:
+            npts.append(npt)
+        densities.append(state.n / state.box.volume)
         for _ in range(int(repeats)):
             state = equilibrate(state, ff, temperature=temperature, steps=decorrelation_steps,
                                 dt=dt, rng=rng, thermostat=thermostat, tau=tau,
@@ -536,7 +769,8 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
         except (RuntimeError, ValueError) as exc:  # e.g. no decay to fit (elastic solid)
             err = str(exc)
     return RelaxationResult(t, mean, sem, mean / strain, float(strain), mode, kww, err, arr,
-                            STRESS_UNIT[ff.units], TIME_UNIT[ff.units])
+                            STRESS_UNIT[ff.units], TIME_UNIT[ff.units],
+                            density=float(np.mean(densities)), npt=npts)
 
 
 # ----------------------------------------------------------------------------- static
