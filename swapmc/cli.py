@@ -148,11 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("-o", "--output", help="write S(q) and g(r) as CSV")
     an.set_defaults(func=_cmd_analyze)
 
+    from .library.cli import add_parser as add_library_parser
     from .md.cli import add_parsers as add_md_parsers
     from .tempering.cli import add_parser as add_temper_parser
 
     add_temper_parser(sub)
     add_md_parsers(sub)
+    add_library_parser(sub)
 
     ps = sub.add_parser("presets", help="list the built-in presets or show one")
     ps.add_argument("name", nargs="?")

@@ -64,7 +64,8 @@ def _check_keys(section: str, given: dict, allowed: dict) -> None:
         )
 
 
-def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
+def resolve(source: str | None = None, overrides: dict | None = None,
+            extra_sections: tuple = ()) -> dict:
     """Resolve a preset name or TOML path (``None``: the default preset) plus overrides.
 
     Parameters
@@ -73,6 +74,9 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
         A built-in preset name, or a path to a ``.toml`` config.
     overrides : dict, optional
         Nested dict merged last (e.g. from command-line flags).
+    extra_sections : tuple of str, optional
+        Further tables a driver accepts (e.g. ``("library",)``); they are returned as given
+        (an empty dict when absent) and the driver validates them.
 
     Returns
     -------
@@ -91,7 +95,7 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
         origin = f"preset {source!r}"
     if overrides:
         user = merge(user, overrides)
-    known = set(PRESET_SECTIONS) | set(DEFAULTS) | {"preset"}
+    known = set(PRESET_SECTIONS) | set(DEFAULTS) | {"preset"} | set(extra_sections)
     unknown = set(user) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) or key(s) {sorted(unknown)}; "
@@ -110,6 +114,11 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
                 raise ConfigError(f"{origin}: [{section}] must be a table")
             _check_keys(section, g, defaults)
         out[section] = merge(merge(defaults, from_preset), given)
+    for section in extra_sections:
+        extra = user.get(section, {})
+        if not isinstance(extra, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        out[section] = copy.deepcopy(extra)
     # Validate the model part now, so a bad config fails before any work.
     build_preset(preset_part, origin)
     _validate_numbers(out, origin)

@@ -1,9 +1,10 @@
 """Analysis: equilibration diagnostics and mechanical-response fits.
 
-Static structure (g(r), S(q)), relaxation (F_s, MSD, tau_alpha; time in MC sweeps) and the
-fits of the MD measurements: dynamic mechanical spectroscopy (storage/loss moduli) and
-stress relaxation (KWW). Pure functions over arrays plus :class:`FsTracker`, a
-bounded-memory, checkpointable accumulator of F_s(q, t) and the MSD.
+Static structure (g(r), S(q), bond-orientational order for the crystallisation guard),
+relaxation (F_s, MSD, tau_alpha; time in MC sweeps) and the fits of the MD measurements:
+dynamic mechanical spectroscopy (storage/loss moduli) and stress relaxation (KWW). Pure
+functions over arrays plus :class:`FsTracker`, a bounded-memory, checkpointable accumulator
+of F_s(q, t) and the MSD.
 """
 
 from .dynamics import FsTracker, msd, self_intermediate_scattering, tau_alpha
@@ -18,6 +19,7 @@ from .mechanics import (
     fit_oscillation,
     kww,
 )
+from .order import crystalline_fraction, first_shell_cutoff, solid_like
 from .structure import first_peak, radial_distribution, structure_factor
 
 __all__ = [
@@ -27,14 +29,17 @@ __all__ = [
     "KWWResult",
     "average_curves",
     "combine_dms",
+    "crystalline_fraction",
     "debye_modulus",
     "first_peak",
+    "first_shell_cutoff",
     "fit_kww",
     "fit_oscillation",
     "kww",
     "msd",
     "radial_distribution",
     "self_intermediate_scattering",
+    "solid_like",
     "structure_factor",
     "tau_alpha",
 ]

@@ -1,0 +1,186 @@
+"""``swapmc library build | ls | show | export | check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..config import overrides as make_overrides
+
+
+def _cmd_build(args) -> int:
+    from ..tempering.comm import CollectiveError, abort_on_error, agree, get_comm
+    from .build import LibraryBuilder
+    from .settings import resolve
+
+    comm = get_comm(args.mpi)
+    over = make_overrides(("library", "samples", args.samples),
+                          ("library", "path", args.library),
+                          ("state", "temperature", args.temperature),
+                          ("system", "n", args.n),
+                          ("run", "seed", args.seed))
+    try:
+        with abort_on_error(comm):
+            cfg = agree(comm, resolve, args.source, over)
+            builder = agree(comm, LibraryBuilder, cfg, comm)
+            result = builder.execute()
+    except CollectiveError as err:
+        if comm.rank == 0:
+            print(f"swapmc library build: error: {err}", file=sys.stderr)
+        return 2
+    if comm.rank == 0:
+        print(f"see the samples with: swapmc library ls {result.path} --build "
+              f"{result.build[:16]} --verdict all")
+    return 0
+
+
+def _add_filters(p) -> None:
+    p.add_argument("--model", help="preset/model name")
+    p.add_argument("--build", help="build fingerprint (or its first characters)")
+    p.add_argument("--t-min", type=float, help="lowest equilibration temperature")
+    p.add_argument("--t-max", type=float, help="highest equilibration temperature")
+    p.add_argument("-N", "--n", type=int, help="number of particles")
+    p.add_argument("--verdict", choices=("certified", "failed", "all"), default="certified")
+    p.add_argument("--limit", type=int, help="at most this many samples")
+
+
+def _query(lib, args, ids=None):
+    return lib.query(ids=ids, model=args.model, build=args.build, verdict=args.verdict,
+                     t_min=args.t_min, t_max=args.t_max, n=args.n, limit=args.limit)
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def _cmd_ls(args) -> int:
+    from .store import Library
+
+    with Library(args.library) as lib:
+        samples = _query(lib, args)
+        if args.json:
+            print(json.dumps([{"id": s.id, **s.meta} for s in samples], indent=1))
+            return 0
+        builds = lib.builds()
+    print(f"{args.library}: {len(samples)} sample(s) match; builds: "
+          + ", ".join(f"{b['build'][:16]} ({b['model']}, {b['certified'] or 0} certified, "
+                      f"{b['failed'] or 0} failed)" for b in builds))
+    if not samples:
+        return 0
+    print(f"{'id':>5s} {'model':12s} {'build':16s} {'chain':>5s} {'N':>6s} {'T':>8s} "
+          f"{'P':>6s} {'verdict':9s} {'E/N':>10s} {'E_IS/N':>10s} {'tau_alpha':>10s} "
+          f"{'decays':>7s} {'crystal':>7s}")
+    for s in samples:
+        m = s.meta
+        print(f"{s.id:5d} {m['model'][:12]:12s} {m['build'][:16]:16s} {m['chain']:5d} "
+              f"{m['n']:6d} {m['temperature']:8.4g} {_fmt(m['pressure'], '6.3g'):>6s} "
+              f"{m['verdict']:9s} {m['energy']:10.5f} {_fmt(m['is_energy'], '10.5f'):>10s} "
+              f"{_fmt(m['tau_alpha'], '10.4g'):>10s} {_fmt(m['decays'], '7.1f'):>7s} "
+              f"{_fmt(m['crystalline_fraction'], '7.3f'):>7s}")
+    return 0
+
+
+def _cmd_show(args) -> int:
+    from .store import SAMPLE_COLUMNS, Library
+
+    with Library(args.library) as lib:
+        sample = lib.get(args.id)
+    if args.json:
+        print(json.dumps({"id": sample.id, **sample.meta}, indent=1))
+        return 0
+    print(f"sample {sample.id} of {args.library}")
+    for name, _, meaning in SAMPLE_COLUMNS:
+        value = sample.meta.get(name)
+        print(f"  {name:22s} {value!s:40s} # {meaning}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export_samples
+    from .store import Library, LibraryError
+
+    formats = ("extxyz", "lammps") if args.format == "both" else (args.format,)
+    structures = (("equilibrium", "inherent") if args.structure == "both"
+                  else (args.structure,))
+    with Library(args.library) as lib:
+        if args.ids:
+            samples = lib.query(ids=args.ids, verdict=None)
+            absent = sorted(set(args.ids) - {s.id for s in samples})
+            if absent:
+                raise LibraryError(f"{args.library}: no sample(s) with id {absent}")
+        else:
+            samples = _query(lib, args)
+        if not samples:
+            print("no sample matches; nothing exported")
+            return 1
+        files = export_samples(lib, samples, args.output, formats, structures)
+    print(f"exported {len(samples)} sample(s) ({', '.join(structures)}; "
+          f"{', '.join(formats)}): {len(files)} file(s) in {args.output}/")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .store import Library
+
+    with Library(args.library) as lib:
+        verdict = lib.check()
+        counts = lib.count()
+    print(f"{args.library}: integrity {verdict}; {counts['certified']} certified, "
+          f"{counts['failed']} failed sample(s)")
+    return 0 if verdict == "ok" else 1
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``swapmc library`` and its sub-commands."""
+    lib = subparsers.add_parser(
+        "library", help="build, list, show and export glass libraries",
+        description="Glass libraries: independent swap-MC chains, certified (F_s decay, no "
+        "energy drift, no crystal) and quenched to inherent structures, stored in one "
+        "crash-safe SQLite file.")
+    sub = lib.add_subparsers(dest="library_command", required=True)
+
+    b = sub.add_parser("build", help="make (or continue making) the samples of a config",
+                       description="Run `samples` independent chains of a run config with a "
+                       "[library] table; rerunning the same command continues; under "
+                       "`mpiexec -n K` the chains are shared among K ranks.")
+    b.add_argument("source", nargs="?", default=None,
+                   help="config.toml with a [library] table, or a preset name")
+    b.add_argument("--samples", type=int, help="number of samples wanted ([library] samples)")
+    b.add_argument("--library", help="library file ([library] path)")
+    b.add_argument("-T", "--temperature", type=float)
+    b.add_argument("-N", "--n", type=int, help="number of particles")
+    b.add_argument("--seed", type=int, help="base seed of the chains")
+    b.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
+                   help="use MPI (auto: when launched by mpiexec/srun)")
+    b.set_defaults(func=_cmd_build)
+
+    ls = sub.add_parser("ls", help="list samples (certified by default)")
+    ls.add_argument("library")
+    _add_filters(ls)
+    ls.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    ls.set_defaults(func=_cmd_ls)
+
+    sh = sub.add_parser("show", help="every metadata field of one sample")
+    sh.add_argument("library")
+    sh.add_argument("id", type=int)
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=_cmd_show)
+
+    ex = sub.add_parser("export", help="write samples as extended XYZ and/or LAMMPS data",
+                        description="Export the samples given by id, or those matching the "
+                        "filters, to OUTPUT/sample-<id>-<structure>.xyz/.data with an "
+                        "index.csv (and the EAM potential file for metal models).")
+    ex.add_argument("library")
+    ex.add_argument("ids", type=int, nargs="*", help="sample ids (default: all that match)")
+    _add_filters(ex)
+    ex.add_argument("--format", choices=("extxyz", "lammps", "both"), default="both")
+    ex.add_argument("--structure", choices=("inherent", "equilibrium", "both"),
+                    default="inherent")
+    ex.add_argument("-o", "--output", default="exported", help="output directory")
+    ex.set_defaults(func=_cmd_export)
+
+    ck = sub.add_parser("check", help="verify the library file's integrity")
+    ck.add_argument("library")
+    ck.set_defaults(func=_cmd_check)
+    return lib

@@ -1,0 +1,135 @@
+"""The ``[library]`` table of a library-build config, and the build fingerprint.
+
+A library config is an ordinary run config (preset, ``[system]``, ``[run]``, ...) that
+describes *one chain*, plus a ``[library]`` table::
+
+    preset = "ka2-x10"
+    [state]
+    temperature = 0.45
+    [run]
+    seed = 7                      # chain k runs with a seed derived from (7, k)
+    equilibration_sweeps = 50000
+    production_sweeps = 50000
+    [library]
+    path = "glasses.sqlite"
+    samples = 100
+    max_production_sweeps = 200000   # extend a chain whose F_s has not decayed enough
+
+Everything except ``samples``, ``path`` and ``work_directory`` enters the build fingerprint:
+rerunning the same command continues the same build (and asking for more samples extends
+it), while changing the protocol starts a new build in the same library file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+
+from .._toml import ConfigError
+from ..config import resolve as resolve_run
+from ..models.presets import merge
+from .certify import Criteria
+
+LIBRARY_DEFAULTS = {
+    "path": "glasses.sqlite",
+    "samples": 4,
+    "work_directory": "",  # "": <path>.work next to the library file
+    "max_production_sweeps": 0,  # 0: never extend production
+    "quench_fmax": "auto",  # FIRE force tolerance: 1e-6 (LJ) or 1e-5 eV/Å (metal)
+    "quench_max_steps": 200_000,
+    **{k: f.default for k, f in Criteria.__dataclass_fields__.items()},
+}
+
+# Keys that do not change what a sample is (so not part of the build fingerprint).
+NOT_FINGERPRINTED = ("samples", "path", "work_directory")
+QUENCH_FMAX = {"lj": 1e-6, "metal": 1e-5}
+
+
+def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
+    """A run config with a fully defaulted and validated ``library`` table.
+
+    Parameters
+    ----------
+    source : str or None
+        Preset name or TOML path (``None``: the default preset).
+    overrides : dict, optional
+        Nested overrides; may hold a ``library`` table.
+    """
+    cfg = resolve_run(source, overrides, extra_sections=("library",))
+    origin = source or "default preset"
+    given = cfg["library"]
+    unknown = set(given) - set(LIBRARY_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key(s) {sorted(unknown)} in [library]; "
+                          f"allowed: {sorted(LIBRARY_DEFAULTS)}")
+    lib = merge(LIBRARY_DEFAULTS, given)
+    for key in ("samples", "quench_max_steps", "drift_blocks"):
+        if not isinstance(lib[key], int) or lib[key] < 1:
+            raise ConfigError(f"{origin}: [library] {key} must be a positive integer, got "
+                              f"{lib[key]!r}")
+    if lib["drift_blocks"] < 2:
+        raise ConfigError(f"{origin}: [library] drift_blocks must be >= 2")
+    for key in ("min_decays", "max_fs_final", "max_drift_z", "max_crystalline_fraction"):
+        if not isinstance(lib[key], (int, float)) or lib[key] <= 0:
+            raise ConfigError(f"{origin}: [library] {key} must be a positive number, got "
+                              f"{lib[key]!r}")
+    extend = lib["max_production_sweeps"]
+    if not isinstance(extend, int) or extend < 0:
+        raise ConfigError(f"{origin}: [library] max_production_sweeps must be an integer >= 0")
+    if extend and extend < cfg["run"]["production_sweeps"]:
+        raise ConfigError(f"{origin}: [library] max_production_sweeps = {extend} is below "
+                          f"[run] production_sweeps = {cfg['run']['production_sweeps']}")
+    if lib["quench_fmax"] != "auto" and not (
+            isinstance(lib["quench_fmax"], (int, float)) and lib["quench_fmax"] > 0):
+        raise ConfigError(f"{origin}: [library] quench_fmax must be 'auto' or > 0")
+    if not lib["path"]:
+        raise ConfigError(f"{origin}: [library] path must name the library file")
+    if not lib["work_directory"]:
+        lib["work_directory"] = lib["path"] + ".work"
+    if cfg["run"]["production_sweeps"] < 1:
+        raise ConfigError(f"{origin}: a library chain needs production_sweeps >= 1")
+    cfg["library"] = lib
+    return cfg
+
+
+def chain_template(cfg: dict) -> dict:
+    """The run config every chain starts from (before its seed and directory are set).
+
+    F_s is always tracked (certification needs it), with snapshots spaced so that the lags
+    reach the longest production a chain may get; progress bars are off (many chains run at
+    once; the build prints one line per sample instead).
+    """
+    run_cfg = copy.deepcopy({k: v for k, v in cfg.items() if k != "library"})
+    lib = cfg["library"]
+    longest = max(run_cfg["run"]["production_sweeps"], lib["max_production_sweeps"])
+    run_cfg["diagnostics"]["tau_alpha"] = True
+    if run_cfg["diagnostics"]["fs_every"] == 0:
+        # The tracker keeps 1000 lags: spacing longest/1000 lets lags reach the whole run.
+        run_cfg["diagnostics"]["fs_every"] = max(1, longest // 1000)
+    run_cfg["output"]["progress"] = False
+    run_cfg["output"]["directory"] = ""
+    return run_cfg
+
+
+def build_fingerprint(cfg: dict) -> str:
+    """Hex SHA-256 naming the build: the chain protocol plus the certification rules."""
+    template = chain_template(cfg)
+    template["output"].pop("directory")
+    template["output"].pop("progress")
+    lib = {k: v for k, v in cfg["library"].items() if k not in NOT_FINGERPRINTED}
+    text = json.dumps({"chain": template, "library": lib}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def chain_seed(base_seed: int, chain: int) -> int:
+    """Independent, reproducible seed of chain ``chain`` (< 2**32, fits any config file)."""
+    import numpy as np
+
+    ss = np.random.SeedSequence([int(base_seed), int(chain)])
+    return int(ss.generate_state(1, np.uint32)[0])
+
+
+def chain_directory(cfg: dict, build: str, chain: int) -> str:
+    return os.path.join(cfg["library"]["work_directory"], build[:16], f"chain-{chain:06d}")

@@ -1,0 +1,462 @@
+"""The glass library on disk: one SQLite database of samples, their metadata and structures.
+
+Why SQLite
+----------
+Every sample is written in one transaction (its metadata row, the equilibrium and the
+inherent structure), so a process killed at any moment leaves either the whole sample or
+none of it: SQLite's rollback journal restores the last committed state the next time the
+file is opened. Several processes (MPI ranks, or separate jobs) may write to the same file;
+SQLite serialises writers with file locks, and a writer that finds the file busy waits
+(``busy_timeout``) instead of failing. The same ``(build, chain)`` is stored at most once (a
+UNIQUE constraint), so rerunning a build can never duplicate a sample. Metadata are plain
+columns, so queries are SQL. The file needs a file system with working POSIX locks (local
+disks, Lustre/GPFS with locking enabled; not NFS without ``lockd``).
+
+Layout
+------
+``builds``: one row per library build (the fingerprint of its config, the model, the
+resolved config as TOML). ``samples``: one row per chain with every metadata column listed in
+:data:`SAMPLE_COLUMNS`. ``structures``: positions (float64), images (int64), species (int32)
+and the cell (lengths + tilts, float64) as raw little-endian bytes, i.e. at full precision,
+for the ``equilibrium`` and ``inherent`` structure of each sample. ``potentials``: the setfl
+text of every EAM potential used, keyed by its SHA-256, so an exported sample can be taken to
+LAMMPS with exactly its potential.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..box import Box
+from ..system import System
+
+SCHEMA_VERSION = 1
+
+# (name, SQL type, meaning) of every metadata column of a sample.
+SAMPLE_COLUMNS = [
+    ("build", "TEXT NOT NULL", "fingerprint of the build config (hex)"),
+    ("chain", "INTEGER NOT NULL", "chain index within the build (0-based)"),
+    ("source", "TEXT NOT NULL", "how the sample was made: 'chain' (independent swap MC)"),
+    ("model", "TEXT NOT NULL", "preset or model name"),
+    ("model_hash", "TEXT NOT NULL", "SHA-256 of the model parameters / potential file"),
+    ("kind", "TEXT NOT NULL", "'lj' or 'eam'"),
+    ("units", "TEXT NOT NULL", "'lj' (reduced) or 'metal'"),
+    ("species_names", "TEXT NOT NULL", "JSON list of species names"),
+    ("composition", "TEXT NOT NULL", "JSON {species: count}"),
+    ("masses", "TEXT NOT NULL", "JSON list of the species masses (mass units)"),
+    ("elements", "TEXT", "JSON {species: element label} for OVITO/ASE, or NULL"),
+    ("n", "INTEGER NOT NULL", "number of particles"),
+    ("temperature", "REAL NOT NULL", "equilibration temperature"),
+    ("pressure", "REAL", "imposed pressure (NPT) or NULL (NVT)"),
+    ("density", "REAL NOT NULL", "number density N/V"),
+    ("seed", "INTEGER NOT NULL", "seed of the chain's run"),
+    ("sweeps", "INTEGER NOT NULL", "MC sweeps done in total (melt + equilibration + production)"),
+    ("production_sweeps", "INTEGER NOT NULL", "production sweeps (the certified stretch)"),
+    ("acc_displacement", "REAL", "displacement acceptance over the run"),
+    ("acc_swap", "REAL", "swap acceptance over the run"),
+    ("acc_volume", "REAL", "volume-move acceptance (NPT)"),
+    ("tau_alpha", "REAL", "tau_alpha in MC sweeps (F_s = 1/e); NULL if F_s never got there"),
+    ("decays", "REAL", "production_sweeps / tau_alpha"),
+    ("fs_final", "REAL", "F_s at the longest lag measured"),
+    ("drift_z", "REAL", "energy drift between production halves in standard errors"),
+    ("crystalline_fraction", "REAL", "solid-like fraction (ten Wolde q6) of the sample"),
+    ("verdict", "TEXT NOT NULL", "'certified' or 'failed'"),
+    ("reasons", "TEXT NOT NULL", "why it failed ('' when certified)"),
+    ("energy", "REAL NOT NULL", "potential energy per particle at the end of production"),
+    ("is_energy", "REAL", "inherent-structure energy per particle"),
+    ("is_max_force", "REAL", "largest force left after the quench"),
+    ("swapmc_version", "TEXT NOT NULL", "software version"),
+    ("created", "TEXT NOT NULL", "UTC creation time (ISO 8601)"),
+    ("wall_seconds", "REAL", "wall time of the chain, certification and quench"),
+    ("host", "TEXT", "host name of the process that made the sample"),
+]
+COLUMN_NAMES = [c[0] for c in SAMPLE_COLUMNS]
+JSON_COLUMNS = ("species_names", "composition", "masses", "elements")
+STRUCTURE_KINDS = ("equilibrium", "inherent")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS builds (
+    build TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    model_hash TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created TEXT NOT NULL,
+    swapmc_version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(f"{name} {sql}" for name, sql, _ in SAMPLE_COLUMNS)},
+    UNIQUE (build, chain),
+    CHECK (verdict IN ('certified', 'failed'))
+);
+CREATE INDEX IF NOT EXISTS samples_query ON samples (model, verdict, temperature);
+CREATE TABLE IF NOT EXISTS structures (
+    sample_id INTEGER NOT NULL REFERENCES samples (id),
+    kind TEXT NOT NULL CHECK (kind IN ('equilibrium', 'inherent')),
+    positions BLOB NOT NULL,
+    images BLOB NOT NULL,
+    species BLOB NOT NULL,
+    cell BLOB NOT NULL,
+    PRIMARY KEY (sample_id, kind)
+);
+CREATE TABLE IF NOT EXISTS potentials (model_hash TEXT PRIMARY KEY, kind TEXT NOT NULL,
+                                       text TEXT NOT NULL);
+"""
+
+# Writers wait this long for a busy database (other ranks committing) before giving up.
+BUSY_TIMEOUT_S = 600.0
+
+
+class LibraryError(OSError):
+    """The library file is missing, not a swapmc library, or damaged."""
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class Sample:
+    """One library entry.
+
+    Attributes
+    ----------
+    id : int
+        Row id in the library.
+    meta : dict
+        Every column of :data:`SAMPLE_COLUMNS` (JSON columns decoded).
+    """
+
+    id: int
+    meta: dict
+    _library: Library
+
+    def structure(self, kind: str = "equilibrium") -> System:
+        """The stored configuration, ``"equilibrium"`` (end of production) or ``"inherent"``
+        (after the quench), with ``info`` holding the sample's metadata."""
+        return self._library.structure(self.id, kind)
+
+    @property
+    def system(self) -> System:
+        """The equilibrium configuration (end of the certified production run)."""
+        return self.structure("equilibrium")
+
+    @property
+    def inherent(self) -> System:
+        """The inherent structure (energy minimum reached by FIRE from :attr:`system`)."""
+        return self.structure("inherent")
+
+
+def _decode(row: sqlite3.Row) -> dict:
+    meta = {k: row[k] for k in row.keys()}
+    for key in JSON_COLUMNS:
+        if key in meta and isinstance(meta[key], str):
+            meta[key] = json.loads(meta[key])
+    return meta
+
+
+class Library:
+    """A glass library file.
+
+    Parameters
+    ----------
+    path : str
+        The SQLite file.
+    create : bool
+        Create the file (and its tables) if missing, and allow writing. With ``False`` a
+        missing file or a file that is not a swapmc library raises :class:`LibraryError`,
+        and the connection refuses writes (it still rolls back the journal a killed writer
+        left behind, so reading after a crash works).
+    """
+
+    def __init__(self, path: str, create: bool = False):
+        self.path = str(path)
+        self.writable = create
+        if not create and not os.path.exists(self.path):
+            raise LibraryError(f"no library at {self.path!r}")
+        try:
+            if create:
+                directory = os.path.dirname(os.path.abspath(self.path))
+                os.makedirs(directory, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
+                                           isolation_level=None)
+            else:
+                self._db = self._open_for_reading()
+            self._db.row_factory = sqlite3.Row
+            if create:
+                # FULL: a commit is on disk before it returns, so a sample reported stored
+                # survives a power cut, not only a killed process.
+                self._db.execute("PRAGMA synchronous = FULL")
+                with self._transaction():
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)",
+                                     (str(SCHEMA_VERSION),))
+            version = self._db.execute(
+                "SELECT value FROM info WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise LibraryError(f"{self.path}: not a readable swapmc library ({err})") from None
+        if version is None or int(version[0]) != SCHEMA_VERSION:
+            raise LibraryError(f"{self.path}: library schema version {version and version[0]}, "
+                               f"this swapmc reads version {SCHEMA_VERSION}")
+
+    # ------------------------------------------------------------------ plumbing
+    def _open_for_reading(self) -> sqlite3.Connection:
+        # Opened read-write but with writes refused (query_only): after a writer was killed
+        # mid-transaction, the first reader must be able to roll the leftover journal back,
+        # which a read-only connection cannot do. Without write permission, plain read-only.
+        base = "file:" + os.path.abspath(self.path)
+        try:
+            db = sqlite3.connect(base + "?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S,
+                                 isolation_level=None)
+            db.execute("PRAGMA query_only = ON")
+        except sqlite3.OperationalError:
+            db = sqlite3.connect(base + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                 isolation_level=None)
+        return db
+
+    def _transaction(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self_inner):
+                # IMMEDIATE takes the write lock now, so two writers never deadlock while
+                # upgrading read locks.
+                db.execute("BEGIN IMMEDIATE")
+                return db
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                db.execute("ROLLBACK" if exc_type else "COMMIT")
+                return False
+
+        return _Tx()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def check(self) -> str:
+        """SQLite's full integrity check: ``"ok"`` for an intact file."""
+        return "\n".join(r[0] for r in self._db.execute("PRAGMA integrity_check"))
+
+    # ------------------------------------------------------------------ builds
+    def register_build(self, build: str, model: str, model_hash: str, config_text: str,
+                       version: str) -> None:
+        """Record a build (no-op if it is already there)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO builds VALUES (?, ?, ?, ?, ?, ?)",
+                       (build, model, model_hash, config_text, _utc_now(), version))
+
+    def builds(self) -> list[dict]:
+        """Every build with its counts of certified and failed samples."""
+        rows = self._db.execute(
+            "SELECT b.build, b.model, b.created, b.swapmc_version, "
+            "SUM(s.verdict = 'certified') AS certified, SUM(s.verdict = 'failed') AS failed, "
+            "SUM(s.wall_seconds) AS wall_seconds "
+            "FROM builds b LEFT JOIN samples s ON s.build = b.build GROUP BY b.build "
+            "ORDER BY b.created").fetchall()
+        return [dict(r) for r in rows]
+
+    def build_config(self, build: str) -> str:
+        row = self._db.execute("SELECT config FROM builds WHERE build = ?", (build,)).fetchone()
+        if row is None:
+            raise LibraryError(f"{self.path}: no build {build!r}")
+        return row[0]
+
+    def done_chains(self, build: str) -> set[int]:
+        """Chain indices of ``build`` already stored (certified or failed)."""
+        rows = self._db.execute("SELECT chain FROM samples WHERE build = ?", (build,))
+        return {int(r[0]) for r in rows}
+
+    def add_potential(self, model_hash: str, kind: str, text: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO potentials VALUES (?, ?, ?)",
+                       (model_hash, kind, text))
+
+    def potential(self, model_hash: str) -> tuple[str, str] | None:
+        """``(setfl_kind, text)`` of a stored EAM potential, or None."""
+        row = self._db.execute("SELECT kind, text FROM potentials WHERE model_hash = ?",
+                               (model_hash,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    # ------------------------------------------------------------------ samples
+    def add_sample(self, meta: dict, equilibrium: System, inherent: System | None) -> int | None:
+        """Store one sample and its structures in a single transaction.
+
+        Parameters
+        ----------
+        meta : dict
+            Values for the columns of :data:`SAMPLE_COLUMNS` (``created``, ``swapmc_version``
+            and ``host`` are filled in when missing).
+        equilibrium : System
+            The configuration at the end of production.
+        inherent : System or None
+            Its inherent structure.
+
+        Returns
+        -------
+        int or None
+            The new sample id, or None when ``(build, chain)`` was already stored (by an
+            earlier run or another process) — nothing is written then.
+        """
+        from .. import __version__
+
+        meta = dict(meta)
+        meta.setdefault("created", _utc_now())
+        meta.setdefault("swapmc_version", __version__)
+        meta.setdefault("host", os.uname().nodename)
+        missing = [c for c, sql, _ in SAMPLE_COLUMNS if "NOT NULL" in sql and meta.get(c) is None]
+        if missing:
+            raise ValueError(f"sample metadata lacks {missing}")
+        unknown = set(meta) - set(COLUMN_NAMES)
+        if unknown:
+            raise ValueError(f"unknown sample metadata {sorted(unknown)}")
+        values = []
+        for c in COLUMN_NAMES:
+            v = meta.get(c)
+            if c in JSON_COLUMNS and v is not None:
+                v = json.dumps(v)
+            elif isinstance(v, np.generic):
+                v = v.item()
+            values.append(v)
+        with self._transaction() as db:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO samples ({', '.join(COLUMN_NAMES)}) "
+                f"VALUES ({', '.join('?' * len(COLUMN_NAMES))})", values)
+            if cur.rowcount == 0:
+                return None
+            sample_id = int(cur.lastrowid)
+            for kind, system in (("equilibrium", equilibrium), ("inherent", inherent)):
+                if system is None:
+                    continue
+                cell = np.concatenate([system.box.lengths, system.box.tilts])
+                db.execute("INSERT INTO structures VALUES (?, ?, ?, ?, ?, ?)", (
+                    sample_id, kind,
+                    np.ascontiguousarray(system.positions, "<f8").tobytes(),
+                    np.ascontiguousarray(system.images, "<i8").tobytes(),
+                    np.ascontiguousarray(system.species, "<i4").tobytes(),
+                    np.ascontiguousarray(cell, "<f8").tobytes()))
+        return sample_id
+
+    def query(self, *, ids=None, model: str | None = None, build: str | None = None,
+              verdict: str | None = "certified", t_min: float | None = None,
+              t_max: float | None = None, n: int | None = None,
+              limit: int | None = None) -> list[Sample]:
+        """Samples matching every given filter, in id order.
+
+        Parameters
+        ----------
+        ids : sequence of int, optional
+            Only these ids.
+        model : str, optional
+            Preset/model name.
+        build : str, optional
+            Build fingerprint or a unique prefix of it.
+        verdict : {"certified", "failed", None}
+            ``None`` (or ``"all"``) selects both.
+        t_min, t_max : float, optional
+            Inclusive bounds on the equilibration temperature.
+        n : int, optional
+            Number of particles.
+        limit : int, optional
+            At most this many.
+        """
+        where, args = [], []
+        if ids is not None:
+            ids = [int(i) for i in ids]
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            args += ids
+        if model is not None:
+            where.append("model = ?")
+            args.append(model)
+        if build is not None:
+            where.append("build LIKE ?")
+            args.append(build + "%")
+        if verdict not in (None, "all"):
+            if verdict not in ("certified", "failed"):
+                raise ValueError(f"verdict must be 'certified', 'failed' or 'all', got "
+                                 f"{verdict!r}")
+            where.append("verdict = ?")
+            args.append(verdict)
+        if t_min is not None:
+            where.append("temperature >= ?")
+            args.append(float(t_min))
+        if t_max is not None:
+            where.append("temperature <= ?")
+            args.append(float(t_max))
+        if n is not None:
+            where.append("n = ?")
+            args.append(int(n))
+        sql = "SELECT * FROM samples"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._db.execute(sql, args).fetchall()
+        return [Sample(int(r["id"]), _decode(r), self) for r in rows]
+
+    def samples(self, **filters) -> Iterator[Sample]:
+        """Iterate over :meth:`query` results (same filters), e.g. straight into the MD stage:
+
+        >>> for s in Library("glasses.sqlite").samples(model="ka2-x10", t_max=0.45):
+        ...     system = s.inherent  # doctest: +SKIP
+        """
+        yield from self.query(**filters)
+
+    def get(self, sample_id: int) -> Sample:
+        """One sample by id (any verdict)."""
+        found = self.query(ids=[sample_id], verdict=None)
+        if not found:
+            raise LibraryError(f"{self.path}: no sample with id {sample_id}")
+        return found[0]
+
+    def count(self, build: str | None = None) -> dict:
+        """``{"certified": k, "failed": m}`` (of one build, or of the whole library)."""
+        sql = "SELECT verdict, COUNT(*) FROM samples"
+        args: list = []
+        if build is not None:
+            sql += " WHERE build = ?"
+            args.append(build)
+        out = {"certified": 0, "failed": 0}
+        for verdict, k in self._db.execute(sql + " GROUP BY verdict", args):
+            out[verdict] = int(k)
+        return out
+
+    def structure(self, sample_id: int, kind: str = "equilibrium") -> System:
+        """A stored structure as a :class:`~swapmc.System` (``info`` = the sample metadata)."""
+        if kind not in STRUCTURE_KINDS:
+            raise ValueError(f"structure kind must be one of {STRUCTURE_KINDS}, got {kind!r}")
+        row = self._db.execute(
+            "SELECT s.*, t.positions AS t_pos, t.images AS t_img, t.species AS t_spc, "
+            "t.cell AS t_cell FROM samples s JOIN structures t ON t.sample_id = s.id "
+            "WHERE s.id = ? AND t.kind = ?", (int(sample_id), kind)).fetchone()
+        if row is None:
+            raise LibraryError(f"{self.path}: sample {sample_id} has no {kind} structure")
+        meta = _decode(row)
+        n = int(meta["n"])
+        cell = np.frombuffer(row["t_cell"], "<f8")
+        info = {k: v for k, v in meta.items() if not k.startswith("t_")}
+        info["structure"] = kind
+        return System(
+            positions=np.frombuffer(row["t_pos"], "<f8").reshape(n, 3).copy(),
+            species=np.frombuffer(row["t_spc"], "<i4").copy(),
+            species_names=tuple(meta["species_names"]),
+            box=Box(cell[:3].copy(), cell[3:].copy()),
+            images=np.frombuffer(row["t_img"], "<i8").reshape(n, 3).copy(),
+            info=info,
+        )
