@@ -465,3 +465,48 @@ def test_cli_ls_show_export_check(built, tmp_path, capsys):
     assert "integrity ok" in capsys.readouterr().out
     assert main(["library", "ls", str(tmp_path / "nothing.sqlite")]) == 2
     assert "no library at" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ PT harvest
+def test_harvest_lowest_temperature_of_tempering(tmp_path):
+    """Frames of T00.xyz at least one round-trip time apart become samples; too few round
+    trips fail them; rerunning adds nothing; the stored structures are the frames."""
+    from swapmc._toml import ConfigError
+    from swapmc.io import iter_extxyz
+    from swapmc.library import harvest_tempering
+    from swapmc.tempering.driver import temper
+
+    pt = tmp_path / "pt"
+    run = temper("ka2-x10", {
+        "system": {"n": 200, "melt_sweeps": 50}, "run": {"seed": 3},
+        "tempering": {"t_min": 0.8, "t_max": 1.2, "n_replicas": 4, "exchange_every": 5,
+                      "rounds": 400, "equilibration_rounds": 20},
+        "output": {"directory": str(pt), "trajectory_every": 50, "progress": False}},
+        log=lambda *a: None)
+    trips = run.summary["round_trips"]
+    lib_path = str(tmp_path / "lib.sqlite")
+    strict = harvest_tempering(str(pt), lib_path, min_round_trips=trips["total"] + 1,
+                               log=lambda *a: None)
+    assert strict.counts["certified"] == 0 and strict.counts["failed"] >= 2
+    assert harvest_tempering(str(pt), lib_path, min_round_trips=trips["total"] + 1,
+                             log=lambda *a: None).made == []
+    ok = harvest_tempering(str(pt), lib_path, stride=400, min_round_trips=1,
+                           log=lambda *a: None)
+    assert ok.build != strict.build
+    frames = list(iter_extxyz(str(pt / "trajectories" / "T00.xyz"),
+                              species_names=("A", "B", "C")))
+    with Library(lib_path) as lib:
+        samples = lib.query(build=ok.build, verdict="all")
+        assert len(samples) == ok.counts["certified"] + ok.counts["failed"] >= 4
+        assert ok.counts["certified"] >= 1
+        sweeps = [s.meta["sweeps"] for s in samples]
+        assert min(np.diff(sweeps)) >= 400
+        for s in samples:
+            assert s.meta["source"] == "tempering" and s.meta["temperature"] == 0.8
+            assert s.meta["round_trips"] == trips["total"] and s.meta["tau_alpha"] is None
+            frame = frames[s.meta["chain"]]
+            assert np.array_equal(s.system.positions, frame.positions)
+            assert s.meta["is_energy"] < s.meta["energy"]
+    os.remove(pt / "summary.json")
+    with pytest.raises(ConfigError, match="missing summary.json"):
+        harvest_tempering(str(pt), lib_path)

@@ -2,7 +2,8 @@
 
 :func:`build_library` runs independent swap-MC chains (serially or on MPI ranks), certifies
 each (:func:`certify`) and stores it with its inherent structure in a :class:`Library`
-(SQLite). Read samples back as :class:`~swapmc.System` objects::
+(SQLite); :func:`harvest_tempering` does the same for the lowest-temperature frames of a
+parallel-tempering run. Read samples back as :class:`~swapmc.System` objects::
 
     from swapmc.library import Library
     with Library("glasses.sqlite") as lib:
@@ -11,8 +12,9 @@ each (:func:`certify`) and stores it with its inherent structure in a :class:`Li
 """
 
 from .build import BuildResult, LibraryBuilder, build_library
-from .certify import Certificate, Criteria, certify, energy_drift_z
+from .certify import Certificate, Criteria, certify, certify_tempering, energy_drift_z
 from .export import export_samples
+from .harvest import harvest_tempering
 from .store import SAMPLE_COLUMNS, Library, LibraryError, Sample
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "Sample",
     "build_library",
     "certify",
+    "certify_tempering",
     "energy_drift_z",
     "export_samples",
+    "harvest_tempering",
 ]

@@ -193,3 +193,43 @@ def certify(t, fs, production_sweeps: int, energies, crystalline_fraction: float
         crystalline_fraction=float(crystalline_fraction),
         needs_longer_run=bool(decay_reasons) and not reasons,
     )
+
+
+def certify_tempering(round_trips: int, min_round_trips: int, energies,
+                      crystalline_fraction: float, quench_converged: bool = True,
+                      criteria: Criteria | None = None) -> Certificate:
+    """Judge a configuration harvested from the lowest temperature of a PT run.
+
+    The replicas' walk replaces the F_s test: the run must have made at least
+    ``min_round_trips`` end-to-end round trips (each one carries a configuration from the
+    hot, fast-relaxing end of the ladder to the bottom), and the lowest-temperature energy
+    series must not drift between its production halves (same z test as for chains).
+
+    Parameters
+    ----------
+    round_trips : int
+        Completed round trips of all replicas of the run.
+    min_round_trips : int
+    energies : array_like, shape (M,)
+        Energy per particle at the lowest temperature, production rounds.
+    crystalline_fraction, quench_converged, criteria
+        As :func:`certify`.
+    """
+    c = criteria or Criteria()
+    reasons = []
+    if round_trips < min_round_trips:
+        reasons.append(f"{round_trips} round trip(s) in the run (< {min_round_trips})")
+    z = energy_drift_z(energies, c.drift_blocks)
+    if not np.isfinite(z):
+        reasons.append(f"energy drift cannot be judged (z = {z}; "
+                       f"{len(np.atleast_1d(energies))} energy samples)")
+    elif abs(z) > c.max_drift_z:
+        reasons.append(f"lowest-temperature energy drifts between production halves by "
+                       f"{z:+.2f} standard errors (> {c.max_drift_z:g})")
+    if not crystalline_fraction <= c.max_crystalline_fraction:
+        reasons.append(f"crystallised: solid-like fraction {crystalline_fraction:.3f} "
+                       f"(> {c.max_crystalline_fraction:g})")
+    if not quench_converged:
+        reasons.append("inherent-structure quench did not converge")
+    return Certificate(verdict="failed" if reasons else "certified", reasons=reasons,
+                       drift_z=float(z), crystalline_fraction=float(crystalline_fraction))

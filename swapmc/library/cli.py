@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..config import overrides as make_overrides
+from .certify import Criteria
 
 
 def _cmd_build(args) -> int:
@@ -32,6 +33,16 @@ def _cmd_build(args) -> int:
     if comm.rank == 0:
         print(f"see the samples with: swapmc library ls {result.path} --build "
               f"{result.build[:16]} --verdict all")
+    return 0
+
+
+def _cmd_harvest(args) -> int:
+    from .certify import Criteria
+    from .harvest import harvest_tempering
+
+    harvest_tempering(args.run, args.library, stride=args.stride,
+                      min_round_trips=args.min_round_trips,
+                      criteria=Criteria(max_drift_z=args.max_drift_z))
     return 0
 
 
@@ -68,12 +79,14 @@ def _cmd_ls(args) -> int:
                       f"{b['failed'] or 0} failed)" for b in builds))
     if not samples:
         return 0
-    print(f"{'id':>5s} {'model':12s} {'build':16s} {'chain':>5s} {'N':>6s} {'T':>8s} "
+    print(f"{'id':>5s} {'model':12s} {'build':16s} {'source':9s} {'chain':>5s} {'N':>6s} "
+          f"{'T':>8s} "
           f"{'P':>6s} {'verdict':9s} {'E/N':>10s} {'E_IS/N':>10s} {'tau_alpha':>10s} "
           f"{'decays':>7s} {'crystal':>7s}")
     for s in samples:
         m = s.meta
-        print(f"{s.id:5d} {m['model'][:12]:12s} {m['build'][:16]:16s} {m['chain']:5d} "
+        print(f"{s.id:5d} {m['model'][:12]:12s} {m['build'][:16]:16s} {m['source']:9s} "
+              f"{m['chain']:5d} "
               f"{m['n']:6d} {m['temperature']:8.4g} {_fmt(m['pressure'], '6.3g'):>6s} "
               f"{m['verdict']:9s} {m['energy']:10.5f} {_fmt(m['is_energy'], '10.5f'):>10s} "
               f"{_fmt(m['tau_alpha'], '10.4g'):>10s} {_fmt(m['decays'], '7.1f'):>7s} "
@@ -154,6 +167,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                    help="use MPI (auto: when launched by mpiexec/srun)")
     b.set_defaults(func=_cmd_build)
+
+    hv = sub.add_parser("harvest", help="store the lowest-T frames of a finished PT run",
+                        description="Take the configurations at the lowest temperature of a "
+                        "`swapmc temper` run (trajectories/T00.xyz), at least --stride sweeps "
+                        "apart, certify (round trips, no energy drift, no crystal), quench "
+                        "and store them. Rerunning adds nothing twice.")
+    hv.add_argument("run", help="output directory of swapmc temper")
+    hv.add_argument("--library", required=True, help="library file")
+    hv.add_argument("--stride", type=int,
+                    help="sweeps between harvested frames (default: mean round-trip time)")
+    hv.add_argument("--min-round-trips", type=int, default=10)
+    hv.add_argument("--max-drift-z", type=float, default=Criteria.max_drift_z)
+    hv.set_defaults(func=_cmd_harvest)
 
     ls = sub.add_parser("ls", help="list samples (certified by default)")
     ls.add_argument("library")

@@ -42,8 +42,8 @@ SCHEMA_VERSION = 1
 # (name, SQL type, meaning) of every metadata column of a sample.
 SAMPLE_COLUMNS = [
     ("build", "TEXT NOT NULL", "fingerprint of the build config (hex)"),
-    ("chain", "INTEGER NOT NULL", "chain index within the build (0-based)"),
-    ("source", "TEXT NOT NULL", "how the sample was made: 'chain' (independent swap MC)"),
+    ("chain", "INTEGER NOT NULL", "chain index (or PT frame index) within the build"),
+    ("source", "TEXT NOT NULL", "'chain' (independent swap MC) or 'tempering' (PT harvest)"),
     ("model", "TEXT NOT NULL", "preset or model name"),
     ("model_hash", "TEXT NOT NULL", "SHA-256 of the model parameters / potential file"),
     ("kind", "TEXT NOT NULL", "'lj' or 'eam'"),
@@ -64,6 +64,7 @@ SAMPLE_COLUMNS = [
     ("acc_volume", "REAL", "volume-move acceptance (NPT)"),
     ("tau_alpha", "REAL", "tau_alpha in MC sweeps (F_s = 1/e); NULL if F_s never got there"),
     ("decays", "REAL", "production_sweeps / tau_alpha"),
+    ("round_trips", "INTEGER", "PT samples: round trips of the run (NULL for chains)"),
     ("fs_final", "REAL", "F_s at the longest lag measured"),
     ("drift_z", "REAL", "energy drift between production halves in standard errors"),
     ("crystalline_fraction", "REAL", "solid-like fraction (ten Wolde q6) of the sample"),
