@@ -510,3 +510,17 @@ def test_harvest_lowest_temperature_of_tempering(tmp_path):
     os.remove(pt / "summary.json")
     with pytest.raises(ConfigError, match="missing summary.json"):
         harvest_tempering(str(pt), lib_path)
+
+
+def test_older_file_gains_new_nullable_columns(tmp_path):
+    path = str(tmp_path / "old.sqlite")
+    with Library(path, create=True) as lib:
+        lib.add_sample(_meta(0), _system(), None)
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE samples DROP COLUMN round_trips")  # as written before it existed
+    db.commit()
+    db.close()
+    with Library(path, create=True) as lib:
+        assert lib.get(1).meta["round_trips"] is None
+        assert lib.add_sample({**_meta(1), "round_trips": 12}, _system(), None) == 2
+        assert lib.get(2).meta["round_trips"] == 12

@@ -202,6 +202,7 @@ class Library:
                             self._db.execute(statement)
                     self._db.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)",
                                      (str(SCHEMA_VERSION),))
+                    self._add_missing_columns()
             version = self._db.execute(
                 "SELECT value FROM info WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as err:
@@ -211,6 +212,17 @@ class Library:
                                f"this swapmc reads version {SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------ plumbing
+    def _add_missing_columns(self) -> None:
+        # A file written by an older swapmc of the same schema version may lack metadata
+        # columns added since; those are all nullable, so they are added (empty) in place.
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(samples)")}
+        for name, sql, _ in SAMPLE_COLUMNS:
+            if name not in present:
+                if "NOT NULL" in sql:
+                    raise LibraryError(f"{self.path}: samples table lacks required column "
+                                       f"{name!r}; the file was not written by this schema")
+                self._db.execute(f"ALTER TABLE samples ADD COLUMN {name} {sql}")
+
     def _open_for_reading(self) -> sqlite3.Connection:
         # Opened read-write but with writes refused (query_only): after a writer was killed
         # mid-transaction, the first reader must be able to roll the leftover journal back,
