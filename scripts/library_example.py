@@ -1,4 +1,4 @@
-"""End to end: build a KA2 glass library on MPI ranks, then measure its glasses by MD.
+"""End to end: build a glass library on MPI ranks, then measure its glasses by MD.
 
 1. Two builds go into one library file, each with ``mpiexec -n RANKS swapmc library build``:
    KA2 (x_C = 0.10, N = 500) equilibrated by swap Monte Carlo at a low parent temperature
@@ -15,6 +15,12 @@
     python scripts/library_example.py --quick            # a 2-minute smoke run
     python scripts/library_example.py --build-only --t-low 0.40 --samples 2 \\
         --equilibration-sweeps 120000 --max-production-sweeps 300000
+    python scripts/library_example.py --preset cu50zr50-x10 --t-low 900 --t-high 2000 \\
+        -T 300 600 --periods 10 50 --duration 50 --fit-from 0.5 -o cuzr-example
+
+Any preset works: the units (LJ or metal: K, ps, GPa) follow the model, and a preset with a
+pressure (the EAM presets: NPT at 0 GPa) is equilibrated at that pressure by MD before the
+cell is deformed.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from swapmc.models import load_preset
 
 CONFIG = """\
 # swapmc library build config written by scripts/library_example.py
-preset = "ka2-x10"
+preset = "{preset}"
 [state]
 temperature = {temperature}
 [system]
@@ -57,7 +63,8 @@ def build(args, temperature: float, equilibration: int) -> str:
     """Write the config of one build and run ``swapmc library build`` on it."""
     path = os.path.join(args.output, f"build-T{temperature:g}.toml")
     with atomic_write(path) as fh:
-        fh.write(CONFIG.format(temperature=temperature, n=args.n, seed=args.seed,
+        fh.write(CONFIG.format(preset=args.preset, temperature=temperature, n=args.n,
+                               seed=args.seed,
                                equilibration=equilibration,
                                production=args.production_sweeps,
                                max_production=max(args.max_production_sweeps,
@@ -112,33 +119,46 @@ def print_throughput(rows) -> None:
               f"{r['certified_per_core_hour']:11.1f} {eis:>9s}")
 
 
+def units(preset) -> dict:
+    metal = preset.model.units == "metal"
+    return {"stress": "GPa" if metal else "epsilon/sigma^3", "time": "ps" if metal else "tau_LJ",
+            "temperature": "K" if metal else "epsilon/k_B",
+            "omega": "rad/ps" if metal else "rad/tau_LJ"}
+
+
 def measure(args, glasses: dict) -> dict:
     """DMS and stress relaxation of each glass family; returns plain results."""
-    ff = ForceField(load_preset("ka2-x10").model)
+    preset = load_preset(args.preset)
+    ff = ForceField(preset.model)
+    u = units(preset)
+    # EAM presets are isobaric (P = 0): each sample is first equilibrated at (T, P) by MD.
+    npt = {"pressure": preset.pressure} if preset.pressure is not None else {}
     rng = np.random.default_rng(args.seed)
     omegas = [2 * np.pi / p for p in args.periods]
-    out = {"dms": [], "relax": []}
+    out = {"dms": [], "relax": [], "units": u}
     print(f"\n# DMS, simple shear, eps_A = {args.amplitude:g}, {args.cycles} cycles "
-          f"(first dropped); moduli in epsilon/sigma^3, periods in tau_LJ")
-    print(f"{'parent T':>8s} {'T':>5s} {'period':>7s} {'M_storage':>16s} {'M_loss':>15s} "
+          f"(first dropped); moduli in {u['stress']}, periods in {u['time']}"
+          + (f", NPT at P = {preset.pressure:g} first" if npt else ""))
+    print(f"{'parent T':>8s} {'T':>6s} {'period':>7s} {'M_storage':>16s} {'M_loss':>15s} "
           f"{'tan_delta':>16s} {'n':>2s}")
     for parent, systems in glasses.items():
         def show(r, parent=parent):
-            print(f"{parent:8.3g} {r.temperature:5.2f} {r.period:7.1f} "
+            print(f"{parent:8.4g} {r.temperature:6.4g} {r.period:7.4g} "
                   f"{r.m_storage:8.3f} ± {r.m_storage_err:5.3f} {r.m_loss:7.3f} ± "
                   f"{r.m_loss_err:5.3f} {r.tan_delta:8.4f} ± {r.tan_delta_err:6.4f} "
                   f"{r.n_samples:2d}", flush=True)
 
         rows = dms_sweep(systems, ff, omegas=omegas, temperatures=args.temperatures,
                          strain_amplitude=args.amplitude, n_cycles=args.cycles, rng=rng,
-                         equilibration_steps=args.md_equilibration_steps, progress=show)
+                         equilibration_steps=args.md_equilibration_steps, progress=show,
+                         **npt)
         for r in rows:
             out["dms"].append({"parent_temperature": parent, **{
                 k: v for k, v in r.as_dict().items() if not isinstance(v, (list, dict))}})
     print(f"\n# stress relaxation after a {args.strain:g} step shear, held {args.duration:g} "
-          f"tau_LJ, {args.repeats} repeat(s) per sample; KWW fit of M(t) for t >= "
+          f"{u['time']}, {args.repeats} repeat(s) per sample; KWW fit of M(t) for t >= "
           f"{args.fit_from:g}")
-    print(f"{'parent T':>8s} {'T':>5s} {'M(0)':>7s} {'M(end)':>7s} {'tau':>16s} "
+    print(f"{'parent T':>8s} {'T':>6s} {'M(0)':>7s} {'M(end)':>7s} {'tau':>16s} "
           f"{'beta':>14s} {'M_r':>15s}")
     for parent, systems in glasses.items():
         for temperature in args.temperatures:
@@ -146,14 +166,15 @@ def measure(args, glasses: dict) -> dict:
                                          strain=args.strain, duration=args.duration,
                                          repeats=args.repeats, rng=rng,
                                          fit_from=args.fit_from,
-                                         equilibration_steps=args.md_equilibration_steps)
+                                         equilibration_steps=args.md_equilibration_steps,
+                                         **npt)
             m = res.modulus
             tail = float(m[int(0.9 * len(m)):].mean())
             k = res.kww
             fit = (f"{k.tau:8.3g} ± {k.tau_err:6.2g} {k.beta:6.3f} ± {k.beta_err:5.3f} "
                    f"{k.residual_modulus:7.3f} ± {k.residual_modulus_err:5.3f}"
                    if k is not None else f"KWW fit failed: {res.kww_error}")
-            print(f"{parent:8.3g} {temperature:5.2f} {m[0]:7.3f} {tail:7.3f} {fit}",
+            print(f"{parent:8.4g} {temperature:6.4g} {m[0]:7.3f} {tail:7.3f} {fit}",
                   flush=True)
             out["relax"].append({
                 "parent_temperature": parent, "temperature": temperature,
@@ -173,6 +194,7 @@ def plot(args, results: dict) -> list[str]:
         print("matplotlib not installed: no plots (pip install 'swapmc[plot]')")
         return []
     files = []
+    u = results["units"]
     parents = sorted({r["parent_temperature"] for r in results["dms"]})
     styles = dict(zip(parents, ("o", "s", "^", "v")))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -189,8 +211,8 @@ def plot(args, results: dict) -> list[str]:
                              marker=styles[parent], label=label)
     for ax, name in zip(axes, ("storage modulus G'", "loss modulus G''")):
         ax.set_xscale("log")
-        ax.set_xlabel("omega [1/tau_LJ]")
-        ax.set_ylabel(f"{name} [epsilon/sigma^3]")
+        ax.set_xlabel(f"omega [{u['omega']}]")
+        ax.set_ylabel(f"{name} [{u['stress']}]")
         ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(os.path.join(args.output, "library_dms.png"))
@@ -205,7 +227,7 @@ def plot(args, results: dict) -> list[str]:
             ax.errorbar([r["temperature"] for r in sel], [r["tan_delta"] for r in sel],
                         [r["tan_delta_err"] for r in sel], marker=styles[parent],
                         label=f"parent T={parent:g}, period {period:g}")
-    ax.set_xlabel("T [epsilon/k_B]")
+    ax.set_xlabel(f"T [{u['temperature']}]")
     ax.set_ylabel("tan delta")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -222,8 +244,8 @@ def plot(args, results: dict) -> list[str]:
         if r["kww_curve"] is not None:
             ax.plot(t[pos], np.array(r["kww_curve"])[pos], "--", color=line.get_color(), lw=1)
     ax.set_xscale("log")
-    ax.set_xlabel("t [tau_LJ]")
-    ax.set_ylabel("G(t) = sigma_xy / eps_0 [epsilon/sigma^3]")
+    ax.set_xlabel(f"t [{u['time']}]")
+    ax.set_ylabel(f"G(t) = sigma_xy / eps_0 [{u['stress']}]")
     ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(os.path.join(args.output, "library_relaxation.png"))
@@ -237,6 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", default="library-example")
     ap.add_argument("--library", help="library file (default OUTPUT/glasses.sqlite)")
     ap.add_argument("--ranks", type=int, default=2, help="MPI ranks of the builds")
+    ap.add_argument("--preset", default="ka2-x10", help="model preset (e.g. cu50zr50-x10)")
     ap.add_argument("-N", "--n", type=int, default=500)
     ap.add_argument("--samples", type=int, default=4, help="samples per build")
     ap.add_argument("--t-low", type=float, default=0.45, help="parent T of the stable glasses")
@@ -285,7 +308,7 @@ def main(argv=None) -> int:
             for parent in parents:
                 # Straight from the library into the MD stage.
                 glasses[parent] = [s.inherent for s in lib.samples(
-                    model="ka2-x10", n=args.n, t_min=parent, t_max=parent)]
+                    model=args.preset, n=args.n, t_min=parent, t_max=parent)]
                 if not glasses[parent]:
                     raise SystemExit(f"no certified sample at parent T = {parent}")
         results.update(measure(args, glasses))

@@ -152,12 +152,15 @@ class LibraryBuilder:
             if not cert.needs_longer_run or produced >= limit:
                 return run, cert, wall
             # Extend: long enough for min_decays tau_alpha (10 % margin) when tau_alpha is
-            # known, else twice as long; the run resumes from its final checkpoint exactly.
+            # known, and at least 1.5 times as long (so an incomplete decay with enough
+            # tau_alpha also gets a real extension); twice as long when F_s never reached
+            # 1/e. The run resumes from its final checkpoint exactly.
             if np.isfinite(cert.tau_alpha):
-                wanted = int(np.ceil(1.1 * self.criteria.min_decays * cert.tau_alpha))
+                wanted = max(int(np.ceil(1.1 * self.criteria.min_decays * cert.tau_alpha)),
+                             int(np.ceil(1.5 * produced)))
             else:
                 wanted = 2 * produced
-            cfg["run"]["production_sweeps"] = int(min(limit, max(wanted, produced + 1)))
+            cfg["run"]["production_sweeps"] = int(min(limit, wanted))
             with atomic_write(target_file) as fh:
                 json.dump({"production_sweeps": cfg["run"]["production_sweeps"]}, fh)
 
