@@ -184,6 +184,14 @@ def measure(args, glasses: dict) -> dict:
     return out
 
 
+def _save(plt, fig, directory: str, name: str) -> str:
+    fig.tight_layout()
+    path = os.path.join(directory, name)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot(args, results: dict) -> list[str]:
     try:
         import matplotlib
@@ -214,10 +222,7 @@ def plot(args, results: dict) -> list[str]:
         ax.set_xlabel(f"omega [{u['omega']}]")
         ax.set_ylabel(f"{name} [{u['stress']}]")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    files.append(os.path.join(args.output, "library_dms.png"))
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    files.append(_save(plt, fig, args.output, "library_dms.png"))
 
     fig, ax = plt.subplots(figsize=(5, 4))
     for parent in parents:
@@ -230,10 +235,7 @@ def plot(args, results: dict) -> list[str]:
     ax.set_xlabel(f"T [{u['temperature']}]")
     ax.set_ylabel("tan delta")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    files.append(os.path.join(args.output, "library_tan_delta_T.png"))
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    files.append(_save(plt, fig, args.output, "library_tan_delta_T.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in results["relax"]:
@@ -247,10 +249,7 @@ def plot(args, results: dict) -> list[str]:
     ax.set_xlabel(f"t [{u['time']}]")
     ax.set_ylabel(f"G(t) = sigma_xy / eps_0 [{u['stress']}]")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    files.append(os.path.join(args.output, "library_relaxation.png"))
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    files.append(_save(plt, fig, args.output, "library_relaxation.png"))
     return files
 
 

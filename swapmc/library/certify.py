@@ -129,6 +129,31 @@ def energy_drift_z(energies, blocks_per_half: int = 5) -> float:
     return float(diff / math.sqrt(se2))
 
 
+def _state_reasons(energies, crystalline_fraction, quench_converged, c: Criteria):
+    """The tests shared by chains and PT samples: energy drift, crystal, quench.
+
+    Returns
+    -------
+    z : float
+        The drift statistic of :func:`energy_drift_z`.
+    reasons : list of str
+    """
+    reasons = []
+    z = energy_drift_z(energies, c.drift_blocks)
+    if not np.isfinite(z):
+        reasons.append(f"energy drift cannot be judged (z = {z}; "
+                       f"{len(np.atleast_1d(energies))} energy samples)")
+    elif abs(z) > c.max_drift_z:
+        reasons.append(f"energy drifts between production halves by {z:+.2f} standard "
+                       f"errors (> {c.max_drift_z:g})")
+    if not crystalline_fraction <= c.max_crystalline_fraction:
+        reasons.append(f"crystallised: solid-like fraction {crystalline_fraction:.3f} "
+                       f"(> {c.max_crystalline_fraction:g})")
+    if not quench_converged:
+        reasons.append("inherent-structure quench did not converge")
+    return z, reasons
+
+
 def certify(t, fs, production_sweeps: int, energies, crystalline_fraction: float,
             quench_converged: bool = True, criteria: Criteria | None = None) -> Certificate:
     """Judge one chain.
@@ -157,7 +182,7 @@ def certify(t, fs, production_sweeps: int, energies, crystalline_fraction: float
     c = criteria or Criteria()
     t = np.asarray(t, dtype=np.float64)
     fs = np.asarray(fs, dtype=np.float64)
-    reasons, decay_reasons = [], []
+    decay_reasons = []
     tau = measure_tau_alpha(t, fs) if len(t) > 1 else math.nan
     fs_final = float(fs[-1]) if len(fs) else math.nan
     decays = production_sweeps / tau if np.isfinite(tau) and tau > 0 else 0.0
@@ -170,18 +195,7 @@ def certify(t, fs, production_sweeps: int, energies, crystalline_fraction: float
     if np.isfinite(tau) and not fs_final < c.max_fs_final:
         decay_reasons.append(f"F_s at the longest lag is {fs_final:.3g} "
                              f"(>= {c.max_fs_final:g}): no full decay")
-    z = energy_drift_z(energies, c.drift_blocks)
-    if not np.isfinite(z):
-        reasons.append(f"energy drift cannot be judged (z = {z}; "
-                       f"{len(np.atleast_1d(energies))} energy samples)")
-    elif abs(z) > c.max_drift_z:
-        reasons.append(f"energy drifts between production halves by {z:+.2f} standard "
-                       f"errors (> {c.max_drift_z:g})")
-    if not crystalline_fraction <= c.max_crystalline_fraction:
-        reasons.append(f"crystallised: solid-like fraction {crystalline_fraction:.3f} "
-                       f"(> {c.max_crystalline_fraction:g})")
-    if not quench_converged:
-        reasons.append("inherent-structure quench did not converge")
+    z, reasons = _state_reasons(energies, crystalline_fraction, quench_converged, c)
     all_reasons = decay_reasons + reasons
     return Certificate(
         verdict="failed" if all_reasons else "certified",
@@ -219,17 +233,7 @@ def certify_tempering(round_trips: int, min_round_trips: int, energies,
     reasons = []
     if round_trips < min_round_trips:
         reasons.append(f"{round_trips} round trip(s) in the run (< {min_round_trips})")
-    z = energy_drift_z(energies, c.drift_blocks)
-    if not np.isfinite(z):
-        reasons.append(f"energy drift cannot be judged (z = {z}; "
-                       f"{len(np.atleast_1d(energies))} energy samples)")
-    elif abs(z) > c.max_drift_z:
-        reasons.append(f"lowest-temperature energy drifts between production halves by "
-                       f"{z:+.2f} standard errors (> {c.max_drift_z:g})")
-    if not crystalline_fraction <= c.max_crystalline_fraction:
-        reasons.append(f"crystallised: solid-like fraction {crystalline_fraction:.3f} "
-                       f"(> {c.max_crystalline_fraction:g})")
-    if not quench_converged:
-        reasons.append("inherent-structure quench did not converge")
+    z, more = _state_reasons(energies, crystalline_fraction, quench_converged, c)
+    reasons += more
     return Certificate(verdict="failed" if reasons else "certified", reasons=reasons,
                        drift_z=float(z), crystalline_fraction=float(crystalline_fraction))

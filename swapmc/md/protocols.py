@@ -326,18 +326,29 @@ def _npt_steps(pressure, npt_steps) -> int:
     return DEFAULT_NPT_STEPS if npt_steps is None else int(npt_steps)
 
 
+def _npt_stage(system, ff, *, temperature, pressure, npt_steps, dt, rng, thermostat, tau,
+               friction, barostat_tau, compressibility, redraw_velocities):
+    """:func:`npt_equilibrate` when a pressure (and a non-zero step count) is given, else
+    None."""
+    n_npt = _npt_steps(pressure, npt_steps)
+    if not n_npt:
+        return None
+    return npt_equilibrate(system, ff, temperature=temperature, pressure=pressure,
+                           steps=n_npt, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
+                           friction=friction, barostat_tau=barostat_tau,
+                           compressibility=compressibility,
+                           redraw_velocities=redraw_velocities)
+
+
 def _prepare(system, ff, *, temperature, steps, pressure, npt_steps, dt, rng, thermostat,
              tau, friction, barostat_tau, compressibility, redraw_velocities=True):
     """Optional NPT stage, then ``steps`` NVT steps at the fixed cell; (state, NPTResult or
     None)."""
-    n_npt = _npt_steps(pressure, npt_steps)
-    npt = None
-    if n_npt:
-        npt = npt_equilibrate(system, ff, temperature=temperature, pressure=pressure,
-                              steps=n_npt, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
-                              friction=friction, barostat_tau=barostat_tau,
-                              compressibility=compressibility,
-                              redraw_velocities=redraw_velocities)
+    npt = _npt_stage(system, ff, temperature=temperature, pressure=pressure,
+                     npt_steps=npt_steps, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
+                     friction=friction, barostat_tau=barostat_tau,
+                     compressibility=compressibility, redraw_velocities=redraw_velocities)
+    if npt is not None:
         system = npt.system
     # After NPT the velocities are already at T: keep them.
     state = equilibrate(system, ff, temperature=temperature, steps=steps, dt=dt, rng=rng,
@@ -454,14 +465,11 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
         raise ValueError(f"period {period} is only {steps_per_period:.1f} time steps; "
                          "use a smaller dt or a longer period")
     every = max(1, int(steps_per_period // 100)) if sample_every is None else int(sample_every)
-    n_npt = _npt_steps(pressure, npt_steps)
-    npt = None
-    if n_npt:
-        npt = npt_equilibrate(system, ff, temperature=temperature, pressure=pressure,
-                              steps=n_npt, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
-                              friction=friction, barostat_tau=barostat_tau,
-                              compressibility=compressibility,
-                              redraw_velocities=redraw_velocities)
+    npt = _npt_stage(system, ff, temperature=temperature, pressure=pressure,
+                     npt_steps=npt_steps, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
+                     friction=friction, barostat_tau=barostat_tau,
+                     compressibility=compressibility, redraw_velocities=redraw_velocities)
+    if npt is not None:
         s = npt.system
     else:
         s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
