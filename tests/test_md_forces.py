@@ -17,7 +17,12 @@ import pytest
 from reference import eam_energy, lj_energy, lj_virial
 
 from swapmc import Box, System
-from swapmc.kernels.md_neighbors import IMAGE_BITS, IMAGE_MASK, build_half_list
+from swapmc.kernels.md_neighbors import (
+    IMAGE_BITS,
+    IMAGE_MASK,
+    build_half_list,
+    build_sorted_half_list,
+)
 from swapmc.md import CellError, ForceField, VerletList, check_cell, perpendicular_widths
 from swapmc.md.stress import pressure, pressure_tensor, stress_tensor
 from swapmc.models import EAMPotential, load_preset, zjw_potential
@@ -286,6 +291,72 @@ def test_binned_list_equals_all_pairs_search(ka2):
     assert ff.evaluate(pos, system.species, h, nlist, f_ref, w_ref) == pytest.approx(e, rel=1e-12)
     np.testing.assert_allclose(forces, f_ref, rtol=0, atol=1e-12 * np.abs(f_ref).max())
     np.testing.assert_allclose(virial, w_ref, rtol=1e-12)
+
+
+def test_sorted_list_is_a_renumbering(ka2):
+    """The spatially sorted list holds the same (pair, image) set once mapped back through
+    its permutation, with rows and pair order equal to the unsorted list's (reach 1 and 2;
+    the cell's z columns wrap)."""
+    h = cell_matrix(1000 / 1.0, tilts=TRICLINIC_TILTS)
+    system = random_system(ka2.species, [700, 200, 100], h, 0.8, seed=4)
+    pos, hinv = system.positions, np.linalg.inv(h)
+    rl2 = (ka2.cutoff + 0.3) ** 2
+    widths = perpendicular_widths(h)
+    for reach in (1, 2):
+        nb = np.floor(reach * widths / 2.8).astype(np.int64)
+        row_atom, row_start, packed = build_half_list(pos, system.species, h, hinv, rl2, nb,
+                                                      reach, np.empty(10, np.int32))
+        perm, s_start, s_packed = build_sorted_half_list(pos, system.species, h, hinv, rl2,
+                                                         nb, reach, np.empty(10, np.int32))
+        assert np.array_equal(np.sort(perm), np.arange(system.n))
+        assert not np.array_equal(perm, np.arange(system.n))
+        # Row k of the sorted list is particle perm[k], which is row k of the unsorted one.
+        np.testing.assert_array_equal(perm, row_atom)
+        np.testing.assert_array_equal(s_start, row_start)
+        p = s_packed[: s_start[-1]].astype(np.int64)
+        back = (perm[p >> IMAGE_BITS] << IMAGE_BITS) | (p & IMAGE_MASK)
+        np.testing.assert_array_equal(back, packed[: row_start[-1]])
+    assert len(_pair_set(row_atom, row_start, packed)) == row_start[-1]
+
+
+SORT_CASES = [("ka2", TRICLINIC_TILTS), ("zjw_asym", TRICLINIC_TILTS), ("mm", (0.0, 0.0, 0.0))]
+
+
+@pytest.mark.parametrize("name,tilts", SORT_CASES)
+def test_sorted_evaluation_is_exact(name, tilts, request):
+    """Forces, virial and per-atom energies with the spatial sort (the default) equal those
+    of the unsorted list to the bit (same pairs in the same order, numbered differently) and
+    come back in the caller's particle order; the energy agrees to round-off (EAM sums the
+    embedding energies in the list's numbering). Cells large enough for bins (N = 1000)."""
+    model = request.getfixturevalue(name)
+    if name == "ka2":
+        h = cell_matrix(1000 / 1.0, tilts=tilts)
+        system = random_system(model.species, [700, 200, 100], h, 0.8, seed=11)
+    else:
+        h = cell_matrix(1000 / 0.062, tilts=tilts)
+        system = random_system(model.species, [640, 360], h, 2.1, seed=12)
+    sorted_ff, plain_ff = ForceField(model), ForceField(model, sort=False)
+    assert sorted_ff.sort and not plain_ff.sort
+    nlist = sorted_ff.new_list()
+    nlist.build(system.positions.copy(), h, np.zeros((system.n, 3), np.int64), system.species)
+    assert not np.array_equal(nlist.perm, np.arange(system.n))
+    np.testing.assert_array_equal(nlist.species, system.species[nlist.perm])
+    e, forces, virial = sorted_ff.compute(system)
+    e0, forces0, virial0 = plain_ff.compute(system)
+    assert e == pytest.approx(e0, rel=1e-12)
+    np.testing.assert_array_equal(forces, forces0)
+    np.testing.assert_array_equal(virial, virial0)
+    np.testing.assert_array_equal(sorted_ff.per_atom_energies(system),
+                                  plain_ff.per_atom_energies(system))
+    # Caller's order: particle 17's force is the negative gradient with respect to particle
+    # 17's position (central difference, as in test_forces_are_minus_the_energy_gradient).
+    step, i = 1e-5, 17
+    plus, minus = system.positions.copy(), system.positions.copy()
+    plus[i, 0] += step
+    minus[i, 0] -= step
+    fd = -(energy_of(sorted_ff, plus, system.species, h)
+           - energy_of(sorted_ff, minus, system.species, h)) / (2 * step)
+    assert fd == pytest.approx(forces[i, 0], abs=1e-6 * np.abs(forces).max())
 
 
 def test_list_stays_valid_under_motion_and_deformation(ka2):

@@ -186,6 +186,81 @@ def test_runs_are_reproducible(lj_state):
     assert finals[0].same_state(finals[1])
 
 
+# ----------------------------------------------------------------------------- spatial sort
+@pytest.fixture(scope="module")
+def sort_states():
+    """Liquids large enough for binned lists (so that the force field renumbers particles):
+    KA2 N = 1000 at rho = 1.2 (reach-2 bins) and ZJW Cu64Zr36 N = 1000 at 0.0627 / Å^3
+    (reach 1), FIRE-relaxed from random insertion, with velocities at T = 1.0 / 1500 K."""
+    states = {}
+    pre = load_preset("ka2-x10")
+    counts = composition_counts(pre.composition, 1000, pre.model.species)
+    lj = random_configuration(counts, pre.model.species, 1.2, seed=5, min_distance=0.75)
+    pot = zjw_potential()
+    eam = random_configuration([640, 360], pot.species, 0.0627, seed=5, min_distance=2.1)
+    for kind, model, system, temperature in (("lj", pre.model, lj, 1.0),
+                                             ("eam", pot, eam, 1500.0)):
+        ff = ForceField(model)
+        system = fire(system, ff, fmax=1e-1, max_steps=300).system
+        system.velocities = maxwell_boltzmann(ff.masses(system.species), temperature, ff.kB,
+                                              ff.mvv2e, np.random.default_rng(6))
+        states[kind] = (model, system, temperature)
+    return states
+
+
+@pytest.mark.parametrize("kind", ["lj", "eam"])
+def test_spatial_sort_keeps_trajectories_exact(kind, sort_states):
+    """MD with the spatial sort (default) and without it: the same trajectory to the bit over
+    300 steps with several list rebuilds, each re-sorting the particles. LJ: NVE under an
+    oscillatory shear (triclinic cell, affine remapping); EAM: Langevin NVT, whose noise is
+    drawn per particle in the System's order. Forces and virial do not depend on the
+    numbering (same pairs in the same order), so exact equality is expected; the EAM energy
+    sums embedding terms in the list's numbering and agrees to round-off. The returned
+    System, and a FIRE minimisation from it, keep the original particle order."""
+    model, system, temperature = sort_states[kind]
+    dt = 0.005 if kind == "lj" else 0.002
+    runs = {}
+    for sort in (True, False):
+        ff = ForceField(model, sort=sort)
+        if kind == "lj":
+            md = MD(system, ff, dt)
+            h0 = md.h.copy()
+
+            def shear(t, h0=h0):
+                h = h0.copy()
+                h[0, 1] = 0.1 * h0[1, 1] * np.sin(2 * np.pi * t / 1.0)
+                return h
+
+            md.run(300, deform=shear)
+        else:
+            md = MD(system, ff, dt, thermostat=LangevinThermostat(temperature, 5.0,
+                                                                 np.random.default_rng(9)))
+            md.run(300)
+        runs[sort] = md
+    md, ref = runs[True], runs[False]
+    assert md.nlist.perm is not None and ref.nlist.perm is None
+    assert not np.array_equal(md.nlist.perm, np.arange(md.n))
+    assert md.nlist.builds >= 3
+    assert md.system.same_state(ref.system)
+    np.testing.assert_array_equal(md.forces, ref.forces)
+    np.testing.assert_array_equal(md.virial, ref.virial)
+    assert md.potential_energy == pytest.approx(ref.potential_energy, rel=1e-12)
+    assert md.heat == pytest.approx(ref.heat, rel=1e-12, abs=0.0)
+    # Original order: same species sequence, and every particle's unwrapped displacement is
+    # that of a short run (a renumbered particle would jump by ~ the cell size).
+    out = md.system
+    np.testing.assert_array_equal(out.species, system.species)
+    moved = np.sqrt(((out.unwrapped_positions() - system.unwrapped_positions()) ** 2).sum(axis=1))
+    assert moved.max() < (1.5 if kind == "lj" else 3.0)
+    # The forces of the snapshot are those of a fresh evaluation, particle by particle.
+    e, forces, _ = ForceField(model).compute(out)
+    np.testing.assert_allclose(md.forces, forces, rtol=0, atol=1e-10 * np.abs(forces).max())
+    sorted_min = fire(out, ForceField(model), fmax=1e-2, max_steps=200)
+    plain_min = fire(out, ForceField(model, sort=False), fmax=1e-2, max_steps=200)
+    assert sorted_min.system.same_state(plain_min.system)
+    assert sorted_min.energy == pytest.approx(plain_min.energy, rel=1e-12)
+
+
 # ----------------------------------------------------------------------------- NPT
 @pytest.mark.physics
 def test_cell_rescale_samples_the_ideal_gas_volume():

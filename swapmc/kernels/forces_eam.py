@@ -16,7 +16,11 @@ together 7.2 -> 4.0 ms per force call. Identical splines are stored once (LAMMPS
 ``type2rhor``/``type2z2r``: eam/alloy densities depend on the neighbour only, r*phi is
 symmetric) and value and derivative coefficients are split, so that each pass reads a
 smaller table (the ZJW tables are ~1 MB, the size of the L2 cache): ~10 % faster (best of 60
-calls); see :func:`pack_tables`.
+calls); see :func:`pack_tables`. The density pass also records the pairs within the cut-off
+with their spline cell (m, q): the force pass visits only those (~2/3 of the listed pairs)
+without a second cell lookup, and computes a row's fpair before scattering its forces (see
+``forces_lj.lj_forces``): 3.9 -> 2.8 ms per call (ZJW, N = 2000), with the same arithmetic
+and summation order as before, hence the same bits.
 
 Force and virial conventions are those of ``forces_lj``: force on i = -fpair d with
 d = x_j - x_i + shifts[code], W_ab = sum over pairs of fpair d_a d_b.
@@ -31,7 +35,8 @@ from .md_neighbors import IMAGE_BITS, IMAGE_MASK
 
 @njit(cache=True)
 def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr, nrho, shifts,
-               row_atom, row_start, packed, rho, fp, forces, virial, eatom, want_eatom):
+               row_atom, row_start, packed, rho, fp, forces, virial, eatom, want_eatom,
+               pair_p, pair_m, pair_q, pair_start):
     """Energy, forces and virial tensor of an EAM alloy.
 
     Parameters
@@ -62,6 +67,12 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
     eatom : ndarray, shape (N,)
         Output per-atom energies F_i + 1/2 sum_j phi_ij when ``want_eatom``.
     want_eatom : bool
+    pair_p, pair_m : ndarray, shape (>= n_pairs,), int32
+        Work: packed entry and spline cell of each pair within the cut-off.
+    pair_q : ndarray, shape (>= n_pairs,)
+        Work: fractional position in the spline cell of each such pair.
+    pair_start : ndarray, shape (N + 1,), int64
+        Work: row r of those pairs is ``[pair_start[r], pair_start[r + 1])``.
 
     Returns
     -------
@@ -71,10 +82,13 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
     n = pos.shape[0]
     rdr, rdrho, rhomax, cutsq = sc[0], sc[1], sc[2], sc[3]
     rho[:] = 0.0
+    cnt = 0
+    width = 0
     for r in range(n):
         i = row_atom[r]
         si = species[i]
         xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
+        pair_start[r] = cnt
         acc = 0.0
         for k in range(row_start[r], row_start[r + 1]):
             p = packed[k]
@@ -93,7 +107,16 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
             b = rho_id[si, sj]
             rho[j] += inside * (((rho_val[b, m, 0] * q + rho_val[b, m, 1]) * q
                                  + rho_val[b, m, 2]) * q + rho_val[b, m, 3])
+            # Keep the pairs within the cut-off, with their spline cell, for the force
+            # pass (branch-free append, as in the list build). Pairs beyond add exactly
+            # zero to every sum, so skipping them there changes no bit of the result.
+            pair_p[cnt] = p
+            pair_m[cnt] = m
+            pair_q[cnt] = q
+            cnt += r2 < cutsq
         rho[i] += acc
+        width = max(width, cnt - pair_start[r])
+    pair_start[n] = cnt
     e = 0.0
     for i in range(n):
         f, d = embed(frho[species[i]], rho[i], rdrho, nrho, rhomax)
@@ -101,6 +124,10 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
         e += f
         if want_eatom:
             eatom[i] = f
+    # Row buffers: the force pass computes fpair for a whole row, then scatters (as in
+    # ``forces_lj.lj_forces``: same arithmetic and summation order, ~10 % faster).
+    buf = np.empty((width, 5))
+    bj = np.empty(width, np.int64)
     forces[:, :] = 0.0
     wxx = wyy = wzz = wxy = wxz = wyz = 0.0
     for r in range(n):
@@ -108,20 +135,20 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
         si = species[i]
         fpi = fp[i]
         xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
-        fxi = fyi = fzi = 0.0
+        k0 = pair_start[r]
+        nk = pair_start[r + 1] - k0
         ei = 0.0
-        for k in range(row_start[r], row_start[r + 1]):
-            p = packed[k]
+        for t in range(nk):
+            p = pair_p[k0 + t]
             j = p >> IMAGE_BITS
             c = p & IMAGE_MASK
             dx = pos[j, 0] - xi + shifts[c, 0]
             dy = pos[j, 1] - yi + shifts[c, 1]
             dz = pos[j, 2] - zi + shifts[c, 2]
-            r2 = dx * dx + dy * dy + dz * dz
-            inside = float64(r2 < cutsq)
             sj = species[j]
-            rr = np.sqrt(r2)
-            m, q = cell_of(rr, rdr, nr)
+            rr = np.sqrt(dx * dx + dy * dy + dz * dz)
+            m = pair_m[k0 + t]
+            q = pair_q[k0 + t]
             z = z2r_id[si, sj]
             z2 = ((z2r[z, m, 3] * q + z2r[z, m, 4]) * q + z2r[z, m, 5]) * q + z2r[z, m, 6]
             z2p = (z2r[z, m, 0] * q + z2r[z, m, 1]) * q + z2r[z, m, 2]
@@ -130,16 +157,28 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
             b = rho_id[sj, si]
             rhojp = (rho_der[b, m, 0] * q + rho_der[b, m, 1]) * q + rho_der[b, m, 2]
             recip = 1.0 / rr
-            phi = z2 * recip * inside
+            phi = z2 * recip
             phip = z2p * recip - phi * recip
-            fpair = -(fpi * rhojp + fp[j] * rhoip + phip) * recip * inside
             ei += phi
+            buf[t, 0] = dx
+            buf[t, 1] = dy
+            buf[t, 2] = dz
+            buf[t, 3] = -(fpi * rhojp + fp[j] * rhoip + phip) * recip
+            buf[t, 4] = phi
+            bj[t] = j
+        fxi = fyi = fzi = 0.0
+        for t in range(nk):
+            dx = buf[t, 0]
+            dy = buf[t, 1]
+            dz = buf[t, 2]
+            fpair = buf[t, 3]
             fx = fpair * dx
             fy = fpair * dy
             fz = fpair * dz
             fxi -= fx
             fyi -= fy
             fzi -= fz
+            j = bj[t]
             forces[j, 0] += fx
             forces[j, 1] += fy
             forces[j, 2] += fz
@@ -150,7 +189,7 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
             wxz += fx * dz
             wyz += fy * dz
             if want_eatom:
-                eatom[j] += 0.5 * phi
+                eatom[j] += 0.5 * buf[t, 4]
         forces[i, 0] += fxi
         forces[i, 1] += fyi
         forces[i, 2] += fzi

@@ -39,6 +39,11 @@ class ForceField:
         Chosen by ``model.kind`` (``"lj"`` or ``"eam"``).
     skin : float, optional
         Verlet skin (length units); default 0.3 for LJ, 1.0 Å for EAM.
+    sort : bool, optional
+        Evaluate forces with the particles renumbered spatially at each list build (default;
+        see :mod:`swapmc.md.neighborlist`). Results are in the caller's particle order either
+        way; forces, virial and per-particle energies are the same to the bit, the EAM total
+        energy to round-off. False (no renumbering) is for comparisons.
 
     Attributes
     ----------
@@ -52,7 +57,7 @@ class ForceField:
         amu Å^2/ps^2 for ``metal``); accelerations are F / (m mvv2e).
     """
 
-    def __init__(self, model, skin: float | None = None):
+    def __init__(self, model, skin: float | None = None, sort: bool = True):
         self.model = model
         self.kind = model.kind
         if self.kind not in DEFAULT_SKIN:
@@ -62,6 +67,7 @@ class ForceField:
         self.mvv2e = MVV2E[self.units]
         self.cutoff = float(model.max_cutoff)
         self.skin = float(DEFAULT_SKIN[self.kind] if skin is None else skin)
+        self.sort = bool(sort)
         if self.kind == "lj":
             self._table = np.ascontiguousarray(model.kernel_table())
         else:
@@ -87,7 +93,7 @@ class ForceField:
             cut = self.model.cutoff
         else:
             cut = np.full((self.model.n_species,) * 2, self.cutoff)
-        return VerletList(cut, self.skin)
+        return VerletList(cut, self.skin, self.sort)
 
     def check_system(self, system) -> None:
         """Species names must match the model; the cell must suit the cut-off."""
@@ -107,17 +113,20 @@ class ForceField:
         positions : ndarray, shape (N, 3)
             Positions as when ``nlist`` was built, possibly moved since (not re-wrapped).
         species : ndarray, shape (N,), int32
+            The species given to ``nlist.build`` (the kernels use the list's copy of them,
+            in its numbering).
         h : ndarray, shape (3, 3)
             Current cell matrix.
         nlist : VerletList
         forces : ndarray, shape (N, 3)
-            Output (energy / length).
+            Output (energy / length), in the order of ``positions``.
         virial : ndarray, shape (3, 3)
             Output W_ab (energy units).
         eatom : ndarray, shape (N,), optional
-            Output per-particle energies.
+            Output per-particle energies, in the order of ``positions``.
         scratch : dict, optional
-            Reused work arrays (EAM: ``rho``, ``fp`` of shape (N,)).
+            Reused work arrays (EAM: densities ``rho`` and ``fp`` of shape (N,), in the
+            list's numbering, and per-pair arrays; see :meth:`_eam_work`).
 
         Returns
         -------
@@ -125,28 +134,52 @@ class ForceField:
             Potential energy (energy units).
         """
         want = eatom is not None
-        if eatom is None:
-            eatom = np.empty(0)
+        # With a sorted list the kernels work on renumbered copies (gather, scatter back).
+        pos = nlist.gather(positions)
+        sp = nlist.species
+        out = nlist.force_buffer(forces)
+        ea = np.empty(positions.shape[0] if want else 0)
         shifts = nlist.shifts(h)
         if self.kind == "lj":
-            e = lj_forces(positions, species, self._table, shifts, nlist.row_atom,
-                          nlist.row_start, nlist.packed, forces, virial)
+            e = lj_forces(pos, sp, self._table, shifts, nlist.row_atom, nlist.row_start,
+                          nlist.packed, out, virial)
             if want:
-                lj_atom_energies(positions, species, self._table, shifts, nlist.row_atom,
-                                 nlist.row_start, nlist.packed, eatom)
-            return e
-        n = positions.shape[0]
-        if scratch is None:
-            scratch = {}
-        rho = scratch.get("rho")
-        if rho is None or rho.shape[0] != n:
-            rho = scratch["rho"] = np.empty(n)
+                lj_atom_energies(pos, sp, self._table, shifts, nlist.row_atom,
+                                 nlist.row_start, nlist.packed, ea)
+        else:
+            w = self._eam_work({} if scratch is None else scratch, pos.shape[0],
+                               nlist.n_pairs)
+            rho_val, rho_der, rho_id, z2r, z2r_id = self._eam_tables
+            e = eam_forces(pos, sp, self._frho, rho_val, rho_der, rho_id, z2r, z2r_id,
+                           self._sc, self._nr, self._nrho, shifts, nlist.row_atom,
+                           nlist.row_start, nlist.packed, w["rho"], w["fp"], out, virial,
+                           ea, want, w["pair_p"], w["pair_m"], w["pair_q"], w["pair_start"])
+        nlist.scatter(forces)
+        if want:
+            if nlist.perm is None:
+                eatom[:] = ea
+            else:
+                eatom[nlist.perm] = ea
+        return e
+
+    @staticmethod
+    def _eam_work(scratch: dict, n: int, n_pairs: int) -> dict:
+        """EAM work arrays in ``scratch``, (re)allocated when too small.
+
+        ``rho``, ``fp`` (N,); ``pair_start`` (N + 1,); ``pair_p``, ``pair_m`` (int32) and
+        ``pair_q`` for up to ``n_pairs`` pairs, with 20 % head-room so that the list's
+        fluctuations between builds rarely cause a new allocation.
+        """
+        if scratch.get("rho") is None or scratch["rho"].shape[0] != n:
+            scratch["rho"] = np.empty(n)
             scratch["fp"] = np.empty(n)
-        rho_val, rho_der, rho_id, z2r, z2r_id = self._eam_tables
-        return eam_forces(positions, species, self._frho, rho_val, rho_der, rho_id, z2r, z2r_id,
-                          self._sc, self._nr, self._nrho, shifts, nlist.row_atom,
-                          nlist.row_start, nlist.packed, rho, scratch["fp"], forces, virial,
-                          eatom, want)
+            scratch["pair_start"] = np.empty(n + 1, np.int64)
+        if scratch.get("pair_q") is None or scratch["pair_q"].shape[0] < n_pairs:
+            size = int(1.2 * n_pairs) + 64
+            scratch["pair_p"] = np.empty(size, np.int32)
+            scratch["pair_m"] = np.empty(size, np.int32)
+            scratch["pair_q"] = np.empty(size)
+        return scratch
 
     def _fresh(self, system, eatom=None):
         self.check_system(system)

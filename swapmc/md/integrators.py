@@ -9,6 +9,12 @@ with a = F / (m mvv2e). Positions are wrapped only when the Verlet list is rebui
 :mod:`swapmc.md.neighborlist`); :attr:`MD.system` returns a wrapped snapshot with image
 counters. Python loops over steps only; every per-particle operation is a NumPy or compiled
 call.
+
+Particle order. The force field renumbers the particles spatially inside each force
+evaluation (:mod:`swapmc.md.neighborlist`); every array of :class:`MD` (positions,
+velocities, forces, images, species, masses) stays in the order of the System it was given,
+and so do :attr:`MD.system` and the per-particle random numbers of the Langevin thermostat.
+Trajectories are therefore the same, bit for bit, with and without the spatial sort.
 """
 
 from __future__ import annotations

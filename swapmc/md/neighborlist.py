@@ -17,6 +17,16 @@ and the list is rebuilt as soon as this fails. Under a pure affine deformation (
 with ``remap x``) only the second term grows: a 1 % shear uses r_c x 0.01 of the skin, so an
 oscillatory strain does not trigger rebuilds by itself. Positions are wrapped into the cell
 only at a build (image counters updated), never in between.
+
+Spatial sort. By default the list renumbers the particles at every build in the order of its
+bins (LAMMPS's ``atom_modify sort``, done here at each rebuild because the bin order is a
+by-product of the build): the force kernels then run on copies of the positions gathered in
+that order (:meth:`VerletList.gather`) and their forces are scattered back, so neighbours in
+space are neighbours in memory (KA liquid, N = 8000: ~4 % faster MD steps than with randomly
+numbered particles; N = 64000: ~30 %). Callers keep their arrays in their own particle order.
+The rows of the list are in bin order with or without the sort, so forces and virial are the
+same to the bit; only sums over particles in numbering order (the EAM embedding energy)
+differ, by round-off.
 """
 
 from __future__ import annotations
@@ -27,8 +37,11 @@ import numpy as np
 
 from ..kernels.md_neighbors import (
     build_half_list,
+    build_sorted_half_list,
+    gather_rows,
     image_shifts,
     max_displacement_sq,
+    scatter_rows,
     wrap_positions,
 )
 
@@ -91,9 +104,22 @@ class VerletList:
         Interaction cut-off r_c (length units), one for all pairs or one per species pair.
     skin : float
         Verlet skin (length units); the list radius of a pair is r_c,ab + skin.
+    sort : bool
+        Renumber the particles spatially at each build (see the module docstring); False
+        keeps the caller's numbering in the list (``perm`` is then None).
+
+    Attributes
+    ----------
+    perm : ndarray, shape (N,), int64, or None
+        With ``sort``: the caller's index of each renumbered particle (the list's indices
+        i, j and ``row_atom`` are renumbered ones).
+    species : ndarray, shape (N,), int32, or None
+        Species at the build, in the list's numbering (the force kernels' argument).
+    row_atom, row_start, packed
+        The half list (see :func:`~swapmc.kernels.md_neighbors.build_half_list`).
     """
 
-    def __init__(self, cutoff, skin: float):
+    def __init__(self, cutoff, skin: float, sort: bool = True):
         if skin <= 0:
             raise ValueError(f"Verlet skin must be positive, got {skin}")
         cut = np.atleast_2d(np.asarray(cutoff, dtype=np.float64))
@@ -104,6 +130,11 @@ class VerletList:
         self.builds = 0
         self._packed = np.empty(0, np.int32)
         self.row_atom = self.row_start = None
+        self.sort = bool(sort)
+        self.perm = None
+        self.species = None
+        # Work arrays in the list's numbering (positions, forces), reused between calls.
+        self._pos = self._forces = None
         self._ref = None
         self._h0 = None
 
@@ -144,9 +175,22 @@ class VerletList:
                 raise ValueError("a list with per-pair cut-offs needs the species")
             species = np.zeros(positions.shape[0], np.int32)
         nb, reach = self._bins(h)
-        self.row_atom, self.row_start, self._packed = build_half_list(
-            positions, species, h, hinv, self._rl2_pair, nb, reach, self._packed
-        )
+        species = np.ascontiguousarray(species, dtype=np.int32)
+        if self.sort:
+            self.perm, self.row_start, self._packed = build_sorted_half_list(
+                positions, species, h, hinv, self._rl2_pair, nb, reach, self._packed
+            )
+            n = positions.shape[0]
+            if self.row_atom is None or self.row_atom.shape[0] != n:
+                self.row_atom = np.arange(n, dtype=np.int64)
+                self._pos = np.empty((n, 3))
+                self._forces = np.empty((n, 3))
+            self.species = species[self.perm]
+        else:
+            self.row_atom, self.row_start, self._packed = build_half_list(
+                positions, species, h, hinv, self._rl2_pair, nb, reach, self._packed
+            )
+            self.species = species.copy()
         self._ref = positions.copy()
         self._h0 = h.copy()
         self.builds += 1
@@ -173,6 +217,28 @@ class VerletList:
             box_term = self.cutoff * math.sqrt(((np.eye(3) - a) ** 2).sum())
         dmax = np.sqrt(max_displacement_sq(positions, self._ref, a))
         return 2.0 * dmax + box_term >= self.skin
+
+    def gather(self, positions) -> np.ndarray:
+        """Positions in the list's numbering, shape (N, 3) (length units).
+
+        With ``sort`` a reused work array (overwritten by the next call) holding
+        ``positions[perm]``; otherwise ``positions`` itself.
+        """
+        if self.perm is None:
+            return positions
+        gather_rows(positions, self.perm, self._pos)
+        return self._pos
+
+    def force_buffer(self, forces) -> np.ndarray:
+        """Where a kernel writes forces, shape (N, 3): a work array in the list's numbering
+        with ``sort`` (then :meth:`scatter` copies it to ``forces``), else ``forces``."""
+        return forces if self.perm is None else self._forces
+
+    def scatter(self, forces) -> None:
+        """Copy the work forces back into ``forces`` (N, 3) in the caller's numbering
+        (nothing to do without ``sort``)."""
+        if self.perm is not None:
+            scatter_rows(self._forces, self.perm, forces)
 
     @staticmethod
     def shifts(h) -> np.ndarray:
