@@ -10,24 +10,25 @@ contributes at a centre of type b. Two passes over the half list, as LAMMPS does
 
 Speed (ZJW Cu-Zr, N = 2000, 71 listed pairs per atom): the spline coefficients are read by
 scalar indexing, once per pair for all three splines (``spline_r(z2r[a, b], ...)`` creates an
-array view per call, which cost 35 % of the force time), and the loops are branch-free (pairs
-beyond the cut-off get weight 0; a branch on r < r_c mispredicts for a third of the pairs):
-together 7.2 -> 4.0 ms per force call. Identical splines are stored once (LAMMPS's
+array view per call, which cost 35 % of the force time), and the loops are branch-free (a
+branch on r < r_c mispredicts for a third of the pairs; pairs beyond the cut-off first got
+weight 0, now a branch-free append drops them, see below): together 7.2 -> 4.0 ms per force
+call. Identical splines are stored once (LAMMPS's
 ``type2rhor``/``type2z2r``: eam/alloy densities depend on the neighbour only, r*phi is
 symmetric) and value and derivative coefficients are split, so that each pass reads a
 smaller table (the ZJW tables are ~1 MB, the size of the L2 cache): ~10 % faster (best of 60
-calls); see :func:`pack_tables`. The density pass also records the pairs within the cut-off
-with their spline cell (m, q): the force pass visits only those (~2/3 of the listed pairs)
-without a second cell lookup, and computes a row's fpair before scattering its forces (see
-``forces_lj.lj_forces``): 3.9 -> 2.8 ms per call (ZJW, N = 2000), with the same arithmetic
-and summation order as before, hence the same bits.
+calls); see :func:`pack_tables`. A first pass keeps the pairs within the cut-off (~2/3 of the
+listed ones); the density pass visits only those and records their spline cell (m, q), and
+the force pass reuses it and computes a row's fpair before scattering its forces (see
+``forces_lj.lj_forces``): 3.9 -> 2.4 ms per call (ZJW, N = 2000), with the same arithmetic
+and summation order for every non-zero term as before, hence the same bits.
 
 Force and virial conventions are those of ``forces_lj``: force on i = -fpair d with
 d = x_j - x_i + shifts[code], W_ab = sum over pairs of fpair d_a d_b.
 """
 
 import numpy as np
-from numba import float64, njit
+from numba import njit
 
 from .eam import cell_of, embed
 from .md_neighbors import IMAGE_BITS, IMAGE_MASK
@@ -68,7 +69,8 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
         Output per-atom energies F_i + 1/2 sum_j phi_ij when ``want_eatom``.
     want_eatom : bool
     pair_p, pair_m : ndarray, shape (>= n_pairs,), int32
-        Work: packed entry and spline cell of each pair within the cut-off.
+        Work: packed entry and spline cell of each pair within the cut-off (the list's
+        pairs in its order, those beyond the cut-off left out).
     pair_q : ndarray, shape (>= n_pairs,)
         Work: fractional position in the spline cell of each such pair.
     pair_start : ndarray, shape (N + 1,), int64
@@ -81,15 +83,15 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
     """
     n = pos.shape[0]
     rdr, rdrho, rhomax, cutsq = sc[0], sc[1], sc[2], sc[3]
-    rho[:] = 0.0
+    # Pass 0: the pairs within the cut-off (branch-free append, as in the list build; ~2/3
+    # of the listed pairs). Pairs beyond it add exactly zero to every sum below, so skipping
+    # them changes no bit of the result and saves their spline work in both passes.
     cnt = 0
     width = 0
     for r in range(n):
         i = row_atom[r]
-        si = species[i]
         xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
         pair_start[r] = cnt
-        acc = 0.0
         for k in range(row_start[r], row_start[r + 1]):
             p = packed[k]
             j = p >> IMAGE_BITS
@@ -97,26 +99,35 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
             dx = pos[j, 0] - xi + shifts[c, 0]
             dy = pos[j, 1] - yi + shifts[c, 1]
             dz = pos[j, 2] - zi + shifts[c, 2]
-            r2 = dx * dx + dy * dy + dz * dz
-            inside = float64(r2 < cutsq)
-            sj = species[j]
-            m, q = cell_of(np.sqrt(r2), rdr, nr)
-            a = rho_id[sj, si]
-            acc += inside * (((rho_val[a, m, 0] * q + rho_val[a, m, 1]) * q
-                              + rho_val[a, m, 2]) * q + rho_val[a, m, 3])
-            b = rho_id[si, sj]
-            rho[j] += inside * (((rho_val[b, m, 0] * q + rho_val[b, m, 1]) * q
-                                 + rho_val[b, m, 2]) * q + rho_val[b, m, 3])
-            # Keep the pairs within the cut-off, with their spline cell, for the force
-            # pass (branch-free append, as in the list build). Pairs beyond add exactly
-            # zero to every sum, so skipping them there changes no bit of the result.
             pair_p[cnt] = p
-            pair_m[cnt] = m
-            pair_q[cnt] = q
-            cnt += r2 < cutsq
-        rho[i] += acc
+            cnt += dx * dx + dy * dy + dz * dz < cutsq
         width = max(width, cnt - pair_start[r])
     pair_start[n] = cnt
+    # Pass 1: host densities; the spline cell of each pair is kept for pass 2.
+    rho[:] = 0.0
+    for r in range(n):
+        i = row_atom[r]
+        si = species[i]
+        xi, yi, zi = pos[i, 0], pos[i, 1], pos[i, 2]
+        acc = 0.0
+        for k in range(pair_start[r], pair_start[r + 1]):
+            p = pair_p[k]
+            j = p >> IMAGE_BITS
+            c = p & IMAGE_MASK
+            dx = pos[j, 0] - xi + shifts[c, 0]
+            dy = pos[j, 1] - yi + shifts[c, 1]
+            dz = pos[j, 2] - zi + shifts[c, 2]
+            sj = species[j]
+            m, q = cell_of(np.sqrt(dx * dx + dy * dy + dz * dz), rdr, nr)
+            a = rho_id[sj, si]
+            acc += ((rho_val[a, m, 0] * q + rho_val[a, m, 1]) * q
+                    + rho_val[a, m, 2]) * q + rho_val[a, m, 3]
+            b = rho_id[si, sj]
+            rho[j] += ((rho_val[b, m, 0] * q + rho_val[b, m, 1]) * q
+                       + rho_val[b, m, 2]) * q + rho_val[b, m, 3]
+            pair_m[k] = m
+            pair_q[k] = q
+        rho[i] += acc
     e = 0.0
     for i in range(n):
         f, d = embed(frho[species[i]], rho[i], rdrho, nrho, rhomax)
@@ -124,7 +135,7 @@ def eam_forces(pos, species, frho, rho_val, rho_der, rho_id, z2r, z2r_id, sc, nr
         e += f
         if want_eatom:
             eatom[i] = f
-    # Row buffers: the force pass computes fpair for a whole row, then scatters (as in
+    # Pass 2, forces. Row buffers: fpair for a whole row first, then the scatter (as in
     # ``forces_lj.lj_forces``: same arithmetic and summation order, ~10 % faster).
     buf = np.empty((width, 5))
     bj = np.empty(width, np.int64)
