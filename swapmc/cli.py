@@ -72,7 +72,7 @@ def _cmd_plot(args) -> int:
 def _cmd_analyze(args) -> int:
     import numpy as np
 
-    from .analysis import first_peak, radial_distribution, structure_factor
+    from .analysis import first_peak, peak_window, radial_distribution, structure_factor
     from .io import read_extxyz, read_lammps_data
 
     path = args.configuration
@@ -84,15 +84,17 @@ def _cmd_analyze(args) -> int:
     counts = dict(zip(system.species_names, system.counts.tolist()))
     print(f"{path}: N = {system.n}, species {counts}, density {system.density:.5g}, "
           f"box {lengths}")
+    q_lo, q_hi, q_max = peak_window(system.density)
+    q_max = args.q_max or q_max
     rows = []
     for a in range(system.n_species):
         if system.counts[a] < 2:
             continue
-        q, s = structure_factor(system.positions, lengths, args.q_max, species=system.species,
+        q, s = structure_factor(system.positions, lengths, q_max, species=system.species,
                                 pair=(a, a))
         r, g = radial_distribution(system.positions, lengths, r_max, 200,
                                    species=system.species, pair=(a, a))
-        q1 = first_peak(q, s, (4.0, 10.0))
+        q1 = first_peak(q, s, (q_lo, min(q_hi, q_max)))
         k = int(np.argmax(g))
         name = system.species_names[a]
         print(f"  {name}-{name}: first peak of S(q) at q = {q1:.4f}, S = {s.max():.3f}; "
@@ -144,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="S(q) first peak and g(r) of a configuration file")
     an.add_argument("configuration", help=".xyz/.extxyz or LAMMPS .data file")
-    an.add_argument("--q-max", type=float, default=12.0)
+    an.add_argument("--q-max", type=float,
+                    help="largest q of S(q) (default 12 sigma^-1 at KA's density, scaled by "
+                         "the mean spacing: ~4.4 Å^-1 for Cu-Zr)")
     an.add_argument("-o", "--output", help="write S(q) and g(r) as CSV")
     an.set_defaults(func=_cmd_analyze)
 

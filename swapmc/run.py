@@ -32,7 +32,7 @@ import numpy as np
 
 from . import __version__
 from ._toml import ConfigError, dumps_toml
-from .analysis import FsTracker, first_peak, structure_factor, tau_alpha
+from .analysis import FsTracker, first_peak, peak_window, structure_factor, tau_alpha
 from .build import composition_counts, lattice_configuration, random_configuration
 from .config import PRESET_SECTIONS, differences, fingerprint, resolve
 from .io import (
@@ -278,9 +278,12 @@ class Run:
         major = int(np.argmax(counts))
         idx = np.flatnonzero(mc.species == major)
         if d["q"] == "auto":
-            q, s = structure_factor(mc.pos, mc.lengths, 12.0, species=mc.species,
+            # The window scales with the mean spacing: KA's (4, 10) sigma^-1, ~(1.5, 3.6)
+            # Å^-1 for Cu-Zr.
+            q_lo, q_hi, q_max = peak_window(mc.n / mc.volume)
+            q, s = structure_factor(mc.pos, mc.lengths, q_max, species=mc.species,
                                     pair=(major, major))
-            qv = first_peak(q, s, (4.0, 10.0))
+            qv = first_peak(q, s, (q_lo, q_hi))
         else:
             qv = float(d["q"])
         every = d["fs_every"] if d["fs_every"] > 0 else 10

@@ -363,3 +363,30 @@ def test_fstracker_state_round_trip():
         assert np.ndim(b.self_intermediate_scattering()[1]) == 1 + np.ndim(q)
         with pytest.raises(ValueError, match="expected"):
             b.update(frames[0], sweep=0)  # a missed or repeated snapshot is caught
+
+
+def test_peak_window_scales_with_the_mean_spacing(liquid_factory, ka2):
+    """KA at rho = 1.2 keeps the LJ window (4, 10) and q_max 12. The same configuration
+    blown up to a Cu-Zr-like spacing (lengths x 2.74, i.e. sigma -> 2.74 Å) has its S(q)
+    peak at q / 2.74, which the rescaled window finds exactly and the fixed LJ window
+    misses (it lies below 4)."""
+    from swapmc.analysis import first_peak, peak_window, structure_factor
+
+    lo, hi, qmax = peak_window(1.2)
+    assert (lo, hi, qmax) == pytest.approx((4.0, 10.0, 12.0), rel=1e-12)
+    system = liquid_factory(ka2, n=500, seed=3)
+    q, s = structure_factor(system.positions, system.box.lengths, qmax, species=system.species,
+                            pair=(0, 0))
+    q1 = first_peak(q, s, (lo, hi))
+    scale = 2.74
+    lo2, hi2, qmax2 = peak_window(1.2 / scale**3)
+    assert (lo2, hi2, qmax2) == pytest.approx((lo / scale, hi / scale, qmax / scale))
+    q2, s2 = structure_factor(system.positions * scale, system.box.lengths * scale, qmax2,
+                              species=system.species, pair=(0, 0))
+    assert first_peak(q2, s2, (lo2, hi2)) == pytest.approx(q1 / scale, rel=1e-9)
+    # The fixed LJ window (with q up to 12) lands on a later peak of the scaled system.
+    q3, s3 = structure_factor(system.positions * scale, system.box.lengths * scale, 12.0,
+                              species=system.species, pair=(0, 0))
+    assert abs(first_peak(q3, s3, (4.0, 10.0)) - q1 / scale) > 0.2 * q1 / scale
+    with pytest.raises(ValueError):
+        peak_window(0.0)

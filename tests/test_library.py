@@ -524,3 +524,37 @@ def test_older_file_gains_new_nullable_columns(tmp_path):
         assert lib.get(1).meta["round_trips"] is None
         assert lib.add_sample({**_meta(1), "round_trips": 12}, _system(), None) == 2
         assert lib.get(2).meta["round_trips"] == 12
+
+
+def test_eam_build_in_metal_units(tmp_path):
+    """A doped Cu-Zr chain at 1500 K and P = 0: F_s is measured at the first S(q) peak in
+    Å^-1 (~2.7-3.0 for Cu-Cu, not an LJ-unit value), the sample is certified, and export
+    writes the exact potential next to the data files."""
+    cfg = tmp_path / "cuzr.toml"
+    cfg.write_text(f"""preset = "cu50zr50-x10"
+[state]
+temperature = 1500.0
+[system]
+n = 250
+melt_sweeps = 20
+[run]
+equilibration_sweeps = 300
+production_sweeps = 600
+[library]
+path = "{tmp_path / 'cuzr.sqlite'}"
+samples = 1
+max_production_sweeps = 4000
+""")
+    result = build_library(str(cfg), log=lambda *a: None)
+    assert result.counts == {"certified": 1, "failed": 0}
+    with Library(result.path) as lib:
+        (s,) = lib.query()
+        m = s.meta
+        assert m["units"] == "metal" and m["kind"] == "eam" and m["pressure"] == 0.0
+        assert 2.4 < m["fs_q"] < 3.2
+        assert m["acc_volume"] > 0 and 0.04 < m["density"] < 0.08
+        files = export_samples(lib, [s], str(tmp_path / "ex"), formats=("lammps",))
+    names = sorted(os.path.basename(f) for f in files)
+    assert [n for n in names if n.startswith("potential-") and n.endswith(".eam.alloy")]
+    index = (tmp_path / "ex" / "index.csv").read_text()
+    assert "pair_style eam/alloy" in index and "Cu Zr X" in index

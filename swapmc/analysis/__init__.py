@@ -20,7 +20,7 @@ from .mechanics import (
     kww,
 )
 from .order import crystalline_fraction, first_shell_cutoff, solid_like
-from .structure import first_peak, radial_distribution, structure_factor
+from .structure import first_peak, peak_window, radial_distribution, structure_factor
 
 __all__ = [
     "DMSMean",
@@ -37,6 +37,7 @@ __all__ = [
     "fit_oscillation",
     "kww",
     "msd",
+    "peak_window",
     "radial_distribution",
     "self_intermediate_scattering",
     "solid_like",

@@ -28,7 +28,7 @@ from numba import njit
 
 from ..box import Box
 
-__all__ = ["radial_distribution", "structure_factor", "first_peak"]
+__all__ = ["radial_distribution", "structure_factor", "first_peak", "peak_window"]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -433,6 +433,36 @@ def structure_factor(
     return q_out, s_out
 
 
+# Kob–Andersen's mean spacing at rho = 1.2 (sigma): the LJ-unit window (4, 10) and q_max = 12
+# bracket its first S(q) peak (7.25); other models get the same window in units of their own
+# mean spacing.
+_KA_SPACING = 1.2 ** (-1.0 / 3.0)
+
+
+def peak_window(number_density: float) -> tuple[float, float, float]:
+    """Where to look for the first peak of S(q) at a given number density.
+
+    The first peak sits near q a = 6.8-7.7 for simple liquids and glasses, with
+    a = rho^(-1/3) the mean spacing (KA at rho = 1.2: q = 7.25 sigma^-1; Cu-Zr at
+    0.058 Å^-3: q ≈ 2.9 Å^-1). The window is KA's (4, 10) sigma^-1, with q_max = 12,
+    rescaled by the spacing, so it works in LJ and metal units alike.
+
+    Parameters
+    ----------
+    number_density : float
+        N / V (inverse length cubed).
+
+    Returns
+    -------
+    q_lo, q_hi, q_max : float
+        Search window for :func:`first_peak` and the largest q to compute (inverse length).
+    """
+    if not number_density > 0:
+        raise ValueError(f"number density must be positive, got {number_density}")
+    scale = _KA_SPACING / number_density ** (-1.0 / 3.0)
+    return 4.0 * scale, 10.0 * scale, 12.0 * scale
+
+
 def first_peak(q, S, q_range=(4.0, 10.0)) -> float:
     """Position of the main peak of S(q), refined by a parabola through the top three points.
 
@@ -445,7 +475,8 @@ def first_peak(q, S, q_range=(4.0, 10.0)) -> float:
         Structure factor at ``q``.
     q_range : tuple of float
         Search window (q_lo, q_hi), inclusive. The default brackets the first peak of
-        Lennard-Jones liquids in LJ units (about 7.1-7.3 for Kob-Andersen at rho = 1.2).
+        Lennard-Jones liquids in LJ units (about 7.1-7.3 for Kob-Andersen at rho = 1.2);
+        :func:`peak_window` gives it for any density and unit system.
 
     Returns
     -------

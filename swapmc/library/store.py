@@ -66,6 +66,7 @@ SAMPLE_COLUMNS = [
     ("decays", "REAL", "production_sweeps / tau_alpha"),
     ("round_trips", "INTEGER", "PT samples: round trips of the run (NULL for chains)"),
     ("fs_final", "REAL", "F_s at the longest lag measured"),
+    ("fs_q", "REAL", "wavenumber of F_s (first S(q) peak of the majority species)"),
     ("drift_z", "REAL", "energy drift between production halves in standard errors"),
     ("crystalline_fraction", "REAL", "solid-like fraction (ten Wolde q6) of the sample"),
     ("verdict", "TEXT NOT NULL", "'certified' or 'failed'"),
