@@ -120,6 +120,7 @@ class LibraryBuilder:
         self.cfg = cfg
         self.comm = comm or SerialComm()
         self.log = log if self.comm.rank == 0 else (lambda *a, **k: None)
+        self.show_progress = self.comm.rank == 0 and bool(cfg["output"]["progress"])
         self.lib_cfg = cfg["library"]
         self.criteria = Criteria.from_dict(self.lib_cfg)
         self.template = chain_template(cfg)
@@ -144,7 +145,8 @@ class LibraryBuilder:
             with open(target_file) as fh:
                 cfg["run"]["production_sweeps"] = int(json.load(fh)["production_sweeps"])
         while True:
-            run = Run(cfg, progress=False, log=lambda *a, **k: None)
+            # Rank 0 shows the progress of its own chain (stderr); other ranks stay quiet.
+            run = Run(cfg, progress=self.show_progress, log=lambda *a, **k: None)
             # Wall time of the chain so far, summed over every process that worked on it.
             wall = run.execute().summary["wall_seconds"]
             cert = self._certify(run, quenched=True)

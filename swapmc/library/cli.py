@@ -20,7 +20,8 @@ def _cmd_build(args) -> int:
                           ("library", "path", args.library),
                           ("state", "temperature", args.temperature),
                           ("system", "n", args.n),
-                          ("run", "seed", args.seed))
+                          ("run", "seed", args.seed),
+                          ("output", "progress", False if args.no_progress else None))
     try:
         with abort_on_error(comm):
             cfg = agree(comm, resolve, args.source, over)
@@ -164,6 +165,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("-T", "--temperature", type=float)
     b.add_argument("-N", "--n", type=int, help="number of particles")
     b.add_argument("--seed", type=int, help="base seed of the chains")
+    b.add_argument("--no-progress", action="store_true",
+                   help="no progress line for the chain rank 0 is running")
     b.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                    help="use MPI (auto: when launched by mpiexec/srun)")
     b.set_defaults(func=_cmd_build)

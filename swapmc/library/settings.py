@@ -98,8 +98,9 @@ def chain_template(cfg: dict) -> dict:
     """The run config every chain starts from (before its seed and directory are set).
 
     F_s is always tracked (certification needs it), with snapshots spaced so that the lags
-    reach the longest production a chain may get; progress bars are off (many chains run at
-    once; the build prints one line per sample instead).
+    reach the longest production a chain may get. The stored progress flag is off; the
+    builder shows progress for rank 0's chain only (many chains run at once, and the build
+    prints one line per finished sample).
     """
     run_cfg = copy.deepcopy({k: v for k, v in cfg.items() if k != "library"})
     lib = cfg["library"]
