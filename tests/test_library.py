@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from subprocess_helpers import MPIEXEC, REPO, subprocess_env
 
 from swapmc import Box, System
 from swapmc.analysis import crystalline_fraction, first_shell_cutoff
@@ -24,15 +25,6 @@ from swapmc.library import (
     energy_drift_z,
     export_samples,
 )
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 # ------------------------------------------------------------------ certification
@@ -207,8 +199,8 @@ def test_store_rejects_missing_and_foreign_files(tmp_path):
 
 # A child process that stores samples in a loop and reports each commit on stdout.
 _WRITER = r"""
-import sys, numpy as np
-sys.path.insert(0, {repo!r})
+import os, sys, numpy as np
+sys.path[:0] = [{repo!r}, os.path.join({repo!r}, "tests")]
 from tests.test_library import _meta, _system
 from swapmc.library import Library
 lib = Library({path!r}, create=True)
@@ -222,7 +214,7 @@ for chain in range({start}, {stop}):
 def _writer(path, build, start, stop, n=3000):
     code = _WRITER.format(repo=REPO, path=path, build=build, start=start, stop=stop, n=n)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env())
 
 
 def test_sigkill_mid_write_loses_nothing_committed(tmp_path):
@@ -364,7 +356,7 @@ def test_build_killed_then_rerun_equals_uninterrupted(built, tmp_path):
     cfg = _toml(tmp_path, samples=3)
     cmd = [sys.executable, "-m", "swapmc", "library", "build", cfg]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+                            env=subprocess_env())
     lib_path = str(tmp_path / "lib.sqlite")
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
@@ -378,7 +370,7 @@ def test_build_killed_then_rerun_equals_uninterrupted(built, tmp_path):
         pytest.fail("the build finished before it could be killed; make it longer")
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert out.returncode == 0, out.stderr
     assert _summary(lib_path) == {
         k: v for k, v in _summary(ref.path, ref.build).items() if k < 3}
@@ -411,7 +403,7 @@ def test_mpi_build_matches_serial(built, tmp_path):
     cfg = _toml(tmp_path, samples=3)
     cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "swapmc", "library", "build", cfg]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+        out = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=300)
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"mpiexec -n 2 hung: {err}")
     assert out.returncode == 0, out.stderr

@@ -29,6 +29,7 @@ import time
 import numpy as np
 import pytest
 from scipy import stats as sps
+from subprocess_helpers import MPIEXEC, subprocess_env
 
 from swapmc._toml import ConfigError
 from swapmc.tempering import (
@@ -50,9 +51,6 @@ from swapmc.tempering import exchange as exchange_module
 from swapmc.tempering.comm import CollectiveError, agree, block_range
 from swapmc.tempering.ladder import feedback_update, stage_ends
 from swapmc.tempering.output import read_table
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 
 
 # --------------------------------------------------------------------- exchange rule
@@ -559,12 +557,6 @@ def test_mismatched_restart_is_refused(tmp_path):
         _run(d, rounds=1, equilibration_rounds=2)
 
 
-def _subprocess_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _cli_args(directory, rounds=20, seed=11, extra=()):
     return ["ka2-x10", "-N", "200", "--t-min", "0.8", "--t-max", "1.2", "-M", "4", "-K", "5",
             "--equilibration-rounds", "16", "--optimize-ladder", "-r", str(rounds),
@@ -594,7 +586,7 @@ def test_sigkill_then_rerun_is_identical(tmp_path):
     cmd = [sys.executable, "-m", "swapmc.tempering",
            _write_cfg(tmp_path / "killed.toml", killed, rounds, 50), "--mpi", "off"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=_subprocess_env())
+                            env=subprocess_env())
     manifest = killed / "checkpoints" / "manifest.json"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -608,7 +600,7 @@ def test_sigkill_then_rerun_is_identical(tmp_path):
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                         env=_subprocess_env())
+                         env=subprocess_env())
     assert out.returncode == 0, out.stderr
     assert "(resumed)" in out.stdout
     _same_outputs(ref, killed)
@@ -640,7 +632,7 @@ def test_import_does_not_load_mpi():
     code = ("import sys, swapmc, swapmc.tempering, swapmc.tempering.cli; "
             "print('mpi4py' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=_subprocess_env(), timeout=60)
+                         env=subprocess_env(), timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
 
@@ -656,7 +648,7 @@ def _mpirun(n, args, timeout=120):
     t0 = time.time()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                             env=_subprocess_env())
+                             env=subprocess_env())
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"mpiexec -n {n} hung for {timeout} s: {err}")
     return out, time.time() - t0
