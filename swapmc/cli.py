@@ -166,18 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(func, args, prog: str = "swapmc") -> int:
+    """Call ``func(args)`` as a command: input errors become one line ``<prog>: error: ...``
+    on stderr and exit code 2, Ctrl-C exit code 130 with a hint to rerun (and resume)."""
     try:
-        return args.func(args)
+        return func(args)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130
     except (ValueError, KeyError, NotImplementedError, OSError, ImportError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"swapmc: error: {msg}", file=sys.stderr)
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -51,13 +51,6 @@ def load_preset_of(preset: str | None, model_toml: str | None):
     return pre, str(cfg.get("preset") or source)
 
 
-def load_model(preset: str | None, model_toml: str | None):
-    """The model of a preset name or TOML config; (model, label), see
-    :func:`load_preset_of`."""
-    pre, label = load_preset_of(preset, model_toml)
-    return pre.model, label
-
-
 def read_configuration(path: str, species_names):
     """A System from an extended XYZ (.xyz/.extxyz) or LAMMPS data file, with the model's
     species order."""
@@ -71,13 +64,25 @@ def read_configuration(path: str, species_names):
     return read_lammps_data(path, species_names=names)
 
 
-def _forcefield(model, systems):
+def _load_inputs(args):
+    """What every command starts from: the preset (``--preset``/``--model``), its label, the
+    configurations read in the model's species order, and their force field.
+
+    Returns
+    -------
+    pre : Preset
+    label : str
+    systems : list of System
+    ff : ForceField
+    """
     from .forcefield import ForceField
 
-    ff = ForceField(model)
+    pre, label = load_preset_of(args.preset, args.model)
+    systems = [read_configuration(p, pre.model.species) for p in args.configurations]
+    ff = ForceField(pre.model)
     for s in systems:
         ff.check_system(s)  # clear CellError if the box is too small for the cut-off
-    return ff
+    return pre, label, systems, ff
 
 
 def _write_text(path: str, text: str) -> None:
@@ -219,9 +224,8 @@ def cmd_minimize(args) -> int:
     from ..io import write_extxyz, write_lammps_data
     from .minimize import fire
 
-    model, label = load_model(args.preset, args.model)
-    systems = [read_configuration(p, model.species) for p in args.configurations]
-    ff = _forcefield(model, systems)
+    pre, label, systems, ff = _load_inputs(args)
+    model = pre.model
     _, _, _, energy = _units(model)
     out = args.output or "swapmc-minimize"
     os.makedirs(out, exist_ok=True)
@@ -259,10 +263,8 @@ def cmd_dms(args) -> int:
     """``swapmc dms``: oscillatory strain at each (T, omega), averaged over the samples."""
     from .protocols import DENSITY_UNIT, MODULUS_NAME, dms_sweep
 
-    pre, label = load_preset_of(args.preset, args.model)
+    pre, label, systems, ff = _load_inputs(args)
     model = pre.model
-    systems = [read_configuration(p, model.species) for p in args.configurations]
-    ff = _forcefield(model, systems)
     su, tu, temp_u, _ = _units(model)
     pressure, npt_steps = _npt_settings(args, pre)
     if args.omegas:
@@ -369,10 +371,8 @@ def cmd_relax(args) -> int:
     """``swapmc relax``: step strain, stress relaxation and KWW fit at each temperature."""
     from .protocols import DENSITY_UNIT, MODULUS_NAME, step_strain_relaxation
 
-    pre, label = load_preset_of(args.preset, args.model)
+    pre, label, systems, ff = _load_inputs(args)
     model = pre.model
-    systems = [read_configuration(p, model.species) for p in args.configurations]
-    ff = _forcefield(model, systems)
     su, tu, temp_u, _ = _units(model)
     pressure, npt_steps = _npt_settings(args, pre)
     out = args.output or "swapmc-relax"

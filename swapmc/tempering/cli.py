@@ -158,13 +158,6 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="swapmc temper", description=DESCRIPTION)
     _add_arguments(p)
     args = p.parse_args(argv)
-    try:
-        return cmd_temper(args)
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
-    except (ValueError, KeyError, NotImplementedError, OSError, ImportError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"swapmc temper: error: {msg}", file=sys.stderr)
-        return 2
+    from ..cli import run_command
+
+    return run_command(cmd_temper, args, prog="swapmc temper")
