@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from ..box import Box
+from ..kernels.neighbors import sort_by_cell
 
 __all__ = ["radial_distribution", "structure_factor", "first_peak", "peak_window"]
 
@@ -122,21 +123,12 @@ def _pair_histogram(pos_a, pos_b, same, lengths, r_max, n_bins):
         # need O(N) memory.
         ncell = nc[0] * nc[1] * nc[2]
         cell_b = np.empty(nb, np.int64)
-        start = np.zeros(ncell + 1, np.int64)
         for j in range(nb):
             cx = min(int(pos_b[j, 0] / lx * nc[0]), nc[0] - 1)
             cy = min(int(pos_b[j, 1] / ly * nc[1]), nc[1] - 1)
             cz = min(int(pos_b[j, 2] / lz * nc[2]), nc[2] - 1)
-            c = (cx * nc[1] + cy) * nc[2] + cz
-            cell_b[j] = c
-            start[c + 1] += 1
-        for c in range(ncell):
-            start[c + 1] += start[c]
-        fill = start[:-1].copy()
-        order = np.empty(nb, np.int64)
-        for j in range(nb):
-            order[fill[cell_b[j]]] = j
-            fill[cell_b[j]] += 1
+            cell_b[j] = (cx * nc[1] + cy) * nc[2] + cz
+        start, order = sort_by_cell(cell_b, ncell)
         for i in range(na):
             xi, yi, zi = pos_a[i, 0], pos_a[i, 1], pos_a[i, 2]
             cx = min(int(xi / lx * nc[0]), nc[0] - 1)

@@ -33,6 +33,8 @@ unsorted list give the same pairs in the same order, only numbered differently.
 import numpy as np
 from numba import njit
 
+from .neighbors import sort_by_cell
+
 IMAGE_BITS = 5
 IMAGE_MASK = (1 << IMAGE_BITS) - 1
 
@@ -102,9 +104,7 @@ def bin_order(pos, hinv, nb):
         positions that are already in bin order give the identity.
     """
     n = pos.shape[0]
-    nbin = nb[0] * nb[1] * nb[2]
     cell = np.empty(n, np.int64)
-    start = np.zeros(nbin + 1, np.int64)
     for i in range(n):
         c = 0
         for a in range(3):
@@ -113,15 +113,7 @@ def bin_order(pos, hinv, nb):
             b = min(max(b, 0), nb[a] - 1)
             c = c * nb[a] + b
         cell[i] = c
-        start[c + 1] += 1
-    for c in range(nbin):
-        start[c + 1] += start[c]
-    fill = start[:-1].copy()
-    order = np.empty(n, np.int64)
-    for i in range(n):
-        order[fill[cell[i]]] = i
-        fill[cell[i]] += 1
-    return start, order
+    return sort_by_cell(cell, nb[0] * nb[1] * nb[2])
 
 
 @njit(cache=True)

@@ -45,17 +45,27 @@ def _cell_of(x, y, z, lengths, nc):
 
 
 @njit(cache=True)
-def _sorted_cells(pos, lengths, nc):
-    """Counting sort of particles by cell: (cell_start, order, cell_of_particle)."""
-    n = pos.shape[0]
-    ncell = nc[0] * nc[1] * nc[2]
-    cell = np.empty(n, np.int64)
+def sort_by_cell(cell, ncell):
+    """Stable counting sort of items by cell index.
+
+    Parameters
+    ----------
+    cell : ndarray, shape (N,), int64
+        Cell of each item, in [0, ncell).
+    ncell : int
+        Number of cells.
+
+    Returns
+    -------
+    start : ndarray, shape (ncell + 1,), int64
+        Cell c holds ``order[start[c]:start[c + 1]]``.
+    order : ndarray, shape (N,), int64
+        Items in cell order; items of one cell keep their index order.
+    """
+    n = cell.shape[0]
     start = np.zeros(ncell + 1, np.int64)
     for i in range(n):
-        cx, cy, cz = _cell_of(pos[i, 0], pos[i, 1], pos[i, 2], lengths, nc)
-        c = (cx * nc[1] + cy) * nc[2] + cz
-        cell[i] = c
-        start[c + 1] += 1
+        start[cell[i] + 1] += 1
     for c in range(ncell):
         start[c + 1] += start[c]
     fill = start[:-1].copy()
@@ -63,6 +73,18 @@ def _sorted_cells(pos, lengths, nc):
     for i in range(n):
         order[fill[cell[i]]] = i
         fill[cell[i]] += 1
+    return start, order
+
+
+@njit(cache=True)
+def _sorted_cells(pos, lengths, nc):
+    """Counting sort of particles by cell: (cell_start, order, cell_of_particle)."""
+    n = pos.shape[0]
+    cell = np.empty(n, np.int64)
+    for i in range(n):
+        cx, cy, cz = _cell_of(pos[i, 0], pos[i, 1], pos[i, 2], lengths, nc)
+        cell[i] = (cx * nc[1] + cy) * nc[2] + cz
+    start, order = sort_by_cell(cell, nc[0] * nc[1] * nc[2])
     return start, order, cell
 
 
