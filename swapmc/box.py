@@ -90,19 +90,50 @@ class Box:
     def wrap(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map positions into the cell.
 
+        The wrapped position is computed as ``positions - shifts @ h.T`` in Cartesian
+        coordinates, so a position already inside the cell comes back bit-identical, and
+        ``wrapped + shifts @ h.T`` reproduces the input up to one rounding of a coordinate
+        (at most ulp(max(|r|, cell edge)); never off by a cell vector). Every wrapped
+        position passes the cell test of :meth:`System.validate` (fractional coordinates in
+        [0, 1)); a coordinate whose in-cell value is not representable (for example -1e-17,
+        whose image L - 1e-17 rounds to L) is put on the lower face with the matching image.
+
+        Parameters
+        ----------
+        positions : array_like, shape (N, 3)
+            Cartesian positions (length units), anywhere in space.
+
         Returns
         -------
         wrapped : ndarray, shape (N, 3)
         shifts : ndarray of int64, shape (N, 3)
             Number of cell vectors removed, so that
-            ``positions = wrapped + shifts @ h.T``.
+            ``positions = wrapped + shifts @ h.T`` (to within rounding, see above).
         """
-        s = self.fractional(positions)
-        shifts = np.floor(s).astype(np.int64)
-        s -= shifts
-        # floor can leave s == 1.0 after rounding of tiny negative values.
-        s[s >= 1.0] = 0.0
-        return s @ self.matrix.T, shifts
+        x = np.array(positions, dtype=np.float64).reshape(-1, 3)
+        h = self.matrix
+        shifts = np.floor(self.fractional(x)).astype(np.int64)
+        wrapped = x - shifts @ h.T
+        # Rounding of h^-1 r or of the subtraction can leave a coordinate on the upper face or
+        # just below the lower one; move such rows by one cell vector and try again.
+        for _ in range(3):
+            s = self.fractional(wrapped)
+            step = (s >= 1.0).astype(np.int64) - (s < 0.0)
+            if not step.any():
+                return wrapped, shifts
+            rows = np.flatnonzero(step.any(axis=1))
+            shifts[rows] += step[rows]
+            wrapped[rows] = x[rows] - shifts[rows] @ h.T
+        # What is left lies within rounding of a face and has no representable image inside
+        # the cell on one side: put it on the lower face (s = 0), which is the same point.
+        s = self.fractional(wrapped)
+        rows = np.flatnonzero(np.any((s < 0.0) | (s >= 1.0), axis=1))
+        s_rows = s[rows]
+        up = s_rows >= 1.0
+        shifts[rows] += up
+        s_rows[up | (s_rows < 0.0)] = 0.0
+        wrapped[rows] = s_rows @ h.T
+        return wrapped, shifts
 
     def minimum_image(self, d: np.ndarray) -> np.ndarray:
         """Minimum-image separation vectors, shape (..., 3). Exact for orthorhombic cells and
