@@ -211,7 +211,10 @@ def measure_relaxation(
             break
         mc.sweep(t_next - t)
         t = t_next
-        x = mc.system().unwrapped_positions()
+        # Positions and species from one snapshot in the user's particle order (the
+        # sampler's own arrays are spatially sorted).
+        snap = mc.system()
+        x = snap.unwrapped_positions()
         while events and events[0][0] == t:
             _, k, j = heapq.heappop(events)
             idx = origin_idx[k]
@@ -222,7 +225,7 @@ def measure_relaxation(
             if j + 1 < lags.size:
                 heapq.heappush(events, (origin_time[k] + int(lags[j + 1]), k, j + 1))
         if t == next_origin:
-            idx = np.flatnonzero(mc.species == species)
+            idx = np.flatnonzero(snap.species == species)
             origin_idx.append(idx)
             origin_pos.append(x[idx])
             origin_time.append(t)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from . import __version__
@@ -36,17 +37,44 @@ def _cmd_run(args) -> int:
     print(f"swapmc {__version__}: {s['preset']}, N = {s['n']} {s['composition']}, "
           f"T = {s['temperature']:g}, {s['sweeps']} sweeps in {s['wall_seconds']:.1f} s"
           + (" (resumed)" if result.resumed else ""))
-    print(f"  U/N = {s['energy_per_particle']:.5f} {u['energy']}   P = {s['pressure']:.4f} "
-          f"{u['pressure']}   rho = {s['density']:.4f}")
-    print("  acceptance: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if v is not None))
+    prod = s["production"]
+    npt = s["pressure_imposed"] is not None
+    print(f"  production means ({prod['rows']} thermo rows, "
+          + ("blocking errors):" if prod["energy_per_particle"]["stderr"] is not None else
+             "no error bars: blocking needs >= 32 rows; lower output.thermo_every):"))
+    print(f"    U/N = {_pm(prod['energy_per_particle'])} {u['energy']}   "
+          f"P = {_pm(prod['pressure'])} {u['pressure']}"
+          + (f"   V/N = {_pm(prod['volume'], 1.0 / s['n'])} {u['length']}^3   "
+             f"rho = {_pm(prod['density'])}" if npt else f"   rho = {s['density']:.6g}"))
+    print("  acceptance: " + ", ".join(f"{k} {v:.3g}" for k, v in acc.items() if v is not None))
     print(f"  frozen step sizes: {s['step_sizes_frozen']}")
     if "tau_alpha_sweeps" in s:
-        ta = s["tau_alpha_sweeps"]
-        print(f"  tau_alpha = {ta:.4g} sweeps" if ta is not None
-              else f"  tau_alpha: {s['tau_alpha_note']}")
+        ta, err = s["tau_alpha_sweeps"], s["tau_alpha_stderr_sweeps"]
+        if ta is None:
+            print(f"  tau_alpha: {s['tau_alpha_note']}")
+        elif err is None:
+            print(f"  tau_alpha = {ta:.4g} sweeps (F_s of {s['fs_species']} at q = "
+                  f"{s['fs_q']:.4g}; no error bar: production shorter than 6 tau_alpha)")
+        else:
+            print(f"  tau_alpha = {ta:.4g} ± {err:.2g} sweeps (F_s of {s['fs_species']} at "
+                  f"q = {s['fs_q']:.4g}; jackknife over {s['tau_alpha_error_groups']} origin "
+                  "groups)")
     print(f"  files in {result.directory}/: " + ", ".join(
         sorted(p.split("/")[-1] for p in result.files.values())))
     return 0
+
+
+def _pm(stat: dict, scale: float = 1.0) -> str:
+    """``mean ± err`` with the error to 2 significant digits and the mean to match."""
+    mean, err = stat["mean"], stat["stderr"]
+    if mean is None:
+        return "nan"
+    mean *= scale
+    if err is None or err == 0.0:
+        return f"{mean:.6g}"
+    err *= scale
+    digits = max(0, 1 - int(math.floor(math.log10(abs(err)))))
+    return f"{mean:.{digits}f} ± {err:.{digits}f}"
 
 
 def _cmd_presets(args) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 
 from ._toml import ConfigError, load_toml_file
@@ -47,8 +48,9 @@ DEFAULTS = {
     },
     "diagnostics": {
         "tau_alpha": False,
-        "fs_every": 0,  # 0: production_sweeps // 1000, at least 1
-        "q": "auto",  # "auto": first peak of S(q) of the majority species
+        "fs_every": 0,  # sweeps between F_s snapshots; 0: production_sweeps // 1000, >= 1
+        "q": "auto",  # "auto": 7.25 (rho / 1.2)^(1/3), KA's S(q) peak scaled with the spacing
+        "fs_species": "auto",  # species tracked (at each time origin); "auto": most numerous
     },
 }
 
@@ -149,6 +151,14 @@ def _validate_numbers(cfg: dict, origin: str) -> None:
         v = cfg[sec][key]
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"{origin}: [{sec}] {key} must be positive, got {v!r}")
+    q = cfg["diagnostics"]["q"]
+    if q != "auto" and (isinstance(q, bool) or not isinstance(q, (int, float))
+                        or not math.isfinite(q) or q <= 0):
+        raise ConfigError(f"{origin}: [diagnostics] q must be 'auto' or a positive wavenumber "
+                          f"(inverse length units), got {q!r}")
+    if not isinstance(cfg["diagnostics"]["fs_species"], str):
+        raise ConfigError(f"{origin}: [diagnostics] fs_species must be 'auto' or a species "
+                          f"name, got {cfg['diagnostics']['fs_species']!r}")
     state = cfg.get("state", {})
     if state.get("temperature", 1.0) <= 0:
         raise ConfigError(f"{origin}: [state] temperature must be positive")

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import __version__
 from ._toml import ConfigError, dumps_toml
-from .analysis import FsTracker, first_peak, peak_window, structure_factor, tau_alpha
+from .analysis import FsTracker, default_wavenumber
 from .build import composition_counts, lattice_configuration, random_configuration
 from .config import PRESET_SECTIONS, differences, fingerprint, resolve
 from .io import (
@@ -47,6 +47,7 @@ from .mc import MonteCarlo, MoveSettings
 from .models.presets import build_preset
 from .progress import Progress
 from .system import ConfigurationError, System
+from .tempering.statistics import blocking_error
 from .units import LABELS
 
 PHASES = ("melt", "equilibration", "production")
@@ -274,20 +275,14 @@ class Run:
         if not d["tau_alpha"]:
             return
         mc = self.mc
-        counts = np.bincount(mc.species, minlength=mc.n_species)
-        major = int(np.argmax(counts))
-        idx = np.flatnonzero(mc.species == major)
-        if d["q"] == "auto":
-            # The window scales with the mean spacing: KA's (4, 10) sigma^-1, ~(1.5, 3.6)
-            # Å^-1 for Cu-Zr.
-            q_lo, q_hi, q_max = peak_window(mc.n / mc.volume)
-            q, s = structure_factor(mc.pos, mc.lengths, q_max, species=mc.species,
-                                    pair=(major, major))
-            qv = first_peak(q, s, (q_lo, q_hi))
-        else:
-            qv = float(d["q"])
-        every = d["fs_every"] if d["fs_every"] > 0 else 10
-        self.tracker = FsTracker(qv, every, origin_every=10, max_origins=100, indices=idx)
+        species = tracked_species(d["fs_species"], self.preset.model.species,
+                                  np.bincount(mc.species, minlength=mc.n_species))
+        # A fixed rule of the density, not a per-chain S(q) peak: every chain of a state
+        # point then measures F_s at the same q (see default_wavenumber).
+        q = default_wavenumber(mc.n / mc.volume) if d["q"] == "auto" else float(d["q"])
+        every = (d["fs_every"] if d["fs_every"] > 0
+                 else max(1, self.cfg["run"]["production_sweeps"] // 1000))
+        self.tracker = FsTracker(q, every, n_species=mc.n_species, species=species)
 
     # ----------------------------------------------------------------- run
     def execute(self) -> RunResult:
@@ -327,7 +322,10 @@ class Run:
                     self._thermo_row(name)
                 if name == "production":
                     if self.tracker is not None and g % self.tracker.every == 0:
-                        self.tracker.update(mc.system().unwrapped_positions())
+                        # Positions and species both in the user's order (the sampler's
+                        # internal order is spatially sorted).
+                        snap = mc.system()
+                        self.tracker.update(snap.unwrapped_positions(), snap.species, sweep=g)
                     if out["trajectory_every"] and g % out["trajectory_every"] == 0:
                         self._frame()
                 progress.update(g, f"{name} T={mc.temperature:.4g} E/N={mc.energy / mc.n:.4f}")
@@ -345,6 +343,74 @@ class Run:
         self._checkpoint()
         return self._finish()
 
+    def _production_means(self) -> dict:
+        """Means of U/N, P, V and rho over the production rows of thermo.csv, with blocking
+        errors (:func:`swapmc.tempering.statistics.blocking_error`; NaN with < 32 rows)."""
+        cols = {"energy_per_particle": [], "pressure": [], "volume": [], "density": []}
+        with open(self.paths["thermo"]) as fh:
+            header = None
+            for line in fh:
+                if line.startswith("#"):
+                    continue
+                fields = line.rstrip("\n").split(",")
+                if header is None:
+                    header = fields
+                    continue
+                row = dict(zip(header, fields))
+                if row["phase"] == "production":
+                    for k in cols:
+                        cols[k].append(float(row[k]))
+        out = {"rows": len(cols["volume"]),
+               "method": "mean over production rows of thermo.csv; standard error by "
+                         "blocking (Flyvbjerg & Petersen 1989), NaN with fewer than 32 rows"}
+        for k, v in cols.items():
+            mean, err = blocking_error(np.asarray(v)) if v else (float("nan"),) * 2
+            out[k] = {"mean": _finite(mean), "stderr": _finite(err)}
+        return out
+
+    def _relaxation_summary(self) -> dict:
+        """tau_alpha (± jackknife error), F_s wavenumber and species; writes fs.csv."""
+        tr = self.tracker
+        names = self.preset.model.species
+        tracked = names[tr.species]
+        tau, err, groups = tr.tau_alpha()
+        t, fs = tr.self_intermediate_scattering()
+        out = {
+            "tau_alpha_sweeps": _finite(tau),
+            "tau_alpha_stderr_sweeps": _finite(err),
+            "tau_alpha_error_groups": groups,
+            "tau_alpha_all_sweeps": _finite(tr.tau_alpha("all")[0]),
+            "fs_q": tr.q,
+            "fs_species": tracked,
+            "tau_alpha_note": (
+                f"F_s(q = {tr.q:.4f}) of the particles that are {tracked} at each time origin, "
+                "1/e crossing; error: jackknife over "
+                f"{groups} groups of origins" if groups else
+                f"F_s(q = {tr.q:.4f}) of the particles that are {tracked} at each time origin; "
+                + (f"did not decay below 1/e within {int(t[-1]) if len(t) else 0} sweeps"
+                   if not np.isfinite(tau) else
+                   "crossed 1/e; no error (production shorter than 6 tau_alpha)")),
+        }
+        columns = {"t": t, "origins": tr.lag_counts, "fs": fs,
+                   "msd": tr.mean_squared_displacement()[1],
+                   "fs_all": tr.self_intermediate_scattering("all")[1],
+                   "msd_all": tr.mean_squared_displacement("all")[1]}
+        for k, name in enumerate(names):
+            tk, fk = tr.self_intermediate_scattering(k)
+            if tk.size == t.size:
+                columns[f"fs_{name}"] = fk
+                columns[f"msd_{name}"] = tr.mean_squared_displacement(k)[1]
+        with atomic_write(self.paths["fs"]) as fh:
+            fh.write(f"# t in MC sweeps; F_s(q = {tr.q!r} {self.units['length']}^-1, t) and MSD "
+                     f"({self.units['length']}^2) of the particles of each species at the "
+                     f"time origin; fs, msd: tracked species {tracked}; origins: number of "
+                     "time origins averaged\n")
+            fh.write(",".join(columns) + "\n")
+            for i in range(t.size):
+                fh.write(",".join(str(int(v[i])) if k in ("t", "origins") else repr(float(v[i]))
+                                  for k, v in columns.items()) + "\n")
+        return out
+
     def _finish(self) -> RunResult:
         mc = self.mc
         system = mc.system()
@@ -355,6 +421,7 @@ class Run:
         write_lammps_data(self.paths["final_data"], system, masses=list(self.preset.model.masses),
                           comment=f"swapmc {__version__} {self.cfg['preset']} sweep "
                                   f"{mc.sweeps_done}")
+        prod = self._production_means()
         summary = {
             "swapmc_version": __version__,
             "preset": self.cfg["preset"],
@@ -365,9 +432,17 @@ class Run:
             "temperature": mc.temperature,
             "pressure_imposed": mc.pressure_imposed,
             "sweeps": mc.sweeps_done,
-            "energy_per_particle": mc.energy / mc.n,
-            "pressure": mc.pressure(),
-            "density": mc.n / mc.volume,
+            "production": prod,
+            "energy_per_particle": prod["energy_per_particle"]["mean"],
+            "energy_per_particle_stderr": prod["energy_per_particle"]["stderr"],
+            "pressure": prod["pressure"]["mean"],
+            "pressure_stderr": prod["pressure"]["stderr"],
+            "density": prod["density"]["mean"],
+            "density_stderr": prod["density"]["stderr"],
+            "final_energy_per_particle": mc.energy / mc.n,
+            "final_pressure": mc.pressure(),
+            "final_volume": mc.volume,
+            "final_density": mc.n / mc.volume,
             "step_sizes_frozen": mc.step_sizes(),
             "acceptance_total": {k: (None if np.isnan(v) else float(v))
                                  for k, v in mc.acceptance().items()},
@@ -375,21 +450,7 @@ class Run:
             "wall_seconds": self.elapsed_before + time.perf_counter() - self.t0,
         }
         if self.tracker is not None:
-            t, fs = self.tracker.self_intermediate_scattering()
-            ta = tau_alpha(t, fs) if len(t) > 1 else float("nan")
-            summary["tau_alpha_sweeps"] = None if np.isnan(ta) else float(ta)
-            summary["tau_alpha_note"] = (
-                f"F_s(q={self.tracker.q.item():.4f}) of the majority species; "
-                + ("did not decay below 1/e within "
-                   f"{int(t[-1]) if len(t) else 0} sweeps" if np.isnan(ta) else "crossed 1/e")
-            )
-            summary["fs_q"] = float(self.tracker.q.item())
-            with atomic_write(self.paths["fs"]) as fh:
-                fh.write("# t in MC sweeps, F_s(q,t) and MSD (length^2) of the majority species\n")
-                fh.write("t,fs,msd\n")
-                _, m = self.tracker.mean_squared_displacement()
-                for ti, fi, mi in zip(t, fs, m):
-                    fh.write(f"{int(ti)},{float(fi)!r},{float(mi)!r}\n")
+            summary.update(self._relaxation_summary())
         if self.preset.model.kind == "eam":
             # The exact potential of this run (built-in, file or doped) as a setfl file, so
             # the same glass can be taken straight to LAMMPS with pair_style eam/<kind>.
@@ -406,6 +467,32 @@ class Run:
         with atomic_write(self.paths["summary"]) as fh:
             json.dump(summary, fh, indent=2)
         return RunResult(self.outdir, summary, files, self.resumed)
+
+
+def tracked_species(choice, names, counts) -> int:
+    """Species index whose F_s gives tau_alpha: ``"auto"`` is the most numerous one.
+
+    Parameters
+    ----------
+    choice : str
+        ``"auto"`` or a species name of the model.
+    names : sequence of str
+        The model's species names.
+    counts : array_like of int, shape (S,)
+        Particles of each species.
+    """
+    if choice == "auto":
+        return int(np.argmax(counts))
+    if choice not in names:
+        raise ConfigError(f"[diagnostics] fs_species = {choice!r} is not a species of the model; "
+                          f"choose 'auto' or one of {list(names)}")
+    return list(names).index(choice)
+
+
+def _finite(x):
+    """A float for JSON, or None for NaN/inf."""
+    x = float(x)
+    return x if np.isfinite(x) else None
 
 
 def _box(lengths):

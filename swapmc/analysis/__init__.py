@@ -7,7 +7,13 @@ functions over arrays plus :class:`FsTracker`, a bounded-memory, checkpointable 
 of F_s(q, t) and the MSD.
 """
 
-from .dynamics import FsTracker, msd, self_intermediate_scattering, tau_alpha
+from .dynamics import (
+    FsTracker,
+    default_wavenumber,
+    msd,
+    self_intermediate_scattering,
+    tau_alpha,
+)
 from .mechanics import (
     DMSMean,
     DMSResult,
@@ -31,6 +37,7 @@ __all__ = [
     "combine_dms",
     "crystalline_fraction",
     "debye_modulus",
+    "default_wavenumber",
     "first_peak",
     "first_shell_cutoff",
     "fit_kww",

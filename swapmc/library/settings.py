@@ -107,7 +107,8 @@ def chain_template(cfg: dict) -> dict:
     longest = max(run_cfg["run"]["production_sweeps"], lib["max_production_sweeps"])
     run_cfg["diagnostics"]["tau_alpha"] = True
     if run_cfg["diagnostics"]["fs_every"] == 0:
-        # The tracker keeps 1000 lags: spacing longest/1000 lets lags reach the whole run.
+        # F_s snapshots every longest/1000 sweeps: the shortest lag stays far below
+        # tau_alpha; the lags themselves reach half the run at any spacing.
         run_cfg["diagnostics"]["fs_every"] = max(1, longest // 1000)
     run_cfg["output"]["progress"] = False
     run_cfg["output"]["directory"] = ""
