@@ -170,9 +170,12 @@ class LibraryBuilder:
         t, fs = run.tracker.self_intermediate_scattering()
         energies = production_energies(run.paths["thermo"])
         system = run.mc.system()
+        # The energy rows are thermo_every sweeps apart: the drift test needs the spacing to
+        # express tau_alpha in samples.
         return certify(t, fs, run.cfg["run"]["production_sweeps"], energies,
                        crystalline_fraction(system.positions, system.box),
-                       quench_converged=quenched, criteria=self.criteria)
+                       quench_converged=quenched, criteria=self.criteria,
+                       sample_spacing=run.cfg["output"]["thermo_every"])
 
     def make_sample(self, chain: int, library: Library) -> int | None:
         """Run, certify, quench and store chain ``chain``; returns the sample id (None if
