@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from swapmc import System
+from swapmc.box import Box
 from swapmc.build import composition_counts, random_configuration
 from swapmc.md import (
     MD,
@@ -367,3 +368,105 @@ def test_fire_reaches_an_inherent_structure(kind, lj_state, eam_state):
     # Minimising again from the minimum does (almost) nothing.
     again = fire(result.system, ff, fmax=fmax)
     assert again.steps == 0
+
+
+def test_fire_first_step_runs_at_the_initial_dt(lj_state):
+    """FIRE 2.0's initial delay: the first iteration starts from rest (P = 0) without
+    halving dt, so the semi-implicit Euler step moves every particle by dt0^2 F / m exactly
+    (the 2006 scheme halves dt first and moves by a quarter of that)."""
+    ff, system = lj_state
+    e0, f0, _ = ff.compute(system)
+    dt0 = 0.005
+    one = fire(system, ff, fmax=1e-12, max_steps=1, dt=dt0)
+    assert one.steps == 1
+    moved = one.system.unwrapped_positions() - system.unwrapped_positions()
+    expected = dt0**2 * f0 / (ff.masses(system.species) * ff.mvv2e)[:, None]
+    assert np.sqrt((expected**2).sum(axis=1)).max() < 0.1  # the max_move cap is not active
+    np.testing.assert_allclose(moved, expected, rtol=1e-9, atol=1e-13)
+
+
+def test_fire_stops_after_max_uphill_steps(lj_state):
+    """N_P<=0,max: the first iteration has P = 0; with max_uphill = 0 the search stops there,
+    unconverged and without moving."""
+    ff, system = lj_state
+    r = fire(system, ff, fmax=1e-12, max_uphill=0)
+    assert r.steps == 0 and not r.converged
+    np.testing.assert_allclose(r.system.unwrapped_positions(), system.unwrapped_positions(),
+                               rtol=0, atol=1e-12)
+
+
+def test_fire_minimum_agrees_with_lbfgs(lj_state):
+    """Independent reference: scipy's L-BFGS on the same energy, started from FIRE's minimum
+    displaced by 1e-4 sigma (well inside its basin), returns to it (up to a uniform
+    translation, a zero mode). The tolerances are set by
+    the force tolerance: with fmax = 1e-7 the energy error is ~ N fmax^2 / k_min < 1e-12 per
+    particle and the position error fmax / k_min < 1e-5 sigma (k_min >~ 0.01 epsilon/sigma^2
+    for the softest modes of N = 250 KA inherent structures)."""
+    from scipy.optimize import minimize
+
+    ff, system = lj_state
+    ours = fire(system, ff, fmax=1e-7)
+    assert ours.converged and ours.max_force < 1e-7
+    e, f, _ = ff.compute(ours.system)
+    assert e / system.n == pytest.approx(ours.energy_per_particle, abs=1e-13)
+
+    def energy_and_gradient(x):
+        s = System.from_unwrapped(x.reshape(-1, 3), system.species, system.species_names,
+                                  system.box)
+        e, f, _ = ff.compute(s)
+        return e, -f.ravel()
+
+    x_min = ours.system.unwrapped_positions()
+    kick = np.random.default_rng(7).normal(0.0, 1e-4, x_min.shape)
+    ref = minimize(energy_and_gradient, (x_min + kick).ravel(), jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-9, "ftol": 1e-16, "maxiter": 20000})
+    assert ref.fun / system.n == pytest.approx(ours.energy_per_particle, abs=1e-12)
+    # A uniform translation is a zero mode: compare with the mean displacement removed.
+    d = ref.x.reshape(-1, 3) - x_min
+    assert np.abs(d - d.mean(axis=0)).max() < 1e-5
+
+
+# ----------------------------------------------------------------------------- SLLOD
+def _free_particles():
+    """8 KA particles 6 sigma apart (beyond r_c + skin) in a 12^3 cell: no forces."""
+    pre = load_preset("ka2-x10")
+    ff = ForceField(pre.model)
+    grid = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    rng = np.random.default_rng(5)
+    system = System(grid * 6.0 + 3.0, np.zeros(8, np.int64), pre.model.species,
+                    Box.cube(12.0), velocities=rng.normal(0.0, 1.0, (8, 3)))
+    return ff, system
+
+
+@pytest.mark.parametrize("remap", [True, False])
+def test_sllod_remap_keeps_free_particles_on_straight_lines(remap):
+    """Reference: Newton's first law in the lab frame. Under steady xy shear (rate 0.05,
+    200 steps) a particle without forces moves on a straight line at its lab velocity
+    c = v0 + gamma_dot (y0 + v_y dt) x. With v -> M^-1 v this holds to round-off; without
+    it the fictitious force m gamma_dot v_y bends the path by gamma_dot v_y t^2 / 2 (~0.02)."""
+    ff, system = _free_particles()
+    md = MD(system, ff, 0.005)
+    rate, h0 = 0.05, md.h.copy()
+
+    def deform(t):
+        h = h0.copy()
+        h[0, 1] = rate * t * h0[1, 1]
+        return h
+
+    x0, v0 = system.positions.copy(), system.velocities.copy()
+    md.run(200, deform=deform, remap_velocities=remap)
+    assert np.all(md.forces == 0.0)
+    c = v0.copy()
+    c[:, 0] += rate * (x0[:, 1] + v0[:, 1] * md.dt)
+    path = md.system.unwrapped_positions() - (x0 + c * md.time)
+    if remap:
+        assert np.abs(path).max() < 1e-10
+        # The kinetic shear stress of the gas follows Newton: K_xy(t) = K_xy(0) - rate t
+        # sum m v_y^2 (exact here since v_y is constant).
+        m = ff.masses(system.species)
+        kxy = np.sum(m * md.velocities[:, 0] * md.velocities[:, 1])
+        kxy0 = np.sum(m * v0[:, 0] * v0[:, 1]) - rate * md.time * np.sum(m * v0[:, 1] ** 2)
+        assert kxy == pytest.approx(kxy0, rel=1e-10, abs=1e-12)
+    else:
+        bend = 0.5 * rate * v0[:, 1] * md.time**2
+        assert np.abs(path[:, 0]).max() > 0.5 * np.abs(bend).max() > 1e-3

@@ -2,10 +2,23 @@
 
 One step (thermostat T and barostat B optional, ``deform`` optional):
 
-    T(dt/2); v += a dt/2; x += v dt; [cell deformation, remap x]; [B(dt)]; forces;
-    v += a dt/2; T(dt/2)
+    T(dt/2); v += a dt/2; x += v dt; [cell deformation, remap x, (remap v)]; [B(dt)];
+    forces; v += a dt/2; T(dt/2)
 
-with a = F / (m mvv2e). Positions are wrapped only when the Verlet list is rebuilt (see
+with a = F / (m mvv2e).
+
+Deformation. The cell moves from h to h' = M h after each drift and the positions follow
+affinely, x -> M x (LAMMPS ``fix deform ... remap x``). The flow u(r) = L r, L = dh/dt h^-1,
+is thus carried by the positions and v is the peculiar velocity (lab velocity minus u); the
+kinetic tensor and the thermostats use v. Newton's equations in the lab frame then require
+the SLLOD term dv/dt = F/m - L v. Without it (the default, like LAMMPS without ``remap v``)
+each particle feels a fictitious force m L v, m gamma_dot v_y along x in xy shear, whose work
+is the kinetic part of the shear power. ``run(..., remap_velocities=True)`` adds the term as
+v -> M^-1 v after each remap: exact for a constant velocity gradient, so a free particle moves
+on a straight line in the lab frame. Velocities need no jump when a particle crosses a face:
+a peculiar velocity is the same in every image.
+
+Positions are wrapped only when the Verlet list is rebuilt (see
 :mod:`swapmc.md.neighborlist`); :attr:`MD.system` returns a wrapped snapshot with image
 counters. Python loops over steps only; every per-particle operation is a NumPy or compiled
 call.
@@ -190,7 +203,8 @@ class MD:
         self.compute_forces()
 
     # ------------------------------------------------------------------ dynamics
-    def run(self, n_steps: int, callback=None, every: int = 1, deform=None) -> None:
+    def run(self, n_steps: int, callback=None, every: int = 1, deform=None,
+            remap_velocities: bool = False) -> None:
         """Advance ``n_steps`` time steps.
 
         Parameters
@@ -202,6 +216,9 @@ class MD:
         deform : callable, optional
             ``deform(time) -> (3, 3)`` upper-triangular cell matrix imposed after each drift,
             with the positions remapped affinely (oscillatory or step strain).
+        remap_velocities : bool
+            With ``deform``: after each remap x -> M x also map v -> M^-1 v, the SLLOD
+            velocity-gradient term (see the module docstring). Off by default.
         """
         dt = self.dt
         half = 0.5 * dt
@@ -213,7 +230,11 @@ class MD:
             self.positions += dt * self.velocities
             self.time += dt
             if deform is not None:
+                h_old = self.h
                 self._set_cell(deform(self.time))
+                if remap_velocities:
+                    # M^-1 = h_old h_new^-1; v @ M^-T applies it to every row.
+                    self.velocities[:] = self.velocities @ (h_old @ np.linalg.inv(self.h)).T
             if self.barostat is not None:
                 self.barostat.apply(self, dt)
             self.compute_forces()

@@ -1,10 +1,23 @@
-"""FIRE energy minimisation to inherent structures (fixed cell).
+"""FIRE 2.0 energy minimisation to inherent structures (fixed cell).
 
-Bitzek, Koskinen, Gähler, Moseler & Gumbsch, PRL 97, 170201 (2006), with the two robustness
-details of Guénolé et al., Comput. Mater. Sci. 175, 109584 (2020): semi-implicit Euler steps
-(velocity first, mixed with the force direction, then position) and, when the power
-P = F . v turns negative, a half step back before the velocities are zeroed. Particles move
-with their physical masses (as LAMMPS ``min_style fire`` does) and no particle moves more than
+FIRE (Bitzek, Koskinen, Gähler, Moseler & Gumbsch, PRL 97, 170201 (2006)) in the form
+recommended by Guénolé, Nöhring, Vaid, Houllé, Xie, Prakash & Bitzek, Comput. Mater. Sci. 175,
+109584 (2020), "FIRE 2.0", which is also LAMMPS ``min_style fire`` with its defaults. Each
+iteration, with P = F . v:
+
+* P > 0: after more than N_delay such steps in a row, dt <- min(f_inc dt, dt_max) and
+  alpha <- f_alpha alpha;
+* P <= 0: dt <- f_dec dt unless that would go below dt_min, alpha <- alpha_start (both
+  skipped during the first N_delay iterations, the "initial delay"), then the half step back
+  (half of the previous displacement dt v is undone) and v <- 0; after N_P<=0,max such
+  steps in a row the search stops;
+* semi-implicit Euler step: v <- v + dt F / m; if P > 0, v <- (1 - alpha) v + alpha |v| F / |F|
+  with |v| and |F| taken at the start of the iteration (as LAMMPS does); x <- x + dt v.
+
+Parameters (the paper's recommended values, also the LAMMPS defaults): N_delay = 20,
+f_inc = 1.1, f_dec = 0.5, alpha_start = 0.25, f_alpha = 0.99, dt_max = 10 dt,
+dt_min = 0.02 dt, N_P<=0,max = 2000.
+Particles move with their physical masses (as in LAMMPS) and no particle moves more than
 ``max_move`` per step.
 """
 
@@ -37,7 +50,7 @@ class MinimizeResult(NamedTuple):
     steps : int
         Force evaluations after the first.
     converged : bool
-        True when max_force < the tolerance.
+        True when max_force < the tolerance (False after ``max_steps`` or ``max_uphill``).
     """
 
     system: System
@@ -50,9 +63,10 @@ class MinimizeResult(NamedTuple):
 
 def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: int = 100_000,
          dt: float | None = None, dt_max: float | None = None, max_move: float = 0.1,
-         n_min: int = 5, f_inc: float = 1.1, f_dec: float = 0.5, alpha_start: float = 0.1,
-         f_alpha: float = 0.99) -> MinimizeResult:
-    """Minimise the potential energy at fixed cell with FIRE.
+         n_min: int = 20, f_inc: float = 1.1, f_dec: float = 0.5, alpha_start: float = 0.25,
+         f_alpha: float = 0.99, dt_min: float | None = None, initial_delay: bool = True,
+         max_uphill: int = 2000) -> MinimizeResult:
+    """Minimise the potential energy at fixed cell with FIRE 2.0.
 
     Parameters
     ----------
@@ -63,12 +77,18 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
         Converged when every particle's force norm is below this (energy / length).
     max_steps : int
         Give up after this many steps (``converged`` is then False).
-    dt, dt_max : float, optional
-        Initial and largest time step (time units); defaults 0.005 / 0.002 ps and 10 dt.
+    dt, dt_max, dt_min : float, optional
+        Initial, largest and smallest time step (time units); defaults 0.005 tau_LJ or
+        0.002 ps, 10 dt and 0.02 dt.
     max_move : float
         Largest displacement of a particle per step (length units).
     n_min, f_inc, f_dec, alpha_start, f_alpha
-        FIRE parameters (the 2006 paper's values by default).
+        FIRE parameters N_delay, f_inc, f_dec, alpha_start, f_alpha (FIRE 2.0 values by
+        default; the 2006 paper used N_min = 5 and alpha_start = 0.1).
+    initial_delay : bool
+        Do not shrink dt or reset alpha during the first ``n_min`` iterations.
+    max_uphill : int
+        Stop (``converged`` False) after this many consecutive iterations with P <= 0.
 
     Returns
     -------
@@ -77,6 +97,7 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
     forcefield.check_system(system)
     dt = DEFAULT_DT[forcefield.units] if dt is None else float(dt)
     dt_max = 10.0 * dt if dt_max is None else float(dt_max)
+    dt_min = 0.02 * dt if dt_min is None else float(dt_min)
     pos = system.positions.copy()
     images = system.images.copy()
     h = system.box.matrix
@@ -94,29 +115,41 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
 
     energy = evaluate()
     v = np.zeros_like(pos)
+    step = np.zeros_like(pos)
     alpha = alpha_start
     n_pos = 0
+    n_neg = 0
     steps = 0
     f_now = float(np.sqrt((forces * forces).sum(axis=1).max()))
     while f_now >= fmax and steps < max_steps:
         power = float(np.vdot(forces, v))
         if power > 0.0:
             n_pos += 1
+            n_neg = 0
             if n_pos > n_min:
                 dt = min(dt * f_inc, dt_max)
                 alpha *= f_alpha
+            # Mixing weights from the velocity and force entering this step.
+            keep = 1.0 - alpha
+            towards_f = alpha * np.sqrt(np.vdot(v, v) / np.vdot(forces, forces))
         else:
             n_pos = 0
-            dt *= f_dec
-            alpha = alpha_start
-            pos -= 0.5 * dt * v  # undo half of the last (uphill) step
+            n_neg += 1
+            if n_neg > max_uphill:
+                break
+            # steps + 1 is the paper's iteration counter i; the delay lets the first steps
+            # (which start from rest, P = 0) run at the initial dt.
+            if not (initial_delay and steps + 1 < n_min):
+                if dt * f_dec >= dt_min:
+                    dt *= f_dec
+                alpha = alpha_start
+            # Undo half of the last (uphill) step as it was taken, before any change of dt.
+            pos -= 0.5 * step
             v[:] = 0.0
         v += dt * forces * acc
         if power > 0.0:
-            vnorm = np.sqrt(np.vdot(v, v))
-            fnorm = np.sqrt(np.vdot(forces, forces))
-            v *= 1.0 - alpha
-            v += (alpha * vnorm / fnorm) * forces
+            v *= keep
+            v += towards_f * forces
         step = dt * v
         longest = np.sqrt((step * step).sum(axis=1).max())
         if longest > max_move:
