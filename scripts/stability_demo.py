@@ -76,7 +76,9 @@ def main(argv=None) -> int:
         print(f"{label:7s} glass: prepared at T = {t_prep}, E_IS/N = {np.mean(e_is):.4f}"
               f" (samples: {', '.join(f'{e:.4f}' for e in e_is)}), "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-    print("\n# DMS, simple shear, strain amplitude 0.01 (moduli in epsilon/sigma^3)")
+    print("\n# DMS, simple shear, strain amplitude 0.01 (moduli in epsilon/sigma^3); "
+          "+- is a 68 % interval (Student-t): over glasses with several samples, over the "
+          "cycles of one run with one sample")
     print(f"{'glass':7s} {'T':>5s} {'period':>7s} {'M1 (storage)':>16s} {'M2 (loss)':>16s} "
           f"{'tan delta':>16s}")
     omegas = [2 * np.pi / p for p in args.periods]
@@ -85,12 +87,17 @@ def main(argv=None) -> int:
                          strain_amplitude=0.01, n_cycles=4, rng=rng,
                          equilibration_steps=2000)
         for r in rows:
+            if r is rows[0]:
+                print(f"# {label}: {r.error_method}")
             print(f"{label:7s} {r.temperature:5.2f} {r.period:7.1f} "
                   f"{r.m_storage:8.3f} ± {r.m_storage_err:5.3f} "
                   f"{r.m_loss:8.3f} ± {r.m_loss_err:5.3f} "
                   f"{r.tan_delta:8.4f} ± {r.tan_delta_err:6.4f}", flush=True)
-    print("\n# Stress relaxation after a 1 % step shear; KWW fit of M(t)")
-    print(f"{'glass':7s} {'T':>5s} {'M(0)':>8s} {'M(end)':>8s} {'tau':>16s} {'beta':>14s}")
+    print("\n# Stress relaxation after a 1 % step shear; KWW fit of M(t) for t >= 1 tau_LJ; "
+          "repeats averaged within each glass, +- a 68 % interval from the spread over "
+          "glasses (jackknife)")
+    print(f"{'glass':7s} {'T':>5s} {'M(0)':>8s} {'M(end)':>8s} {'tau':>18s} {'beta':>16s} "
+          f"{'M_r':>16s}")
     for label, samples in glasses.items():
         for temperature in args.temperatures:
             res = step_strain_relaxation(samples, ff, temperature=temperature, strain=0.01,
@@ -98,9 +105,12 @@ def main(argv=None) -> int:
                                          equilibration_steps=2000)
             m = res.modulus
             tail = m[int(0.9 * len(m)):].mean()
-            if res.kww is not None:
-                fit = (f"{res.kww.tau:8.3g} ± {res.kww.tau_err:6.2g} "
-                       f"{res.kww.beta:6.3f} ± {res.kww.beta_err:5.3f}")
+            k = res.kww
+            if k is not None:
+                fit = (f"{k.format('tau', '8.3g'):>18s} {k.format('beta', '6.3f'):>16s} "
+                       f"{k.format('residual_modulus', '7.3f'):>16s}")
+                if temperature == args.temperatures[0] and label == "stable":
+                    print(f"# {k.error_method}")
             else:
                 fit = f"fit failed: {res.kww_error}"
             print(f"{label:7s} {temperature:5.2f} {m[0]:8.3f} {tail:8.3f} {fit}", flush=True)

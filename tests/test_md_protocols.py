@@ -17,11 +17,13 @@ import math
 import numpy as np
 import pytest
 
+from swapmc.analysis.mechanics import t_factor68
 from swapmc.build import composition_counts, lattice_configuration, random_configuration
 from swapmc.io import write_extxyz
 from swapmc.md import MD, BussiThermostat, ForceField, fire
 from swapmc.md.cli import add_parsers
 from swapmc.md.protocols import (
+    DEFAULT_FIT_FROM,
     conjugate_stress,
     dms_sweep,
     npt_equilibrate,
@@ -149,7 +151,8 @@ def test_dms_uniaxial_elastic_crystal(crystal, crystal_static_uniaxial):
 
 def test_dms_sweep_two_samples(crystal, crystal_static):
     """Two samples: n_samples = 2, M' and M'' are the plain means of the per-sample fits
-    with the standard error over samples, tan delta the ratio of the means."""
+    with the 68 % half-width over samples (standard error times t_{0.84, 1} = 1.84), tan
+    delta the ratio of the means."""
     ff, s = crystal
     rows = dms_sweep([s, s.copy()], ff, omegas=[2 * math.pi / 5.0], temperatures=[T_CRYSTAL],
                      n_cycles=3, equilibration_steps=200, rng=np.random.default_rng(4))
@@ -161,8 +164,9 @@ def test_dms_sweep_two_samples(crystal, crystal_static):
     for name in ("m_storage", "m_loss"):
         vals = np.array([getattr(f, name) for f in fits])
         assert getattr(row, name) == pytest.approx(vals.mean(), rel=1e-12)
-        assert getattr(row, f"{name}_err") == pytest.approx(vals.std(ddof=1) / math.sqrt(2),
-                                                            rel=1e-12)
+        assert getattr(row, f"{name}_err") == pytest.approx(
+            t_factor68(1) * vals.std(ddof=1) / math.sqrt(2), rel=1e-12)
+    assert row.error_dof == 1 and "2 glasses" in row.error_method
     assert row.tan_delta == pytest.approx(row.m_loss / row.m_storage, rel=1e-12)
     for f in fits:
         assert f.m_storage == pytest.approx(crystal_static.relaxed, rel=0.02)
@@ -264,7 +268,8 @@ def test_step_strain_liquid_relaxes(liquid):
     ff, s = liquid
     r = step_strain_relaxation(s, ff, temperature=1.0, strain=0.02, duration=1.0, repeats=5,
                                equilibration_steps=500, decorrelation_steps=100,
-                               sample_every=2, rng=np.random.default_rng(3))
+                               sample_every=2, fit_from=0.0, rng=np.random.default_rng(3))
+    # fit_from=0: this liquid relaxes on the vibrational time scale itself.
     assert r.modulus[0] > 20.0  # instantaneous (affine) shear modulus of the liquid
     k = r.kww
     assert k is not None, r.kww_error
@@ -274,6 +279,22 @@ def test_step_strain_liquid_relaxes(liquid):
     # correlated (optimistic), so only require that > 80 % of the stress relaxes (seeds 3-8
     # give |M_r| / Delta M <= 0.13).
     assert abs(k.residual_modulus) < 0.2 * k.delta_modulus
+
+
+def test_step_strain_default_fit_window_and_glasses(liquid):
+    """By default the KWW fit starts at 1 tau_LJ (after the vibrational ringing), the
+    range is stored, and repeats are grouped by glass: 2 glasses x 2 repeats."""
+    ff, s = liquid
+    r = step_strain_relaxation([s, s.copy()], ff, temperature=1.0, strain=0.02, duration=2.0,
+                               repeats=2, equilibration_steps=200, decorrelation_steps=50,
+                               sample_every=4, rng=np.random.default_rng(5))
+    assert r.glass.tolist() == [0, 0, 1, 1] and r.glass_curves.shape == (2, len(r.t))
+    np.testing.assert_allclose(r.stress, r.glass_curves.mean(axis=0), rtol=1e-12)
+    if r.kww is not None:  # the liquid has relaxed by 1 tau_LJ: the fit may fail
+        assert r.kww.fit_range[0] >= DEFAULT_FIT_FROM["lj"] == 1.0
+        assert r.kww.n_glasses == 2 and r.kww.error_dof == 1
+    else:
+        assert r.kww_error
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -1,12 +1,13 @@
 """Tests of the DMS and stress-relaxation fits on synthetic data with known answers.
 
 Uncertainties are checked by *coverage*: over R independent noisy realisations (fixed seeds),
-the fraction with |estimate - truth| < 2 * reported error must match the fraction the error
-model predicts -- Student's t with n_cycles - 1 degrees of freedom for the per-cycle DMS
-error, the normal 95.45 % for least-squares errors with many degrees of freedom -- within
-3 binomial standard deviations sqrt(p (1 - p) / R). Errors 30 % too small or too large shift
-the coverage by ~6-10 points, i.e. 3-5 binomial sigma at R = 200, so these tests can fail.
-Point checks use 4-sigma tolerances in the reported errors.
+the fraction with |estimate - truth| < k * reported error must match the fraction the error
+model predicts, within 3 binomial standard deviations sqrt(p (1 - p) / R). The reported
+errors of the DMS fits and of :func:`fit_kww_glasses` are 68.3 % half-widths (Student-t
+factor included), so +-1 error must cover 0.683; the least-squares errors of a single
+:func:`fit_kww` with white noise are normal standard errors (+-2 sigma: 95.45 %). Errors
+30 % too small or too large shift the coverage by ~6-10 points, i.e. 3-5 binomial sigma at
+R = 200, so these tests can fail. Point checks use 4-sigma tolerances in the reported errors.
 """
 
 import math
@@ -17,6 +18,7 @@ from scipy import integrate, stats
 from scipy.special import gamma
 
 from swapmc.analysis.mechanics import (
+    CONF68,
     DMSMean,
     DMSResult,
     KWWResult,
@@ -24,21 +26,24 @@ from swapmc.analysis.mechanics import (
     combine_dms,
     debye_modulus,
     fit_kww,
+    fit_kww_glasses,
     fit_oscillation,
     kww,
+    t_factor68,
 )
 
 NSIG = 4.0
 NORMAL_2SIGMA = 2.0 * stats.norm.cdf(2.0) - 1.0  # 0.9545
 
 
-def assert_coverage(hits, expected, label):
-    """Fraction of hits within 3 binomial standard deviations of the expected coverage."""
+def assert_coverage(hits, expected, label, nsd=3.0):
+    """Fraction of hits within ``nsd`` binomial standard deviations of the expected
+    coverage."""
     hits = np.asarray(hits, dtype=bool)
     frac = hits.mean()
     sd = math.sqrt(expected * (1.0 - expected) / hits.size)
-    assert abs(frac - expected) < 3.0 * sd, (
-        f"{label}: coverage {frac:.3f} of +-2 sigma over {hits.size} realisations, "
+    assert abs(frac - expected) < nsd * sd, (
+        f"{label}: coverage {frac:.3f} over {hits.size} realisations, "
         f"expected {expected:.3f} +- {sd:.3f}"
     )
 
@@ -76,9 +81,9 @@ def uniform_times(n_cycles, per_cycle, omega=OMEGA):
 
 @pytest.mark.parametrize("sampling", ["uniform", "random"])
 def test_dms_coverage_white_noise(sampling):
-    """M', M'', delta within +-2 reported sigma as often as Student's t predicts."""
+    """M', M'', delta within +-1 reported error (a 68 % half-width) 68.3 % of the time."""
     n_real, n_cyc, per = 200, 10, 40
-    expected = 2.0 * stats.t.cdf(2.0, n_cyc - 1) - 1.0  # 0.923 for 9 dof
+    expected = CONF68
     period = 2.0 * np.pi / OMEGA
     hits = {"m1": [], "m2": [], "delta": [], "m1_ls": [], "m2_ls": []}
     for seed in range(n_real):
@@ -89,9 +94,10 @@ def test_dms_coverage_white_noise(sampling):
             t = np.sort(rng.uniform(0.0, (n_cyc + 1) * period, (n_cyc + 1) * per))
         r = fit_oscillation(t, sinusoid(t, 0.2, rng), EPS_A, OMEGA)
         assert r.n_cycles == n_cyc
-        hits["m1"].append(abs(r.m_storage - M1) < 2 * r.m_storage_err)
-        hits["m2"].append(abs(r.m_loss - M2) < 2 * r.m_loss_err)
-        hits["delta"].append(abs(r.delta - DELTA) < 2 * r.delta_err)
+        assert r.error_dof == n_cyc - 1
+        hits["m1"].append(abs(r.m_storage - M1) < r.m_storage_err)
+        hits["m2"].append(abs(r.m_loss - M2) < r.m_loss_err)
+        hits["delta"].append(abs(r.delta - DELTA) < r.delta_err)
         hits["m1_ls"].append(abs(r.m_storage - M1) < 2 * r.m_storage_err_ls)
         hits["m2_ls"].append(abs(r.m_loss - M2) < 2 * r.m_loss_err_ls)
     for key in ("m1", "m2", "delta"):
@@ -106,7 +112,7 @@ def test_dms_correlated_noise_cycle_errors_honest_ls_errors_optimistic():
     keeps its coverage while the least-squares covariance error is far too small -- the
     reason the per-cycle error is the one reported."""
     n_real, n_cyc, per, rho = 200, 10, 100, 0.75  # tau_c = 1/(1 - rho) = 4 samples
-    expected = 2.0 * stats.t.cdf(2.0, n_cyc - 1) - 1.0
+    expected = CONF68
     t = uniform_times(n_cyc + 1, per)
     hits, hits_ls, ratio = [], [], []
     for seed in range(n_real):
@@ -114,15 +120,15 @@ def test_dms_correlated_noise_cycle_errors_honest_ls_errors_optimistic():
         y = 0.3 + EPS_A * (M1 * np.sin(OMEGA * t) + M2 * np.cos(OMEGA * t))
         y = y + 0.3 * EPS_A * ar1(rng, t.size, rho)
         r = fit_oscillation(t, y, EPS_A, OMEGA)
-        hits.append(abs(r.m_storage - M1) < 2 * r.m_storage_err)
-        hits.append(abs(r.m_loss - M2) < 2 * r.m_loss_err)
+        hits.append(abs(r.m_storage - M1) < r.m_storage_err)
+        hits.append(abs(r.m_loss - M2) < r.m_loss_err)
         hits_ls.append(abs(r.m_storage - M1) < 2 * r.m_storage_err_ls)
         ratio.append(r.m_storage_err / r.m_storage_err_ls)
     # Both moduli pooled: 400 (pairwise nearly independent) trials.
     assert_coverage(hits, expected, "per-cycle errors, AR(1) noise")
     # AR(1) inflates the variance of a mean by (1 + rho) / (1 - rho) = 7: LS coverage ~ 55 %.
     assert np.mean(hits_ls) < 0.75
-    assert np.median(ratio) > 2.0
+    assert np.median(ratio) > 2.0 * t_factor68(n_cyc - 1)
 
 
 def test_dms_elastic_solid():
@@ -285,22 +291,34 @@ def test_combine_dms():
         for _ in range(6)
     ]
     c = combine_dms(results)
-    assert isinstance(c, DMSMean) and c.n_samples == 6
+    assert isinstance(c, DMSMean) and c.n_samples == 6 and c.n_glasses == 6
     m1 = np.array([r.m_storage for r in results])
     m2 = np.array([r.m_loss for r in results])
+    tf = stats.t.ppf(0.5 + CONF68 / 2, 5)  # 68.3 % Student-t factor, 5 dof: 1.11
+    assert t_factor68(5) == pytest.approx(tf, rel=1e-12) and c.error_dof == 5
     assert c.m_storage == pytest.approx(m1.mean(), rel=1e-14)
-    assert c.m_storage_err == pytest.approx(m1.std(ddof=1) / math.sqrt(6), rel=1e-12)
-    assert c.m_loss_err == pytest.approx(m2.std(ddof=1) / math.sqrt(6), rel=1e-12)
+    assert c.m_storage_err == pytest.approx(tf * m1.std(ddof=1) / math.sqrt(6), rel=1e-12)
+    assert c.m_loss_err == pytest.approx(tf * m2.std(ddof=1) / math.sqrt(6), rel=1e-12)
     assert c.tan_delta == pytest.approx(m2.mean() / m1.mean(), rel=1e-14)
     # Delta method for a ratio of means, written out independently.
     cov = np.cov(m1, m2, ddof=1) / 6
     r_ = m2.mean() / m1.mean()
     var = (cov[1, 1] - 2 * r_ * cov[0, 1] + r_**2 * cov[0, 0]) / m1.mean() ** 2
-    assert c.tan_delta_err == pytest.approx(math.sqrt(var), rel=1e-10)
+    assert c.tan_delta_err == pytest.approx(tf * math.sqrt(var), rel=1e-10)
     assert c.as_dict()["n_samples"] == 6
+
+    # Repeats of a glass are averaged first: 3 glasses of 2 runs -> 2 dof.
+    g = combine_dms(results, groups=[0, 0, 1, 1, 2, 2])
+    per_glass = m1.reshape(3, 2).mean(axis=1)
+    assert g.n_glasses == 3 and g.n_samples == 6 and g.error_dof == 2
+    assert g.m_storage == pytest.approx(per_glass.mean(), rel=1e-14)
+    assert g.m_storage_err == pytest.approx(
+        t_factor68(2) * per_glass.std(ddof=1) / math.sqrt(3), rel=1e-12)
 
     with pytest.raises(ValueError, match="at least 2"):
         combine_dms(results[:1])
+    with pytest.raises(ValueError, match="at least 2 glasses"):
+        combine_dms(results[:2], groups=["a", "a"])
     other = fit_oscillation(t * 2, sinusoid(t, 0.2, rng), EPS_A, OMEGA / 2)
     with pytest.raises(ValueError, match="different frequencies"):
         combine_dms([results[0], other])
@@ -460,3 +478,153 @@ def test_average_curves():
         average_curves([(t, t), (t2, t2)], t_common=[0.0, 10.0])
     with pytest.raises(ValueError, match="pair"):
         average_curves([(t, t), t])
+
+
+# ============================================== coverage with glasses and correlated noise
+# Synthetic MD-like data: glasses scatter about a population (the truth), repeats of a glass
+# share its structure, and the noise of each run is AR(1), correlated over many samples.
+# Reported errors are 68.3 % half-widths, so +-1 error must contain the truth 68.3 % of the
+# time; tolerance 3.5 binomial sigma sqrt(0.683 * 0.317 / M) (M trials, fixed seeds).
+COV_NSD = 3.5
+RELAX_T = np.linspace(0.0, 40.0, 801)  # dt = 0.05
+RELAX_TRUE = {"tau": 4.0, "beta": 0.6, "delta_modulus": 1.0, "residual_modulus": 0.5}
+
+
+def relax_glasses(rng, n_glass, n_rep, glass_sd=0.08, noise=0.08, rho=0.97):
+    """Curves (n_glass * n_rep, K) and glass labels. Glass g has amplitude and plateau
+    shifted by N(0, glass_sd) and an extra mode b_g exp(-t / 2) with b_g ~ N(0, glass_sd):
+    all zero-mean, so the population mean curve is exactly the true KWW. Each run adds AR(1)
+    noise (correlation time 1 / (1 - rho) = 33 samples = 1.7 time units)."""
+    p = RELAX_TRUE
+    curves, groups = [], []
+    for g in range(n_glass):
+        da, dc, b = glass_sd * rng.normal(size=3)
+        base = ((p["delta_modulus"] + da) * kww(RELAX_T, p["tau"], p["beta"])
+                + p["residual_modulus"] + dc + b * np.exp(-RELAX_T / 2.0))
+        for _ in range(n_rep):
+            curves.append(base + noise * ar1(rng, RELAX_T.size, rho))
+            groups.append(g)
+    return np.array(curves), groups
+
+
+def _kww_hits(r, hits):
+    for k, v in RELAX_TRUE.items():
+        hits.setdefault(k, []).append(abs(getattr(r, k) - v) < getattr(r, k + "_err"))
+
+
+@pytest.mark.physics
+def test_kww_glasses_coverage_jackknife():
+    """6 glasses x 2 repeats: jackknife over glasses covers the population values 68 % of
+    the time for tau, beta, Delta M and M_r. The former estimate (all 12 curves averaged as
+    if independent, least-squares errors from their standard error) covers far less."""
+    n_trials = 300
+    hits, old = {}, {}
+    for seed in range(n_trials):
+        curves, groups = relax_glasses(np.random.default_rng(40000 + seed), 6, 2)
+        r = fit_kww_glasses(RELAX_T, curves, groups, fit_range=(1.0, None))
+        assert r.n_glasses == 6 and r.error_dof == 5 and r.fit_range[0] >= 1.0
+        _kww_hits(r, hits)
+        tg, mean, sem = average_curves([(RELAX_T, c) for c in curves])
+        sel = tg >= 1.0
+        _kww_hits(fit_kww(tg[sel], mean[sel], sigma=sem[sel]), old)
+    for k, h in hits.items():
+        assert_coverage(h, CONF68, f"jackknife {k}", COV_NSD)
+    for k in ("tau", "residual_modulus"):
+        assert np.mean(old[k]) < 0.4, (k, np.mean(old[k]))
+
+
+@pytest.mark.physics
+def test_kww_single_glass_coverage_block_sandwich():
+    """One glass, one run, strongly correlated noise: the block-sandwich errors cover that
+    glass's values 68 % of the time; the least-squares errors of fit_kww (points treated as
+    independent) cover far less. The result says that glass scatter is not included."""
+    n_trials = 300
+    hits, old = {}, {}
+    for seed in range(n_trials):
+        # rho = 0.95: 780 points = 40 correlation times; noise for ~10 % on tau.
+        curves, _ = relax_glasses(np.random.default_rng(60000 + seed), 1, 1, glass_sd=0.0,
+                                  noise=0.01, rho=0.95)
+        r = fit_kww_glasses(RELAX_T, curves, fit_range=(1.0, None))
+        assert r.n_glasses == 1 and "single glass" in r.error_method
+        _kww_hits(r, hits)
+        sel = RELAX_T >= 1.0
+        _kww_hits(fit_kww(RELAX_T[sel], curves[0][sel]), old)
+    for k, h in hits.items():
+        assert_coverage(h, CONF68, f"block sandwich {k}", COV_NSD)
+    for k in ("tau", "residual_modulus"):
+        assert np.mean(old[k]) < 0.4, (k, np.mean(old[k]))
+
+
+def dms_glass_runs(rng, n_glass, n_rep, n_cyc, glass_sd=0.3, noise=0.5, rho=0.8, per=50):
+    """DMS runs: glass g has M' = M1 + N(0, glass_sd), M'' = M2 + N(0, glass_sd / 2);
+    every run (n_cyc analysed cycles after one discarded) has AR(1) stress noise with
+    correlation time 5 samples = period / 10. Returns ([(result, M', M'')], glass labels)."""
+    t = uniform_times(n_cyc + 1, per)
+    out, groups = [], []
+    for g in range(n_glass):
+        m1 = M1 + glass_sd * rng.normal()
+        m2 = M2 + 0.5 * glass_sd * rng.normal()
+        for _ in range(n_rep):
+            y = 0.3 + EPS_A * (m1 * np.sin(OMEGA * t) + m2 * np.cos(OMEGA * t))
+            y = y + noise * EPS_A * ar1(rng, t.size, rho)
+            out.append((fit_oscillation(t, y, EPS_A, OMEGA), m1, m2))
+            groups.append(g)
+    return out, groups
+
+
+def test_dms_single_run_few_cycles_coverage():
+    """One run, 3 analysed cycles (2 dof), correlated noise: M' +- err and M'' +- err contain
+    that glass's values 68 % of the time thanks to the Student-t factor (1.32); the bare
+    standard error over cycles covers only 2 t_2(1) - 1 = 0.58."""
+    n_trials, n_cyc = 400, 3
+    hits, bare = [], []
+    for seed in range(n_trials):
+        ((r, m1, m2),), _ = dms_glass_runs(np.random.default_rng(70000 + seed), 1, 1, n_cyc)
+        assert r.error_dof == n_cyc - 1
+        tf = t_factor68(r.error_dof)
+        for val, true, err in ((r.m_storage, m1, r.m_storage_err),
+                               (r.m_loss, m2, r.m_loss_err)):
+            hits.append(abs(val - true) < err)
+            bare.append(abs(val - true) < err / tf)
+    # 800 (M', M'') values, nearly independent within a run (orthogonal over whole cycles).
+    assert_coverage(hits, CONF68, "single run, t factor", COV_NSD)
+    assert np.mean(bare) < CONF68 - 0.06
+
+
+def test_dms_glasses_with_repeats_coverage():
+    """3 glasses x 2 repeats with glass-to-glass scatter: combine_dms with the glass labels
+    covers the population M', M'' 68 % of the time. Treating the 6 runs as independent
+    samples without a t factor (the former combine_dms) covers far less."""
+    n_trials = 400
+    hits, old = [], []
+    for seed in range(n_trials):
+        runs, groups = dms_glass_runs(np.random.default_rng(80000 + seed), 3, 2, 4)
+        results = [r for r, _, _ in runs]
+        c = combine_dms(results, groups=groups)
+        assert c.n_glasses == 3 and c.error_dof == 2
+        hits += [abs(c.m_storage - M1) < c.m_storage_err, abs(c.m_loss - M2) < c.m_loss_err]
+        m = np.array([[r.m_storage, r.m_loss] for r in results])
+        se = m.std(axis=0, ddof=1) / math.sqrt(len(results))
+        old += [abs(m[:, 0].mean() - M1) < se[0], abs(m[:, 1].mean() - M2) < se[1]]
+    assert_coverage(hits, CONF68, "glasses with repeats", COV_NSD)
+    assert np.mean(old) < CONF68 - 0.1
+
+
+def test_kww_parameter_at_bound_is_unconstrained():
+    """beta pinned at an upper bound of 1 by data with beta = 1.8: reported as the bound,
+    error NaN (None in the dict), and formatted without an error bar."""
+    rng = np.random.default_rng(12)
+    t, y = kww_data(rng, 4.0, 1.8, noise=0.005)
+    with pytest.warns(RuntimeWarning, match="bound"):
+        r = fit_kww(t, y, bounds={"beta": (0.1, 1.0)})
+    assert r.at_bound == {"beta": "upper"} and r.beta == pytest.approx(1.0, abs=1e-6)
+    assert math.isnan(r.beta_err) and math.isnan(r.tau_mean_err)
+    assert not r.constrained("beta") and r.constrained("tau")
+    assert "±" not in r.format("beta") and "unconstrained" in r.format("beta")
+    assert "upper bound" in r.format("beta") and "±" in r.format("tau")
+    d = r.as_dict()
+    assert d["beta_err"] is None and d["at_bound"] == {"beta": "upper"}
+    assert d["fit_range"] == [t[0], t[-1]]
+    # A fit window is applied and stored.
+    w = fit_kww(t, y, fit_range=(1.0, None))
+    assert w.fit_range[0] >= 1.0 and w.n_points == int(np.sum(t >= 1.0))

@@ -22,8 +22,10 @@ from .mechanics import (
     combine_dms,
     debye_modulus,
     fit_kww,
+    fit_kww_glasses,
     fit_oscillation,
     kww,
+    t_factor68,
 )
 from .order import crystalline_fraction, first_shell_cutoff, solid_like
 from .structure import first_peak, peak_window, radial_distribution, structure_factor
@@ -41,8 +43,10 @@ __all__ = [
     "first_peak",
     "first_shell_cutoff",
     "fit_kww",
+    "fit_kww_glasses",
     "fit_oscillation",
     "kww",
+    "t_factor68",
     "msd",
     "peak_window",
     "radial_distribution",

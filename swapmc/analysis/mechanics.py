@@ -35,12 +35,36 @@ approaches the period, neighbouring cycles correlate (mostly through the cos ter
 largest at the cycle boundaries) and the M'' error starts to be underestimated too; then
 rely on the spread over independent samples (:func:`combine_dms`) instead.
 
+Error bars
+----------
+Every ``*_err`` reported by this module (except the ``*_err_ls`` cross-checks) is the
+half-width of a central 68.3 % confidence interval: the standard error times the Student-t
+quantile ``t_{0.841, dof}`` (:func:`t_factor68`), with ``dof`` stored in ``error_dof``. With
+many degrees of freedom this is the standard error; with the few cycles or glasses of a
+typical MD measurement (dof 1-5, factors 1.84-1.11) it is wider, so that "x +- err" contains
+the true value about 68 % of the time (``tests/test_mechanics_fits.py`` checks this coverage).
+
+Independent samples are *glasses*, not runs: repeats of one glass (new velocities) share its
+structure, so they are averaged within the glass first and the error comes from the spread
+over glasses (:func:`combine_dms` with ``groups``, :func:`fit_kww_glasses`). With a single
+glass the glass-to-glass scatter cannot be estimated; the result says so in
+``error_method`` and the error covers only the measurement noise of that glass.
+
 Stress relaxation (algorithms.md section 7)
 -------------------------------------------
 After a step strain eps_0, ``M(t) = sigma(t) / eps_0 = (D phi(t) + sigma_r) / eps_0`` with the
 Kohlrausch-Williams-Watts function ``phi(t) = exp[-(t / tau)^beta]``. ``beta < 1``
 (stretched) is typical of glasses; ``beta > 1`` (compressed) is seen in aging glasses, so
-the default bounds allow ``0.05 <= beta <= 2``.
+the default bounds allow ``0.05 <= beta <= 2``. A parameter that ends on its bound is not
+determined by the data: it is reported as unconstrained (``at_bound``), with a NaN error,
+and :meth:`KWWResult.format` prints it without an error bar.
+
+The points of one relaxation curve are strongly correlated in time (the stress noise
+decorrelates over the phonon and structural times, while MD samples it every step), so the
+least-squares covariance of a single fit, which treats ~10^4 points as independent, is far
+too small. :func:`fit_kww_glasses` therefore fits the mean curve unweighted and takes the
+errors from a jackknife over glasses, or, for one glass, from a block-sandwich covariance
+whose blocks are longer than the residual correlation time.
 """
 
 from __future__ import annotations
@@ -60,7 +84,9 @@ __all__ = [
     "fit_oscillation",
     "combine_dms",
     "fit_kww",
+    "fit_kww_glasses",
     "kww",
+    "t_factor68",
     "average_curves",
     "debye_modulus",
 ]
@@ -70,6 +96,10 @@ TWO_PI = 2.0 * np.pi
 #: Default bounds of the KWW exponent: compressed exponentials (beta > 1) occur in aging
 #: glasses; beta below ~0.05 is indistinguishable from a logarithmic decay.
 KWW_BETA_BOUNDS = (0.05, 2.0)
+
+#: Coverage of a one-standard-deviation normal interval, erf(1 / sqrt 2) = 0.6827: the
+#: confidence level of every reported ``*_err``.
+CONF68 = math.erf(1.0 / math.sqrt(2.0))
 
 # Relative slack when deciding whether a sample sits on a cycle boundary: t = k * period
 # computed in floating point may land a few ulp below the boundary.
@@ -82,6 +112,31 @@ def _as_dict(obj) -> dict:
         v = getattr(obj, f.name)
         out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
     return out
+
+
+def t_factor68(dof) -> float:
+    """Student-t factor turning a standard error with ``dof`` degrees of freedom into the
+    half-width of a central 68.27 % interval: ``t_{(1 + 0.6827) / 2, dof}``.
+
+    Parameters
+    ----------
+    dof : float
+        Degrees of freedom of the error estimate (> 0); ``inf`` gives 1.
+
+    Returns
+    -------
+    float
+        1.84 for 1 dof, 1.32 for 2, 1.11 for 5, 1.05 for 10, -> 1 for many; NaN for
+        ``dof <= 0`` (no error estimate).
+    """
+    dof = float(dof)
+    if not dof > 0:
+        return math.nan
+    if math.isinf(dof):
+        return 1.0
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.5 * (1.0 + CONF68), dof))
 
 
 def _positive_scalar(name, value) -> float:
@@ -112,11 +167,11 @@ class DMSResult:
     """Result of :func:`fit_oscillation` (one sample, one frequency).
 
     Moduli and stresses are in ``stress_unit``; ``omega`` in rad per ``time_unit``; angles
-    in radians. ``*_err`` are standard errors from the spread of the per-cycle fits (the
-    reported uncertainty, with ``n_cycles - 1`` degrees of freedom: for few cycles widen
-    intervals with Student's t). ``*_err_ls`` are the least-squares covariance errors
-    (residual variance, independent-sample assumption), a cross-check only: they are
-    optimistic for time-correlated noise.
+    in radians. ``*_err`` are half-widths of 68.3 % intervals from the spread of the
+    per-cycle fits: the standard error over cycles times :func:`t_factor68` of
+    ``error_dof = n_cycles - 1`` (1.32 for 3 analysed cycles, 1.11 for 6). ``*_err_ls`` are
+    the least-squares covariance standard errors (residual variance, independent-sample
+    assumption), a cross-check only: they are optimistic for time-correlated noise.
     """
 
     omega: float
@@ -145,6 +200,8 @@ class DMSResult:
     discard_cycles: int
     stress_unit: str = ""
     time_unit: str = ""
+    error_dof: float = math.inf  # dof of *_err (n_cycles - 1)
+    error_method: str = ""
 
     @property
     def period(self) -> float:
@@ -302,12 +359,15 @@ def fit_oscillation(
         if rank_j < n_par:
             raise ValueError(f"degenerate sampling in cycle {k_first + j}")
         per[j] = cj
-    cov_cyc = np.atleast_2d(np.cov(per, rowvar=False, ddof=1)) / n_cycles
+    # Covariance of the mean over cycles, scaled by the squared Student-t factor so that
+    # every error derived from it (linear or delta method) is a 68 % half-width.
+    tf = t_factor68(n_cycles - 1)
+    cov_cyc = np.atleast_2d(np.cov(per, rowvar=False, ddof=1)) / n_cycles * tf * tf
 
     amp_m, amp_m_err, delta, delta_err, tan, tan_err = _ab_derived(a, b, cov_cyc[1:3, 1:3], eps)
     _, _, _, delta_err_ls, _, _ = _ab_derived(a, b, cov_ls[1:3, 1:3], eps)
     m1, m1_err = a / eps, math.sqrt(cov_cyc[1, 1]) / eps
-    if m1 < -3.0 * m1_err and m1_err > 0:
+    if m1 < -3.0 * m1_err / tf and m1_err > 0:
         warnings.warn(
             f"negative storage modulus M' = {m1:.4g} +- {m1_err:.2g}: is the stress sign "
             "right (sigma = -P for the pressure tensor P)?",
@@ -341,14 +401,18 @@ def fit_oscillation(
         discard_cycles=discard_cycles,
         stress_unit=str(stress_unit),
         time_unit=str(time_unit),
+        error_dof=float(n_cycles - 1),
+        error_method=f"spread over {n_cycles} cycles of one run, Student-t with "
+        f"{n_cycles - 1} dof",
     )
 
 
 @dataclass(frozen=True)
 class DMSMean:
-    """Mean over independent samples of :class:`DMSResult` at one frequency (see
-    :func:`combine_dms`). Errors are standard errors of the mean with ``n_samples - 1``
-    degrees of freedom."""
+    """Mean over independent glasses of :class:`DMSResult` at one frequency (see
+    :func:`combine_dms`). Errors are 68.3 % half-widths: standard error over the
+    ``n_glasses`` glass means times :func:`t_factor68` of ``error_dof = n_glasses - 1``.
+    ``n_samples`` counts the runs combined (repeats included)."""
 
     omega: float
     m_storage: float
@@ -362,34 +426,67 @@ class DMSMean:
     n_samples: int
     stress_unit: str = ""
     time_unit: str = ""
+    n_glasses: int = 0
+    error_dof: float = math.nan
+    error_method: str = ""
 
     def as_dict(self) -> dict:
         """All fields as plain Python values (units as strings)."""
         return _as_dict(self)
 
 
-def combine_dms(results: Sequence[DMSResult]) -> DMSMean:
-    """Combine DMS fits of independent samples (glasses) at the same frequency.
+def _glass_index(groups, n):
+    """Integer glass index (0..G-1, in order of first appearance) of each of ``n`` items."""
+    if groups is None:
+        return np.arange(n)
+    groups = list(groups)
+    if len(groups) != n:
+        raise ValueError(f"groups has {len(groups)} labels for {n} items")
+    first = {}
+    return np.array([first.setdefault(g, len(first)) for g in groups], dtype=np.int64)
 
-    M' and M'' are averaged without weights, and the error is the standard error over
-    samples: sample-to-sample (glass-to-glass) variation is physical and usually dominates
-    the within-run fit errors, which a weighted mean would ignore. tan delta and delta are
-    formed from the *mean* moduli (ratio of means: a noisy M' in a per-sample denominator
-    would bias the mean of ratios), with errors propagated from the sample covariance of
-    (M', M'').
+
+def _group_means(values, index):
+    """Mean of the rows of ``values`` (shape (S, ...)) within each group: shape (G, ...)."""
+    g = int(index.max()) + 1
+    out = np.zeros((g, *values.shape[1:]))
+    np.add.at(out, index, values)
+    return out / np.bincount(index, minlength=g).reshape((g,) + (1,) * (values.ndim - 1))
+
+
+def combine_dms(results: Sequence[DMSResult], groups=None) -> DMSMean:
+    """Combine DMS fits of independent glasses at the same frequency.
+
+    Runs of the same glass (``groups``) are averaged first, one value per glass; M' and M''
+    are then averaged over glasses without weights, and the error is the standard error over
+    glasses times the Student-t factor of ``G - 1`` dof: glass-to-glass variation is
+    physical and usually dominates the within-run fit errors, which a weighted mean would
+    ignore, and repeats of one glass do not sample it. tan delta and delta are formed from
+    the *mean* moduli (ratio of means: a noisy M' in a per-sample denominator would bias the
+    mean of ratios), with errors propagated from the covariance of (M', M'') over glasses.
 
     Parameters
     ----------
-    results : sequence of DMSResult, length >= 2
+    results : sequence of DMSResult, length S >= 2
         Same omega (relative tolerance 1e-9) and the same unit labels.
+    groups : sequence of hashable, length S, optional
+        Glass label of each result (repeats of a glass share it). Default: every result is
+        its own glass.
 
     Returns
     -------
     DMSMean
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 glasses, mixed frequencies or units.
     """
     results = list(results)
-    if len(results) < 2:
-        raise ValueError(f"need at least 2 results to estimate a spread, got {len(results)}")
+    index = _glass_index(groups, len(results))
+    if len(results) < 2 or index.max() < 1:
+        raise ValueError(f"need at least 2 glasses to estimate a spread, got "
+                         f"{int(index.max()) + 1 if results else 0}")
     if not all(isinstance(r, DMSResult) for r in results):
         raise TypeError("results must be DMSResult instances")
     omega = results[0].omega
@@ -398,10 +495,11 @@ def combine_dms(results: Sequence[DMSResult]) -> DMSMean:
             raise ValueError(f"results at different frequencies: omega = {omega} and {r.omega}")
         if (r.stress_unit, r.time_unit) != (results[0].stress_unit, results[0].time_unit):
             raise ValueError("results carry different unit labels")
-    m = np.array([[r.m_storage, r.m_loss] for r in results])  # (S, 2)
+    m = _group_means(np.array([[r.m_storage, r.m_loss] for r in results]), index)  # (G, 2)
     n = m.shape[0]
     mean = m.mean(axis=0)
-    cov = np.cov(m, rowvar=False, ddof=1) / n
+    tf = t_factor68(n - 1)
+    cov = np.cov(m, rowvar=False, ddof=1) / n * tf * tf
     _, _, delta, delta_err, tan, tan_err = _ab_derived(mean[0], mean[1], cov, 1.0)
     return DMSMean(
         omega=omega,
@@ -413,9 +511,13 @@ def combine_dms(results: Sequence[DMSResult]) -> DMSMean:
         tan_delta_err=tan_err,
         delta=delta,
         delta_err=delta_err,
-        n_samples=n,
+        n_samples=len(results),
         stress_unit=results[0].stress_unit,
         time_unit=results[0].time_unit,
+        n_glasses=n,
+        error_dof=float(n - 1),
+        error_method=f"spread over {n} glasses (repeats averaged within each), Student-t "
+        f"with {n - 1} dof",
     )
 
 
@@ -475,7 +577,7 @@ def kww(t, tau, beta):
 
 @dataclass(frozen=True)
 class KWWResult:
-    """Result of :func:`fit_kww`.
+    """Result of :func:`fit_kww` or :func:`fit_kww_glasses`.
 
     The fitted model is ``M(t) = delta_modulus * phi(t) + residual_modulus`` with
     ``phi = exp[-(t / tau)^beta]``; when the data were a stress with ``strain`` eps_0, the
@@ -483,9 +585,17 @@ class KWWResult:
     ``sigma_r = residual_modulus * eps_0`` (``None`` otherwise). Moduli and stresses in
     ``stress_unit``, times in ``time_unit``.
 
-    ``covariance`` is the 4 x 4 covariance of (tau, beta, delta_modulus, residual_modulus),
-    propagated to first order from the fit, which is done in (ln tau, beta, ...): ``tau_err``
-    is ``tau`` times the standard error of ln tau. ``tau_mean`` is the mean relaxation time
+    ``*_err`` are half-widths of 68.3 % intervals (standard error times
+    :func:`t_factor68` of ``error_dof``), computed as ``error_method`` says. A parameter in
+    ``at_bound`` (name -> ``"lower"`` or ``"upper"``) ended on its bound: its value is the
+    bound, it is not constrained by the data, and its error (and that of ``tau_mean`` when
+    tau or beta is at a bound) is NaN. ``fit_range`` is the (first, last) time fitted; the
+    model is only meaningful there.
+
+    ``covariance`` is the 4 x 4 covariance of (tau, beta, delta_modulus, residual_modulus)
+    (standard errors squared on the diagonal, no t factor; NaN rows for parameters at a
+    bound), obtained in (ln tau, beta, ...): ``tau_err`` is ``tau`` times the error of
+    ln tau. ``tau_mean`` is the mean relaxation time
     ``integral phi dt = (tau / beta) Gamma(1 / beta)``.
     """
 
@@ -511,6 +621,11 @@ class KWWResult:
     covariance: np.ndarray = field(compare=False, repr=False)
     stress_unit: str = ""
     time_unit: str = ""
+    fit_range: tuple = (math.nan, math.nan)  # (first, last) time fitted, time_unit
+    at_bound: dict = field(default_factory=dict)  # parameter -> "lower" | "upper"
+    error_method: str = "least squares (points treated as independent)"
+    error_dof: float = math.inf
+    n_glasses: int = 0  # glasses behind the curve (0: not known, a single fit_kww)
 
     @property
     def reduced_chi2(self) -> float:
@@ -521,14 +636,44 @@ class KWWResult:
         """Fitted M(t) at times ``t`` (``time_unit``), in ``stress_unit``."""
         return self.delta_modulus * kww(t, self.tau, self.beta) + self.residual_modulus
 
+    def constrained(self, name: str) -> bool:
+        """False when ``name`` (tau, beta, delta_modulus, residual_modulus, tau_mean,
+        delta_sigma, sigma_r) is not determined by the data (a parameter at its bound)."""
+        base = _KWW_PARAM_OF.get(name, name)
+        if name == "tau_mean":
+            return not ({"tau", "beta"} & set(self.at_bound))
+        return base not in self.at_bound
+
+    def format(self, name: str, fmt: str = ".4g") -> str:
+        """``"value ± err"`` for a constrained quantity; for one at its bound
+        ``"value (at upper bound, unconstrained)"`` -- never a number with an error bar."""
+        value = getattr(self, name)
+        if not self.constrained(name):
+            side = self.at_bound.get(_KWW_PARAM_OF.get(name, name), "")
+            where = f"at {side} bound" if side else "from a parameter at its bound"
+            return f"{value:{fmt}} ({where}, unconstrained)"
+        err = getattr(self, name + "_err")
+        return f"{value:{fmt}} ± {err:.2g}"
+
     def as_dict(self) -> dict:
-        """All fields as plain Python values (covariance as nested lists, units as strings)."""
+        """All fields as plain Python values (covariance as nested lists, units as strings);
+        errors that are NaN (unconstrained parameters) become None, valid JSON."""
         d = _as_dict(self)
         d["reduced_chi2"] = self.reduced_chi2
+        d["fit_range"] = list(self.fit_range)
+        for k, v in d.items():
+            if k.endswith("_err") and isinstance(v, float) and not math.isfinite(v):
+                d[k] = None
+        d["covariance"] = [[x if math.isfinite(x) else None for x in row]
+                           for row in np.asarray(self.covariance, dtype=float).tolist()]
         return d
 
 
 _KWW_NAMES = ("tau", "beta", "amplitude", "offset")
+# Names of the bounded fit parameters as the result reports them.
+_KWW_PARAMS = ("tau", "beta", "delta_modulus", "residual_modulus")
+_KWW_PARAM_OF = {"delta_sigma": "delta_modulus", "sigma_r": "residual_modulus",
+                 "amplitude": "delta_modulus", "offset": "residual_modulus"}
 
 
 def _kww_model(t, u, beta, amp, off):
@@ -578,96 +723,24 @@ def _kww_grid_start(t, y, w, lo, hi):
     return np.array([U[g], B[g], amp[g], off[g]])
 
 
-def fit_kww(
-    t,
-    modulus_or_stress,
-    *,
-    strain=None,
-    sigma=None,
-    absolute_sigma=None,
-    p0=None,
-    bounds=None,
-    stress_unit="",
-    time_unit="",
-) -> KWWResult:
-    """Fit a KWW decay plus plateau to a relaxation modulus (or stress) curve.
+def _kww_window(t, y, fit_range):
+    """The points with fit_range[0] <= t <= fit_range[1] (either end None: open)."""
+    if fit_range is None:
+        return t, y
+    lo_t, hi_t = fit_range
+    keep = np.ones(t.shape, dtype=bool)
+    if lo_t is not None:
+        keep &= t >= float(lo_t)
+    if hi_t is not None:
+        keep &= t <= float(hi_t)
+    if keep.sum() < 5:
+        raise ValueError(f"only {int(keep.sum())} points in the fit range {tuple(fit_range)} "
+                         f"(need >= 5; data span [{t[0]:g}, {t[-1]:g}])")
+    return t[keep], y[keep]
 
-    Fits ``y(t) = A exp[-(t / tau)^beta] + C`` by :func:`scipy.optimize.curve_fit`
-    (trust-region reflective, analytic Jacobian) in the parameters (ln tau, beta, A, C):
-    ln tau because tau may span decades and the curvature of the cost is far more uniform
-    in ln tau. Without ``p0`` the start is the best point of a grid over (ln tau, beta)
-    with A and C solved exactly at each node.
 
-    Exclude the initial vibrational transient after the strain step (ringing on the
-    phonon time scale) by slicing ``t`` before calling; the fit assumes the data follow the
-    model everywhere.
-
-    Parameters
-    ----------
-    t : array_like, shape (K,)
-        Strictly increasing times >= 0 since the strain step, in ``time_unit``.
-    modulus_or_stress : array_like, shape (K,)
-        M(t) when ``strain`` is None, else sigma(t), in ``stress_unit``.
-    strain : float, optional
-        Step strain eps_0 (non-zero; negative for compression): the data are then a stress,
-        and the moduli are the stress parameters divided by eps_0.
-    sigma : array_like, shape (K,), optional
-        Standard error of each data point (e.g. standard error over samples from
-        :func:`average_curves`), same unit as the data. Note that errors of an averaged
-        curve at different times are correlated (each sample contributes to all of them),
-        so the covariance error bars remain somewhat optimistic; the spread of fits to
-        individual samples is the conservative alternative.
-    absolute_sigma : bool, optional
-        True: parameter errors from ``sigma`` as given; False: scaled so that
-        chi2 / dof = 1. Default: True when ``sigma`` is given, else False (errors from the
-        residual scatter).
-    p0 : sequence of 4 floats, optional
-        Start (tau, beta, A, C) in data units (A, C in the units of the data).
-    bounds : mapping, optional
-        Overrides of the default bounds ``{"tau": (lo, hi), "beta": (lo, hi), "amplitude":
-        (lo, hi), "offset": (lo, hi)}``; defaults: tau in [1e-3 * smallest positive t,
-        1e3 * largest t], beta in [0.05, 2], A and C unbounded. Data units as for ``p0``.
-    stress_unit, time_unit : str
-        Labels carried into the result.
-
-    Returns
-    -------
-    KWWResult
-
-    Raises
-    ------
-    ValueError
-        Bad shapes or values (fewer than 5 points, negative or non-increasing t, no t > 0,
-        non-positive sigma, bad bounds or p0 outside them).
-    RuntimeError
-        The optimiser did not converge.
-
-    Warns
-    -----
-    RuntimeWarning
-        A fitted parameter ends on a bound, or the covariance cannot be estimated (infinite
-        errors): the model is not constrained by the data.
-    """
-    from scipy.optimize import curve_fit
-    from scipy.special import gamma, polygamma
-
-    t, y = _time_series(t, modulus_or_stress, ("t", "modulus_or_stress"), min_len=5)
-    if t[0] < 0:
-        raise ValueError("t must be >= 0 (time since the strain step)")
-    if t[-1] <= 0:
-        raise ValueError("t must contain positive times")
-    if strain is not None:
-        strain = float(strain)
-        if not np.isfinite(strain) or strain == 0.0:
-            raise ValueError(f"strain must be finite and non-zero, got {strain!r}")
-    if sigma is not None:
-        sigma = np.asarray(sigma, dtype=np.float64)
-        if sigma.shape != t.shape or not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
-            raise ValueError(f"sigma must be finite, positive, of shape {t.shape}")
-    if absolute_sigma is None:
-        absolute_sigma = sigma is not None
-    absolute_sigma = bool(absolute_sigma)
-
+def _kww_bounds(t, bounds):
+    """Internal (ln tau, beta, A, C) bound vectors from the defaults and user overrides."""
     tpos_min = float(t[t > 0][0])
     bd = {
         "tau": (1e-3 * tpos_min, 1e3 * float(t[-1])),
@@ -691,6 +764,12 @@ def fit_kww(
         raise ValueError("tau and beta bounds must be positive")
     lo = np.array([math.log(bd["tau"][0]), *(bd[k][0] for k in _KWW_NAMES[1:])])
     hi = np.array([math.log(bd["tau"][1]), *(bd[k][1] for k in _KWW_NAMES[1:])])
+    return bd, lo, hi
+
+
+def _kww_solve(t, y, sigma, absolute_sigma, p0, bd, lo, hi):
+    """Nonlinear least squares in (ln tau, beta, A, C): (popt, pcov, at_bound dict)."""
+    from scipy.optimize import curve_fit
 
     w = np.ones_like(t) if sigma is None else 1.0 / sigma**2
     if p0 is None:
@@ -705,7 +784,6 @@ def fit_kww(
     # Keep the start strictly inside the box (trf requires it).
     span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
     start = np.clip(start, lo + 1e-10 * span, hi - 1e-10 * span)
-
     try:
         popt, pcov = curve_fit(
             _kww_model,
@@ -722,60 +800,59 @@ def fit_kww(
         )
     except RuntimeError as exc:
         raise RuntimeError(f"KWW fit did not converge: {exc}") from exc
+    # "At the bound" within 1e-6 of the box width: trf stops a hair inside an active bound.
+    at_bound = {}
+    for i in range(4):
+        if np.isfinite(lo[i]) and abs(popt[i] - lo[i]) <= 1e-6 * span[i]:
+            at_bound[_KWW_PARAMS[i]] = "lower"
+        elif np.isfinite(hi[i]) and abs(popt[i] - hi[i]) <= 1e-6 * span[i]:
+            at_bound[_KWW_PARAMS[i]] = "upper"
+    return popt, pcov, at_bound
+
+
+def _kww_result(popt, pcov, at_bound, *, t, chi2, dof, absolute_sigma, strain, tf,
+                error_method, error_dof, n_glasses, stress_unit, time_unit) -> KWWResult:
+    """KWWResult from internal parameters (ln tau, beta, A, C) and their covariance
+    ``pcov`` (standard errors squared; multiplied by ``tf`` for the reported errors)."""
+    from scipy.special import gamma, polygamma
+
     u, beta, amp, off = (float(p) for p in popt)
-    resid = (y - _kww_model(t, *popt)) * np.sqrt(w)
-    chi2 = float(resid @ resid)
-    dof = t.size - 4
-
-    at_bound = [
-        _KWW_NAMES[i]
-        for i in range(4)
-        if (np.isfinite(lo[i]) and abs(popt[i] - lo[i]) <= 1e-6 * span[i])
-        or (np.isfinite(hi[i]) and abs(popt[i] - hi[i]) <= 1e-6 * span[i])
-    ]
-    if at_bound:
-        warnings.warn(
-            f"KWW fit ended on the bound of {at_bound}: not constrained by the data",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    if not np.all(np.isfinite(pcov)):
-        warnings.warn(
-            "KWW covariance could not be estimated; errors are infinite",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
+    pcov = np.array(pcov, dtype=np.float64)
+    # A parameter on its bound has no error; NaN its row and column so nothing derived from
+    # it (tau_mean, the covariance) pretends otherwise.
+    for name in at_bound:
+        i = _KWW_PARAMS.index(name)
+        pcov[i, :] = np.nan
+        pcov[:, i] = np.nan
     tau = math.exp(u)
     # (ln tau, beta, A, C) -> (tau, beta, M_delta, M_r): Jacobian of the transformation.
     scale = 1.0 if strain is None else 1.0 / strain
     J = np.diag([tau, 1.0, scale, scale])
     cov = J @ pcov @ J.T
-    err = np.sqrt(np.abs(np.diag(cov)))
+    err = tf * np.sqrt(np.abs(np.diag(cov)))
     # <tau> = (tau / beta) Gamma(1 / beta); error by the delta method in (ln tau, beta):
     # d ln<tau>/d ln tau = 1, d ln<tau>/d beta = -(1 + psi(1/beta) / beta) / beta.
     tau_mean = tau / beta * float(gamma(1.0 / beta))
     g = np.array([1.0, -(1.0 + float(polygamma(0, 1.0 / beta)) / beta) / beta])
     var_ln_mean = float(g @ pcov[:2, :2] @ g)
-    tau_mean_err = tau_mean * math.sqrt(max(var_ln_mean, 0.0))
-
-    dm, dm_err, mr, mr_err = amp * scale, err[2], off * scale, err[3]
+    tau_mean_err = tf * tau_mean * math.sqrt(max(var_ln_mean, 0.0)) if math.isfinite(
+        var_ln_mean) else math.nan
     return KWWResult(
         tau=tau,
         tau_err=float(err[0]),
         beta=beta,
         beta_err=float(err[1]),
-        delta_modulus=dm,
-        delta_modulus_err=float(dm_err),
-        residual_modulus=mr,
-        residual_modulus_err=float(mr_err),
+        delta_modulus=amp * scale,
+        delta_modulus_err=float(err[2]),
+        residual_modulus=off * scale,
+        residual_modulus_err=float(err[3]),
         tau_mean=tau_mean,
         tau_mean_err=tau_mean_err,
         strain=strain,
         delta_sigma=None if strain is None else amp,
-        delta_sigma_err=None if strain is None else float(math.sqrt(abs(pcov[2, 2]))),
+        delta_sigma_err=None if strain is None else float(tf * math.sqrt(abs(pcov[2, 2]))),
         sigma_r=None if strain is None else off,
-        sigma_r_err=None if strain is None else float(math.sqrt(abs(pcov[3, 3]))),
+        sigma_r_err=None if strain is None else float(tf * math.sqrt(abs(pcov[3, 3]))),
         chi2=chi2,
         dof=dof,
         absolute_sigma=absolute_sigma,
@@ -783,7 +860,319 @@ def fit_kww(
         covariance=cov,
         stress_unit=str(stress_unit),
         time_unit=str(time_unit),
+        fit_range=(float(t[0]), float(t[-1])),
+        at_bound=dict(at_bound),
+        error_method=error_method,
+        error_dof=float(error_dof),
+        n_glasses=int(n_glasses),
     )
+
+
+def _check_kww_input(t, y, strain):
+    t, y = _time_series(t, y, ("t", "modulus_or_stress"), min_len=5)
+    if t[0] < 0:
+        raise ValueError("t must be >= 0 (time since the strain step)")
+    if t[-1] <= 0:
+        raise ValueError("t must contain positive times")
+    if strain is not None:
+        strain = float(strain)
+        if not np.isfinite(strain) or strain == 0.0:
+            raise ValueError(f"strain must be finite and non-zero, got {strain!r}")
+    return t, y, strain
+
+
+def _warn_unconstrained(at_bound, pcov, stacklevel=3):
+    if at_bound:
+        warnings.warn(
+            f"KWW fit ended on the bound of {sorted(at_bound)}: not constrained by the data "
+            "(reported without an error)",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
+    if not np.all(np.isfinite(pcov)):
+        warnings.warn(
+            "KWW covariance could not be estimated; errors are infinite",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def fit_kww(
+    t,
+    modulus_or_stress,
+    *,
+    strain=None,
+    sigma=None,
+    absolute_sigma=None,
+    p0=None,
+    bounds=None,
+    fit_range=None,
+    stress_unit="",
+    time_unit="",
+) -> KWWResult:
+    """Fit a KWW decay plus plateau to one relaxation modulus (or stress) curve.
+
+    Fits ``y(t) = A exp[-(t / tau)^beta] + C`` by :func:`scipy.optimize.curve_fit`
+    (trust-region reflective, analytic Jacobian) in the parameters (ln tau, beta, A, C):
+    ln tau because tau may span decades and the curvature of the cost is far more uniform
+    in ln tau. Without ``p0`` the start is the best point of a grid over (ln tau, beta)
+    with A and C solved exactly at each node.
+
+    The errors are least-squares errors: right for independent noise of known (or
+    constant) variance. For an MD curve, whose points are correlated in time and whose
+    glasses scatter, use :func:`fit_kww_glasses`.
+
+    Parameters
+    ----------
+    t : array_like, shape (K,)
+        Strictly increasing times >= 0 since the strain step, in ``time_unit``.
+    modulus_or_stress : array_like, shape (K,)
+        M(t) when ``strain`` is None, else sigma(t), in ``stress_unit``.
+    strain : float, optional
+        Step strain eps_0 (non-zero; negative for compression): the data are then a stress,
+        and the moduli are the stress parameters divided by eps_0.
+    sigma : array_like, shape (K,), optional
+        Standard error of each data point, same unit as the data.
+    absolute_sigma : bool, optional
+        True: parameter errors from ``sigma`` as given; False: scaled so that
+        chi2 / dof = 1. Default: True when ``sigma`` is given, else False (errors from the
+        residual scatter).
+    p0 : sequence of 4 floats, optional
+        Start (tau, beta, A, C) in data units (A, C in the units of the data).
+    bounds : mapping, optional
+        Overrides of the default bounds ``{"tau": (lo, hi), "beta": (lo, hi), "amplitude":
+        (lo, hi), "offset": (lo, hi)}``; defaults: tau in [1e-3 * smallest positive fitted
+        t, 1e3 * largest t], beta in [0.05, 2], A and C unbounded. Data units as for ``p0``.
+    fit_range : (float or None, float or None), optional
+        Fit only the points with ``lo <= t <= hi`` (``time_unit``; None leaves that end
+        open), e.g. to exclude the vibrational transient right after the step. Default: all
+        points. The range actually fitted is stored in the result.
+    stress_unit, time_unit : str
+        Labels carried into the result.
+
+    Returns
+    -------
+    KWWResult
+        ``*_err`` from the covariance (many dof: t factor 1); parameters at a bound have NaN
+        errors and are listed in ``at_bound``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or values (fewer than 5 points in range, negative or non-increasing t,
+        no t > 0, non-positive sigma, bad bounds or p0 outside them).
+    RuntimeError
+        The optimiser did not converge.
+
+    Warns
+    -----
+    RuntimeWarning
+        A fitted parameter ends on a bound, or the covariance cannot be estimated (infinite
+        errors): the model is not constrained by the data.
+    """
+    t, y, strain = _check_kww_input(t, modulus_or_stress, strain)
+    if sigma is not None:
+        sigma = np.asarray(sigma, dtype=np.float64)
+        if sigma.shape != t.shape or not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
+            raise ValueError(f"sigma must be finite, positive, of shape {t.shape}")
+        if fit_range is not None:
+            _, sigma = _kww_window(t, sigma, fit_range)
+    t, y = _kww_window(t, y, fit_range)
+    if t[-1] <= 0:
+        raise ValueError("the fit range must contain positive times")
+    if absolute_sigma is None:
+        absolute_sigma = sigma is not None
+    absolute_sigma = bool(absolute_sigma)
+    bd, lo, hi = _kww_bounds(t, bounds)
+    popt, pcov, at_bound = _kww_solve(t, y, sigma, absolute_sigma, p0, bd, lo, hi)
+    _warn_unconstrained(at_bound, pcov)
+    w = np.ones_like(t) if sigma is None else 1.0 / sigma**2
+    resid = (y - _kww_model(t, *popt)) * np.sqrt(w)
+    return _kww_result(
+        popt, pcov, at_bound, t=t, chi2=float(resid @ resid), dof=t.size - 4,
+        absolute_sigma=absolute_sigma, strain=strain, tf=1.0,
+        error_method="least squares (points treated as independent)",
+        error_dof=math.inf, n_glasses=0, stress_unit=stress_unit, time_unit=time_unit)
+
+
+def integrated_autocorrelation_time(x, c=6.0) -> float:
+    """Integrated autocorrelation time of a series, in samples (Sokal's automatic window).
+
+    ``tau_int = 1/2 + sum_{k=1}^{M} rho_k`` with the smallest window ``M >= c tau_int(M)``;
+    white noise gives 1/2, and the variance of a mean of n points is ``2 tau_int var / n``.
+
+    Parameters
+    ----------
+    x : array_like, shape (K,)
+        The series (its mean is removed).
+    c : float
+        Window factor; 5-10 is the usual compromise between bias and noise.
+
+    Returns
+    -------
+    float
+        tau_int >= 1/2 (samples).
+    """
+    x = np.asarray(x, dtype=np.float64) - np.mean(x)
+    n = x.size
+    if n < 4 or not np.any(x):
+        return 0.5
+    f = np.fft.rfft(x, 2 * n)
+    acf = np.fft.irfft(f * np.conj(f))[:n]
+    rho = acf / acf[0]
+    cums = 0.5 + np.cumsum(rho[1:])
+    for m in range(1, n):
+        if m >= c * cums[m - 1]:
+            return float(max(cums[m - 1], 0.5))
+    return float(max(cums[-1], 0.5))
+
+
+_SANDWICH_MAX_BLOCKS = 12
+
+
+def _block_sandwich(t, y, popt, at_bound, block):
+    """Covariance of (ln tau, beta, A, C) of an unweighted fit with correlated, possibly
+    heteroscedastic noise: (J^T J)^-1 (sum_b s_b s_b^T) (J^T J)^-1 with the scores
+    s_b = J_b^T r_b summed over consecutive blocks of ``block`` points. When blocks are much
+    longer than the correlation time, scores of different blocks are independent and the
+    middle term estimates the score covariance without assuming white noise. Parameters at
+    a bound are held fixed (left out of J)."""
+    free = [i for i in range(4) if _KWW_PARAMS[i] not in at_bound]
+    jac = _kww_jac(t, *popt)[:, free]
+    r = y - _kww_model(t, *popt)
+    n_blocks = t.size // block
+    cut = n_blocks * block
+    # The last partial block joins the previous one: no point is dropped.
+    idx = np.minimum(np.arange(t.size) // block, n_blocks - 1) if cut < t.size else (
+        np.arange(t.size) // block)
+    scores = np.zeros((n_blocks, len(free)))
+    np.add.at(scores, idx, jac * r[:, None])
+    meat = scores.T @ scores * n_blocks / max(n_blocks - len(free), 1)
+    bread = np.linalg.pinv(jac.T @ jac)
+    cov_free = bread @ meat @ bread
+    cov = np.full((4, 4), np.nan)
+    cov[np.ix_(free, free)] = cov_free
+    return cov, n_blocks
+
+
+def fit_kww_glasses(
+    t,
+    curves,
+    groups=None,
+    *,
+    strain=None,
+    fit_range=None,
+    bounds=None,
+    stress_unit="",
+    time_unit="",
+) -> KWWResult:
+    """KWW fit of relaxation curves from several glasses, with honest errors.
+
+    1. Curves of the same glass (``groups``: repeats with new velocities) are averaged:
+       one curve per glass.
+    2. The mean of the G glass curves is fitted by :func:`fit_kww`, unweighted: a per-point
+       standard error from a few glasses is itself very noisy (chi-square with G - 1 dof)
+       and would make the weights, not the data, decide the fit.
+    3. Errors:
+
+       - G >= 2: delete-one jackknife over glasses (each glass left out in turn, the rest
+         refitted from the full-fit parameters): ``var = (G - 1) / G sum (theta_g -
+         theta_bar)^2``, times :func:`t_factor68` of G - 1 dof. This includes the
+         glass-to-glass scatter and the time correlation of the noise, since whole curves
+         are left out.
+       - G = 1: the glass-to-glass scatter cannot be measured; the error covers the noise of
+         this glass only (``error_method`` says so). The covariance is a block sandwich:
+         residual scores summed over consecutive blocks of >= 10 tau_int points (tau_int
+         the integrated autocorrelation time of the residuals), 6-12 blocks, so the ~10^4
+         correlated points are not counted as independent; t factor of (blocks - 4) dof.
+         On synthetic AR(1) noise 40-80 correlation times long this covers 0.63-0.72
+         (``tests/test_mechanics_fits.py``); much shorter records give too few blocks.
+
+    Parameters
+    ----------
+    t : array_like, shape (K,)
+        Common time grid (>= 0, strictly increasing; ``time_unit``).
+    curves : array_like, shape (S, K)
+        Stress (with ``strain``) or modulus curves, ``stress_unit``.
+    groups : sequence of hashable, length S, optional
+        Glass label of each curve; default: each curve is its own glass.
+    strain : float, optional
+        Step strain eps_0, as for :func:`fit_kww`.
+    fit_range : (float or None, float or None), optional
+        Time window fitted (``time_unit``), as for :func:`fit_kww`.
+    bounds : mapping, optional
+        As for :func:`fit_kww`.
+    stress_unit, time_unit : str
+        Labels.
+
+    Returns
+    -------
+    KWWResult
+        ``n_glasses = G``, ``error_method`` and ``error_dof`` describe the errors.
+
+    Raises
+    ------
+    ValueError, RuntimeError
+        As :func:`fit_kww` (for the full fit).
+    """
+    curves = np.atleast_2d(np.asarray(curves, dtype=np.float64))
+    t = np.asarray(t, dtype=np.float64)
+    if curves.ndim != 2 or curves.shape[1] != t.size:
+        raise ValueError(f"curves must have shape (S, {t.size}), got {curves.shape}")
+    index = _glass_index(groups, curves.shape[0])
+    glass = _group_means(curves, index)  # (G, K)
+    n_g = glass.shape[0]
+    t, mean, strain = _check_kww_input(t, glass.mean(axis=0), strain)
+    tw, yw = _kww_window(t, mean, fit_range)
+    if tw[-1] <= 0:
+        raise ValueError("the fit range must contain positive times")
+    keep = np.isin(t, tw)
+    bd, lo, hi = _kww_bounds(tw, bounds)
+    popt, pcov_ls, at_bound = _kww_solve(tw, yw, None, False, None, bd, lo, hi)
+    resid = yw - _kww_model(tw, *popt)
+    chi2 = float(resid @ resid)
+    if n_g >= 2:
+        start = (math.exp(popt[0]), *popt[1:])
+        thetas, failed = [], []
+        for g in range(n_g):
+            rest = np.delete(glass, g, axis=0).mean(axis=0)[keep]
+            try:
+                with warnings.catch_warnings():
+                    # A leave-one-out fit may touch a bound; the full fit decides what is
+                    # reported as unconstrained.
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    p, _, _ = _kww_solve(tw, rest, None, False, start, bd, lo, hi)
+                thetas.append(p)
+            except (RuntimeError, ValueError) as exc:
+                failed.append(f"glass {g}: {exc}")
+        if failed:
+            pcov = np.full((4, 4), np.nan)
+            method = f"jackknife over {n_g} glasses failed ({'; '.join(failed)})"
+        else:
+            th = np.array(thetas)
+            d = th - th.mean(axis=0)
+            pcov = (n_g - 1) / n_g * (d.T @ d)
+            method = (f"jackknife over {n_g} glasses (repeats averaged within each glass), "
+                      f"Student-t with {n_g - 1} dof")
+        err_dof = n_g - 1
+    else:
+        tau_int = integrated_autocorrelation_time(resid)
+        # Blocks of >= 10 tau_int, so that neighbouring block scores are nearly independent
+        # (the estimate of tau_int from one short record is itself uncertain by a factor
+        # ~2), and no more than _SANDWICH_MAX_BLOCKS of them; at least 6 blocks, else
+        # the score covariance has too few degrees of freedom to mean anything.
+        block = max(math.ceil(10.0 * tau_int), math.ceil(tw.size / _SANDWICH_MAX_BLOCKS))
+        block = min(block, max(1, tw.size // 6))
+        pcov, n_blocks = _block_sandwich(tw, yw, popt, at_bound, block)
+        err_dof = max(n_blocks - 4, 1)
+        method = (f"single glass: block-sandwich covariance over {n_blocks} blocks of "
+                  f"{block} points (residual tau_int = {tau_int:.3g} points), Student-t with "
+                  f"{err_dof} dof; glass-to-glass scatter not included")
+    _warn_unconstrained(at_bound, pcov_ls)
+    return _kww_result(
+        popt, pcov, at_bound, t=tw, chi2=chi2, dof=tw.size - 4, absolute_sigma=False,
+        strain=strain, tf=t_factor68(err_dof), error_method=method, error_dof=err_dof,
+        n_glasses=n_g, stress_unit=stress_unit, time_unit=time_unit)
 
 
 def average_curves(curves, t_common=None):

@@ -290,6 +290,10 @@ def cmd_dms(args) -> int:
               f"{r.m_storage_err:8.2g} {r.m_loss:10.4g} {r.m_loss_err:8.2g} "
               f"{r.tan_delta:10.4g} {r.tan_delta_err:8.2g} {r.density:10.5g}", flush=True)
 
+    print("+- : half-width of a 68 % interval (Student-t): "
+          + ("spread over the glasses (input samples)" if len(systems) >= 2 else
+             "spread over the cycles of one run; one glass, so glass-to-glass scatter is "
+             "not included"))
     rows = dms_sweep(systems, ff, omegas=omegas, temperatures=args.temperature,
                      strain_amplitude=args.amplitude, n_cycles=args.cycles, mode=args.mode,
                      dt=args.dt, thermostat=args.thermostat, tau=args.tau_t,
@@ -302,7 +306,7 @@ def cmd_dms(args) -> int:
         first.setdefault(r.temperature, r.npt)
     npt_records = _npt_report(list(first.items()), model, names)
     fields = ["temperature", "omega", "period", "m_storage", "m_storage_err", "m_loss",
-              "m_loss_err", "tan_delta", "tan_delta_err", "n_samples", "density"]
+              "m_loss_err", "tan_delta", "tan_delta_err", "n_samples", "error_dof", "density"]
     _write_csv(os.path.join(out, "dms.csv"), fields,
                [[getattr(r, f) for f in fields] for r in rows])
     _write_json(os.path.join(out, "dms.json"), {
@@ -369,7 +373,7 @@ def _plot_dms(plt, rows, temperatures, omegas, su, tu, temp_u, out) -> None:
 # ----------------------------------------------------------------------------- relax
 def cmd_relax(args) -> int:
     """``swapmc relax``: step strain, stress relaxation and KWW fit at each temperature."""
-    from .protocols import DENSITY_UNIT, MODULUS_NAME, step_strain_relaxation
+    from .protocols import DEFAULT_FIT_FROM, DENSITY_UNIT, MODULUS_NAME, step_strain_relaxation
 
     pre, label, systems, ff = _load_inputs(args)
     model = pre.model
@@ -382,9 +386,12 @@ def cmd_relax(args) -> int:
           f"M(t) = sigma/eps_0 ({MODULUS_NAME[args.mode]}) in {su}, t in {tu}; "
           f"{len(systems)} sample(s) x {args.repeats} repeat(s)")
     print(_describe_npt(pressure, npt_steps, model, args))
-    print(f"{'T [' + temp_u + ']':>14s} {'M(0)':>10s} {'M(end)':>10s} {'tau':>10s} "
-          f"{'+-':>8s} {'beta':>7s} {'+-':>6s} {'Delta M':>10s} {'M_r':>10s} {'+-':>8s} "
-          f"{'N/V':>10s}")
+    print("KWW fit of the mean curve (repeats averaged within each glass) over t >= "
+          + f"{DEFAULT_FIT_FROM[model.units] if args.fit_from is None else args.fit_from:g}"
+          + f" {tu}; +- is a 68 % interval; a parameter at its bound is unconstrained and "
+          "has no error")
+    print(f"{'T [' + temp_u + ']':>14s} {'M(0)':>10s} {'M(end)':>10s} {'tau':>20s} "
+          f"{'beta':>20s} {'Delta M':>10s} {'M_r':>20s} {'N/V':>10s}")
     csv_rows, summary = [], []
     results = []
     for temp in args.temperature:
@@ -401,14 +408,20 @@ def cmd_relax(args) -> int:
         tail = max(1, len(r.t) // 10)
         m_end = float(np.mean(r.modulus[-tail:]))
         if k is not None:
-            print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g} {k.tau:10.4g} "
-                  f"{k.tau_err:8.2g} {k.beta:7.3f} {k.beta_err:6.2g} {k.delta_modulus:10.4g} "
-                  f"{k.residual_modulus:10.4g} {k.residual_modulus_err:8.2g} "
+            print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g} "
+                  f"{k.format('tau', '.4g'):>20s} {k.format('beta', '.3f'):>20s} "
+                  f"{k.delta_modulus:10.4g} {k.format('residual_modulus', '.4g'):>20s} "
                   f"{r.density:10.5g}")
+            print(f"{'':14s} fit t = [{k.fit_range[0]:.4g}, {k.fit_range[1]:.4g}] {tu}; "
+                  f"errors: {k.error_method}")
         else:
             print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g}  KWW fit failed "
                   f"(N/V = {r.density:.5g}): {r.kww_error}")
-        fit_curve = k.modulus(r.t) if k is not None else np.full_like(r.t, np.nan)
+        # The fitted model only over the fitted range (NaN elsewhere).
+        fit_curve = np.full_like(r.t, np.nan)
+        if k is not None:
+            inside = (r.t >= k.fit_range[0]) & (r.t <= k.fit_range[1])
+            fit_curve[inside] = k.modulus(r.t[inside])
         for i in range(len(r.t)):
             csv_rows.append([temp, r.t[i], r.stress[i], r.stress_sem[i], r.modulus[i],
                              fit_curve[i]])
@@ -436,8 +449,12 @@ def cmd_relax(args) -> int:
             pos = r.t > 0
             line = ax.plot(r.t[pos], r.modulus[pos], lw=1, label=f"T={temp:g}")[0]
             if r.kww is not None:
-                ax.plot(r.t[pos], r.kww.modulus(r.t[pos]), "--", color=line.get_color(),
-                        label=f"KWW tau={r.kww.tau:.3g} beta={r.kww.beta:.2f}")
+                k = r.kww
+                # Draw the fit only where it was fitted.
+                tf = r.t[(r.t >= k.fit_range[0]) & (r.t <= k.fit_range[1]) & pos]
+                ax.plot(tf, k.modulus(tf), "--", color=line.get_color(),
+                        label=f"KWW fit, t >= {k.fit_range[0]:.3g}: tau = "
+                        f"{k.format('tau', '.3g')}, beta = {k.format('beta', '.2f')}")
         ax.set_xscale("log")
         ax.set_xlabel(f"t [{tu}]")
         ax.set_ylabel(f"M(t) = sigma/eps_0 [{su}]")
@@ -469,7 +486,8 @@ def add_parsers(subparsers) -> None:
     g.add_argument("--periods", type=float, nargs="+", help="periods (tau_LJ or ps)")
     g.add_argument("--omegas", type=float, nargs="+", help="angular frequencies (rad/time)")
     d.add_argument("--amplitude", type=float, default=0.01, help="strain amplitude eps_A")
-    d.add_argument("--cycles", type=int, default=4, help="cycles per run (first dropped)")
+    d.add_argument("--cycles", type=int, default=7,
+                   help="cycles per run (first dropped; 7 gives the one-run error 5 dof)")
     d.set_defaults(func=cmd_dms)
 
     r = subparsers.add_parser("relax", help="stress relaxation after a step strain (KWW fit)",
@@ -482,6 +500,7 @@ def add_parsers(subparsers) -> None:
     r.add_argument("--repeats", type=int, default=4, help="new-velocity runs per sample")
     r.add_argument("--decorrelation-steps", type=int, default=200)
     r.add_argument("--sample-every", type=int, default=1)
-    r.add_argument("--fit-from", type=float, default=0.0,
-                   help="fit KWW for t >= this (skip the ringing right after the step)")
+    r.add_argument("--fit-from", type=float, default=None,
+                   help="fit KWW for t >= this (default 1 tau_LJ or 1 ps: skips the "
+                   "vibrational ringing right after the step; 0 fits everything)")
     r.set_defaults(func=cmd_relax)

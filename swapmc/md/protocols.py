@@ -43,7 +43,7 @@ from ..analysis.mechanics import (
     KWWResult,
     average_curves,
     combine_dms,
-    fit_kww,
+    fit_kww_glasses,
     fit_oscillation,
 )
 from ..system import System
@@ -67,6 +67,14 @@ DENSITY_UNIT = {u: "1/" + LABELS[u]["length"] + "^3" for u in LABELS}
 # NPT pre-equilibration steps when a pressure is given without a step count: 10 ps (metal)
 # or 25 tau_LJ, i.e. 50 default barostat times (half to relax the volume, half to average).
 DEFAULT_NPT_STEPS = 5000
+# Default start of the KWW fit window: the affine stress first decays and rings on the
+# vibrational time scale (Einstein/Debye periods ~0.2-0.3 tau_LJ for LJ glasses, ~0.15-0.3 ps
+# for Cu-Zr), which is not the structural relaxation KWW describes; 1 tau_LJ or 1 ps is
+# 3-7 such periods, after which the ringing has died out.
+DEFAULT_FIT_FROM = {"lj": 1.0, "metal": 1.0}  # tau_LJ; ps
+# Default oscillation cycles: the first is discarded, and 6 analysed cycles give the
+# per-cycle error 5 dof (Student-t factor 1.11 for a 68 % interval; 3 cycles would need 1.32).
+DEFAULT_CYCLES = 7
 
 
 # ----------------------------------------------------------------------------- strain
@@ -392,7 +400,8 @@ class OscillationRun:
 
 
 def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
-                       period: float, strain_amplitude: float = 0.01, n_cycles: int = 4,
+                       period: float, strain_amplitude: float = 0.01,
+                       n_cycles: int = DEFAULT_CYCLES,
                        mode: str = "shear", dt: float | None = None,
                        thermostat: str = "bussi", tau: float | None = None,
                        friction: float | None = None, equilibration_steps: int = 0,
@@ -422,7 +431,8 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
     strain_amplitude : float
         eps_A (dimensionless), ~0.01: small enough to stay linear, big enough for signal.
     n_cycles : int
-        Cycles simulated (including the discarded ones); at least discard_cycles + 2.
+        Cycles simulated (including the discarded ones); at least discard_cycles + 2. The
+        error of one run has n_cycles - discard_cycles - 1 dof; the default 7 gives 5.
     mode : {"shear", "uniaxial"}
     dt : float, optional
         Time step; default 0.005 tau_LJ or 0.002 ps.
@@ -513,11 +523,12 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
 class DMSRow:
     """One (T, omega) point of a DMS sweep, averaged over samples.
 
-    Moduli in the stress unit; errors are standard errors over samples (several samples) or
-    over cycles (one sample). ``density`` is N / V of the deformed reference cell averaged
-    over samples (length^-3), after the NPT stage when there was one; ``runs`` holds the
-    per-sample :class:`OscillationRun` and ``npt`` the per-sample :class:`NPTResult` at
-    this temperature (empty without NPT).
+    Moduli in the stress unit; errors are 68.3 % half-widths (standard error times the
+    Student-t factor of ``error_dof``) over glasses (several samples) or over the cycles of
+    one run (one sample), as ``error_method`` says. ``density`` is N / V of the deformed
+    reference cell averaged over samples (length^-3), after the NPT stage when there was
+    one; ``runs`` holds the per-sample :class:`OscillationRun` and ``npt`` the per-sample
+    :class:`NPTResult` at this temperature (empty without NPT).
     """
 
     temperature: float
@@ -536,6 +547,8 @@ class DMSRow:
     density: float = math.nan
     runs: list = field(default_factory=list, repr=False)
     npt: list = field(default_factory=list, repr=False)
+    error_dof: float = math.nan
+    error_method: str = ""
 
     def as_dict(self) -> dict:
         """The numbers and labels (not the runs or NPT states)."""
@@ -543,7 +556,7 @@ class DMSRow:
 
 
 def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude=0.01,
-              n_cycles=4, mode="shear", dt=None, thermostat="bussi", tau=None,
+              n_cycles=DEFAULT_CYCLES, mode="shear", dt=None, thermostat="bussi", tau=None,
               friction=None, equilibration_steps=1000, sample_every=None, discard_cycles=1,
               detrend=False, pressure=None, npt_steps=None, barostat_tau=None,
               compressibility=None, rng=None, progress=None) -> list[DMSRow]:
@@ -574,9 +587,10 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
     Returns
     -------
     list of DMSRow
-        Ordered by temperature, then frequency as given. With two or more samples the
-        values come from :func:`~swapmc.analysis.mechanics.combine_dms` (errors over
-        samples); with one sample, from its fit (errors over cycles).
+        Ordered by temperature, then frequency as given. With two or more samples (each
+        a glass) the values come from :func:`~swapmc.analysis.mechanics.combine_dms`
+        (errors over glasses, G - 1 dof); with one sample, from its fit (errors over its
+        cycles, n_cycles - discard_cycles - 1 dof, glass-to-glass scatter not included).
     """
     if isinstance(systems, System):
         systems = [systems]
@@ -606,13 +620,17 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
                 m: DMSMean = combine_dms(results)
                 vals = (m.m_storage, m.m_storage_err, m.m_loss, m.m_loss_err, m.tan_delta,
                         m.tan_delta_err)
+                err_dof, method = m.error_dof, m.error_method
             else:
                 r = results[0]
                 vals = (r.m_storage, r.m_storage_err, r.m_loss, r.m_loss_err, r.tan_delta,
                         r.tan_delta_err)
+                err_dof = r.error_dof
+                method = f"single glass: {r.error_method}; glass-to-glass scatter not included"
             row = DMSRow(float(temp), float(omega), 2.0 * math.pi / omega, *map(float, vals),
                          len(results), mode, STRESS_UNIT[ff.units], TIME_UNIT[ff.units],
-                         density=density, runs=runs, npt=npts)
+                         density=density, runs=runs, npt=npts, error_dof=float(err_dof),
+                         error_method=method)
             rows.append(row)
             if progress is not None:
                 progress(row)
@@ -629,17 +647,26 @@ class RelaxationResult:
     t : ndarray, shape (K,)
         Time since the step (time units); t[0] = 0 is just after the step.
     stress, stress_sem : ndarray, shape (K,)
-        Mean conjugate stress and its standard error over the S curves (NaN for S = 1).
+        Mean conjugate stress: the repeats of each glass are averaged first, then the G
+        glass curves. ``stress_sem`` is the standard error over glasses (G >= 2), over the
+        repeats of the one glass (G = 1, repeats >= 2), else NaN.
     modulus : ndarray, shape (K,)
         M(t) = stress / strain.
     strain : float
     mode : str
     kww : KWWResult or None
-        Fit of M(t) for t >= ``fit_from`` (None if not requested or it failed).
+        Fit of M(t) for t >= ``fit_from`` by
+        :func:`~swapmc.analysis.mechanics.fit_kww_glasses` (errors from a jackknife over
+        glasses, or for one glass from the time-correlated residuals; see its
+        ``error_method``, ``fit_range`` and ``at_bound``). None if not requested or failed.
     kww_error : str or None
         Why the fit failed.
     curves : ndarray, shape (S, K)
-        The individual curves.
+        The individual curves (S = glasses x repeats).
+    glass : ndarray of int, shape (S,)
+        Glass (input sample) index of each curve.
+    glass_curves : ndarray, shape (G, K)
+        Mean stress curve of each glass.
     density : float
         N / V of the strained samples' reference cells, mean over samples (length^-3).
     npt : list of NPTResult
@@ -659,6 +686,8 @@ class RelaxationResult:
     time_unit: str = ""
     density: float = math.nan
     npt: list = field(default_factory=list, repr=False)
+    glass: np.ndarray = field(default=None, repr=False)
+    glass_curves: np.ndarray = field(default=None, repr=False)
 
 
 def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
@@ -667,7 +696,7 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
                            tau: float | None = None, friction: float | None = None,
                            equilibration_steps: int = 1000, decorrelation_steps: int = 200,
                            repeats: int = 1, sample_every: int = 1, symmetric: bool = True,
-                           fit: bool = True, fit_from: float = 0.0,
+                           fit: bool = True, fit_from: float | None = None,
                            pressure: float | None = None, npt_steps: int | None = None,
                            barostat_tau: float | None = None,
                            compressibility: float | None = None,
@@ -706,9 +735,13 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
         Steps between samples of sigma.
     symmetric : bool
     fit : bool
-        Fit M(t) = Delta M exp[-(t/tau)^beta] + M_r (:func:`fit_kww`) to the points with
-        t >= ``fit_from`` (skip the phonon ringing right after the step). Errors from the
-        standard error of the mean when there are >= 2 curves.
+        Fit M(t) = Delta M exp[-(t/tau)^beta] + M_r to the mean curve by
+        :func:`~swapmc.analysis.mechanics.fit_kww_glasses`: repeats averaged within each
+        glass, errors from a jackknife over glasses (one glass: from the time-correlated
+        residuals, glass scatter not included).
+    fit_from : float, optional
+        Fit only t >= fit_from (time units). Default :data:`DEFAULT_FIT_FROM`: 1 tau_LJ or
+        1 ps, past the vibrational ringing right after the step. 0 fits everything.
     pressure, npt_steps, barostat_tau, compressibility
         Optional NPT stage, as in :func:`dms_sweep`.
     rng : numpy.random.Generator, optional
@@ -727,9 +760,9 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
     n_hold = int(round(duration / dt))
     if n_hold < 5 * sample_every:
         raise ValueError("duration too short for 5 samples")
-    curves, npts, densities = [], [], []
+    curves, npts, densities, glass = [], [], [], []
     t_rec = None
-    for system in systems:
+    for g, system in enumerate(systems):
         state, npt = _prepare(system, ff, temperature=temperature, steps=equilibration_steps,
                               pressure=pressure, npt_steps=npt_steps, dt=dt, rng=rng,
                               thermostat=thermostat, tau=tau, friction=friction,
@@ -762,23 +795,31 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
                 branch.append(np.array(ys))
                 t_rec = np.array(ts)
             curves.append(0.5 * (branch[0] - branch[1]) if symmetric else branch[0])
+            glass.append(g)
     arr = np.stack(curves)
-    if arr.shape[0] >= 2:
-        t, mean, sem = average_curves([(t_rec, c) for c in arr])
+    glass = np.array(glass, dtype=np.int64)
+    # Repeats of a glass share its structure: average them first, one curve per glass.
+    per_glass = np.stack([arr[glass == g].mean(axis=0) for g in range(len(systems))])
+    t = t_rec
+    if per_glass.shape[0] >= 2:
+        _, mean, sem = average_curves([(t_rec, c) for c in per_glass])
+    elif arr.shape[0] >= 2:
+        _, mean, sem = average_curves([(t_rec, c) for c in arr])
     else:
-        t, mean, sem = t_rec, arr[0], np.full_like(arr[0], np.nan)
+        mean, sem = arr[0], np.full_like(arr[0], np.nan)
     kww, err = None, None
     if fit:
-        sel = t >= fit_from
+        start = DEFAULT_FIT_FROM[ff.units] if fit_from is None else float(fit_from)
         try:
-            kww = fit_kww(t[sel], mean[sel], strain=strain,
-                          sigma=sem[sel] if arr.shape[0] >= 2 and np.all(sem[sel] > 0) else None,
-                          stress_unit=STRESS_UNIT[ff.units], time_unit=TIME_UNIT[ff.units])
+            kww = fit_kww_glasses(t, arr, glass, strain=strain, fit_range=(start, None),
+                                  stress_unit=STRESS_UNIT[ff.units],
+                                  time_unit=TIME_UNIT[ff.units])
         except (RuntimeError, ValueError) as exc:  # e.g. no decay to fit (elastic solid)
             err = str(exc)
     return RelaxationResult(t, mean, sem, mean / strain, float(strain), mode, kww, err, arr,
                             STRESS_UNIT[ff.units], TIME_UNIT[ff.units],
-                            density=float(np.mean(densities)), npt=npts)
+                            density=float(np.mean(densities)), npt=npts, glass=glass,
+                            glass_curves=per_glass)
 
 
 # ----------------------------------------------------------------------------- static
