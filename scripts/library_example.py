@@ -171,8 +171,10 @@ def measure(args, glasses: dict) -> dict:
             m = res.modulus
             tail = float(m[int(0.9 * len(m)):].mean())
             k = res.kww
-            fit = (f"{k.tau:8.3g} ± {k.tau_err:6.2g} {k.beta:6.3f} ± {k.beta_err:5.3f} "
-                   f"{k.residual_modulus:7.3f} ± {k.residual_modulus_err:5.3f}"
+            # +- is a 68 % interval from the spread over glasses; a parameter at its bound
+            # is printed as unconstrained, without an error.
+            fit = (f"{k.format('tau', '8.3g')} {k.format('beta', '6.3f')} "
+                   f"{k.format('residual_modulus', '7.3f')}"
                    if k is not None else f"KWW fit failed: {res.kww_error}")
             print(f"{parent:8.4g} {temperature:6.4g} {m[0]:7.3f} {tail:7.3f} {fit}",
                   flush=True)
@@ -180,7 +182,10 @@ def measure(args, glasses: dict) -> dict:
                 "parent_temperature": parent, "temperature": temperature,
                 "t": res.t.tolist(), "modulus": m.tolist(), "modulus_end": tail,
                 "kww": k.as_dict() if k is not None else None,
-                "kww_curve": k.modulus(res.t).tolist() if k is not None else None})
+                "kww_error_method": k.error_method if k is not None else None,
+                # The fitted model only over the fitted range (None elsewhere).
+                "kww_curve": [float(k.modulus(x)) if k.fit_range[0] <= x <= k.fit_range[1]
+                              else None for x in res.t] if k is not None else None})
     return out
 
 
@@ -244,7 +249,8 @@ def plot(args, results: dict) -> list[str]:
         line = ax.plot(t[pos], m[pos], lw=0.8,
                        label=f"parent T={r['parent_temperature']:g}, T={r['temperature']:g}")[0]
         if r["kww_curve"] is not None:
-            ax.plot(t[pos], np.array(r["kww_curve"])[pos], "--", color=line.get_color(), lw=1)
+            fit = np.array([np.nan if v is None else v for v in r["kww_curve"]])
+            ax.plot(t[pos], fit[pos], "--", color=line.get_color(), lw=1)
     ax.set_xscale("log")
     ax.set_xlabel(f"t [{u['time']}]")
     ax.set_ylabel(f"G(t) = sigma_xy / eps_0 [{u['stress']}]")
