@@ -462,9 +462,47 @@ def test_cli_ls_show_export_check(built, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ PT harvest
+def _expected_harvest(pt, stride, every=50, per_round=5):
+    """Frame indices harvest should take, worked out row by row from labels.csv: frames
+    >= stride sweeps apart whose bottom replica was at the top since the previous one
+    (since production began for the first); the default stride is production rounds x
+    replicas / round trips completed in production, rounded up to a multiple of ``every``.
+    """
+    from swapmc.io import iter_extxyz
+    from swapmc.tempering.output import read_table
+
+    table = read_table(str(pt / "labels.csv"))
+    m = sum(1 for k in table if k.startswith("r") and k[1:].isdigit())
+    walk = {int(g): [int(table[f"r{r}"][i]) for r in range(m)]
+            for i, g in enumerate(table["round"])}
+    production = [int(g) for g, ph in zip(table["round"], table["phase"])
+                  if ph == "production"]
+    if stride is None:
+        trips, previous_end = 0, [None] * m
+        for g in sorted(walk):
+            for r, slot in enumerate(walk[g]):
+                if slot in (0, m - 1):
+                    if slot == 0 and previous_end[r] == m - 1 and g >= production[0]:
+                        trips += 1
+                    previous_end[r] = slot
+        stride = every * math.ceil(len(production) * m / trips * per_round / every)
+    taken, last_sweep, since = [], None, production[0] - 1
+    for index, frame in enumerate(iter_extxyz(str(pt / "trajectories" / "T00.xyz"),
+                                              species_names=("A", "B", "C"))):
+        sweep, g = int(frame.info["sweep"]), int(frame.info["round"])
+        if last_sweep is not None and sweep - last_sweep < stride:
+            continue
+        bottom = walk[g].index(0)
+        if any(walk[h][bottom] == m - 1 for h in range(since + 1, g + 1)):
+            taken.append(index)
+            last_sweep, since = sweep, g
+    return taken
+
+
 def test_harvest_lowest_temperature_of_tempering(tmp_path):
-    """Frames of T00.xyz at least one round-trip time apart become samples; too few round
-    trips fail them; rerunning adds nothing; the stored structures are the frames."""
+    """Frames of T00.xyz at least one round-trip time apart, whose bottom replica visited
+    the top since the previous one, become samples; too few round trips fail them;
+    rerunning adds nothing; the stored structures are the frames."""
     from swapmc._toml import ConfigError
     from swapmc.io import iter_extxyz
     from swapmc.library import harvest_tempering
@@ -481,7 +519,10 @@ def test_harvest_lowest_temperature_of_tempering(tmp_path):
     lib_path = str(tmp_path / "lib.sqlite")
     strict = harvest_tempering(str(pt), lib_path, min_round_trips=trips["total"] + 1,
                                log=lambda *a: None)
-    assert strict.counts["certified"] == 0 and strict.counts["failed"] >= 2
+    assert strict.counts["certified"] == 0 and strict.counts["failed"] >= 1
+    with Library(lib_path) as lib:
+        assert ([s.meta["chain"] for s in lib.query(build=strict.build, verdict="failed")]
+                == _expected_harvest(pt, None))
     assert harvest_tempering(str(pt), lib_path, min_round_trips=trips["total"] + 1,
                              log=lambda *a: None).made == []
     ok = harvest_tempering(str(pt), lib_path, stride=400, min_round_trips=1,
@@ -491,7 +532,8 @@ def test_harvest_lowest_temperature_of_tempering(tmp_path):
                               species_names=("A", "B", "C")))
     with Library(lib_path) as lib:
         samples = lib.query(build=ok.build, verdict="all")
-        assert len(samples) == ok.counts["certified"] + ok.counts["failed"] >= 4
+        assert len(samples) == ok.counts["certified"] + ok.counts["failed"] >= 2
+        assert [s.meta["chain"] for s in samples] == _expected_harvest(pt, 400)
         assert ok.counts["certified"] >= 1
         sweeps = [s.meta["sweeps"] for s in samples]
         assert min(np.diff(sweeps)) >= 400

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ExchangeStatistics", "blocking_error"]
+__all__ = ["ExchangeStatistics", "blocking_error", "last_visits", "round_trip_completions",
+           "renewal_round_trip_time"]
 
 _ARRAYS = ("proposed", "accepted", "direction", "trip_start", "trips", "trip_rounds",
            "passages", "rounds", "n_up", "n_down", "stage_passages")
@@ -193,3 +194,85 @@ def blocking_error(x, min_blocks: int = 32) -> tuple[float, float]:
         n = y.size // 2 * 2
         y = 0.5 * (y[:n:2] + y[1:n:2])
     return mean, best
+
+
+def round_trip_completions(labels, n_slots: int, start: int = 0) -> np.ndarray:
+    """Round trips completed by each replica from a table of label walks.
+
+    A round trip is completed when a replica arrives at the lowest slot and the previous
+    end of the ladder it visited was the highest. Every row of ``labels`` is used to know
+    where each replica came from, but only arrivals in rows ``>= start`` are counted, so a
+    trip that began before ``start`` (e.g. during equilibration) and ends after it counts:
+    the arrivals are the renewal epochs of the walk.
+
+    Parameters
+    ----------
+    labels : array_like, shape (R, M), int
+        Slot of each replica in each round (the rows of ``labels.csv``).
+    n_slots : int
+        Number of temperatures (the highest slot is ``n_slots - 1``).
+    start : int
+        First row counted.
+
+    Returns
+    -------
+    ndarray, shape (M,), int64
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    top = int(n_slots) - 1
+    out = np.zeros(labels.shape[1], np.int64)
+    for r in range(labels.shape[1]):
+        walk = labels[:, r]
+        ends = np.flatnonzero((walk == 0) | (walk == top))
+        at = walk[ends]
+        done = (at[1:] == 0) & (at[:-1] == top)
+        out[r] = int(np.count_nonzero(done & (ends[1:] >= start)))
+    return out
+
+
+def renewal_round_trip_time(labels, n_slots: int, start: int = 0) -> float:
+    """Round-trip time (rounds) as observed rounds per completed round trip.
+
+    tau = M (R - start) / n with n the completions of :func:`round_trip_completions`:
+    the renewal-reward estimate. For a walk that is stationary at ``start`` the expected
+    number of completions in T rounds is exactly M T / tau, so the estimate is consistent
+    with a bias of relative order 1/n only. The mean duration of the *completed* trips
+    (:meth:`ExchangeStatistics.mean_round_trip`) is instead biased low whenever the run
+    is not much longer than the trips: a trip still under way at the end, which is more
+    likely to be a long one, is left out, and so is one under way at the start.
+
+    Parameters
+    ----------
+    labels : array_like, shape (R, M), int
+    n_slots : int
+    start : int
+        First row of the period measured (earlier rows only set where replicas came from).
+
+    Returns
+    -------
+    float
+        NaN when no round trip was completed in rows ``>= start``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = int(round_trip_completions(labels, n_slots, start).sum())
+    rounds = labels.shape[0] - int(start)
+    return float(labels.shape[1] * rounds / n) if n else float("nan")
+
+
+def last_visits(labels, slot: int) -> np.ndarray:
+    """Row of each replica's latest visit to ``slot``, up to and including each row.
+
+    Parameters
+    ----------
+    labels : array_like, shape (R, M), int
+    slot : int
+
+    Returns
+    -------
+    ndarray, shape (R, M), int64
+        ``out[g, r]`` = the largest row <= g at which replica r sat at ``slot``; -1 if none.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(labels.shape[0], dtype=np.int64)[:, None]
+    visits = np.where(labels == int(slot), rows, -1)
+    return np.maximum.accumulate(visits, axis=0)
