@@ -5,13 +5,11 @@ the estimator, so they are deterministic yet would fail for a normalisation erro
 per cent or a lag off by one.
 """
 
-import io
 
 import numpy as np
 import pytest
 
 from swapmc.analysis import (
-    FsTracker,
     first_peak,
     msd,
     radial_distribution,

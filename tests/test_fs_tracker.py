@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from swapmc.analysis import FsTracker, default_wavenumber, tau_alpha
+from swapmc.analysis import FsTracker, default_wavenumber
 
 
 def brute_force(frames, species, q, lags, points, which):
