@@ -174,13 +174,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     hv = sub.add_parser("harvest", help="store the lowest-T frames of a finished PT run",
                         description="Take the configurations at the lowest temperature of a "
                         "`swapmc temper` run (trajectories/T00.xyz), at least --stride sweeps "
-                        "apart, certify (round trips, no energy drift, no crystal), quench "
-                        "and store them. Rerunning adds nothing twice.")
+                        "apart and only if the replica there has visited the highest temperature "
+                        "since the previous harvested frame, certify (round trips, no energy "
+                        "drift, no crystal), quench and store them. Rerunning adds nothing "
+                        "twice.")
     hv.add_argument("run", help="output directory of swapmc temper")
     hv.add_argument("--library", required=True, help="library file")
     hv.add_argument("--stride", type=int,
-                    help="sweeps between harvested frames (default: mean round-trip time)")
-    hv.add_argument("--min-round-trips", type=int, default=10)
+                    help="sweeps between harvested frames (default: the round-trip time, "
+                         "production rounds x replicas / completed round trips, in sweeps)")
+    hv.add_argument("--min-round-trips", type=int, default=10,
+                    help="round trips the run must have made (default 10)")
     hv.add_argument("--max-drift-z", type=float, default=Criteria.max_drift_z)
     hv.set_defaults(func=_cmd_harvest)
 
