@@ -628,3 +628,12 @@ def test_kww_parameter_at_bound_is_unconstrained():
     # A fit window is applied and stored.
     w = fit_kww(t, y, fit_range=(1.0, None))
     assert w.fit_range[0] >= 1.0 and w.n_points == int(np.sum(t >= 1.0))
+
+    # In fit_kww_glasses too; the other parameters keep finite errors.
+    curves = np.array([y + 0.005 * rng.normal(size=t.size) for _ in range(4)])
+    with pytest.warns(RuntimeWarning, match="bound"):
+        g = fit_kww_glasses(t, curves, bounds={"beta": (0.1, 1.0)})
+    assert g.at_bound == {"beta": "upper"} and math.isnan(g.beta_err)
+    assert all(math.isfinite(getattr(g, k + "_err"))
+               for k in ("tau", "delta_modulus", "residual_modulus"))
+    assert "±" in g.format("tau") and "±" not in g.format("beta")

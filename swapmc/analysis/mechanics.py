@@ -653,6 +653,8 @@ class KWWResult:
             where = f"at {side} bound" if side else "from a parameter at its bound"
             return f"{value:{fmt}} ({where}, unconstrained)"
         err = getattr(self, name + "_err")
+        if err is None or not math.isfinite(err):
+            return f"{value:{fmt}} (no error estimate: {self.error_method})"
         return f"{value:{fmt}} ± {err:.2g}"
 
     def as_dict(self) -> dict:
@@ -827,8 +829,10 @@ def _kww_result(popt, pcov, at_bound, *, t, chi2, dof, absolute_sigma, strain, t
     tau = math.exp(u)
     # (ln tau, beta, A, C) -> (tau, beta, M_delta, M_r): Jacobian of the transformation.
     scale = 1.0 if strain is None else 1.0 / strain
-    J = np.diag([tau, 1.0, scale, scale])
-    cov = J @ pcov @ J.T
+    # Element-wise (the Jacobian is diagonal): a matrix product would spread the NaN of a
+    # parameter at its bound into every entry.
+    jd = np.array([tau, 1.0, scale, scale])
+    cov = pcov * np.outer(jd, jd)
     err = tf * np.sqrt(np.abs(np.diag(cov)))
     # <tau> = (tau / beta) Gamma(1 / beta); error by the delta method in (ln tau, beta):
     # d ln<tau>/d ln tau = 1, d ln<tau>/d beta = -(1 + psi(1/beta) / beta) / beta.
