@@ -29,12 +29,14 @@ from .mechanics import (
 )
 from .order import crystalline_fraction, first_shell_cutoff, solid_like
 from .structure import first_peak, peak_window, radial_distribution, structure_factor
+from .tau_fits import TauFit, fit_tau
 
 __all__ = [
     "DMSMean",
     "DMSResult",
     "FsTracker",
     "KWWResult",
+    "TauFit",
     "average_curves",
     "combine_dms",
     "crystalline_fraction",
@@ -45,6 +47,7 @@ __all__ = [
     "fit_kww",
     "fit_kww_glasses",
     "fit_oscillation",
+    "fit_tau",
     "kww",
     "t_factor68",
     "msd",
