@@ -83,40 +83,70 @@ def build(args, temperature: float, equilibration: int) -> str:
     return path
 
 
+def _mean_sem(values) -> tuple[float | None, float | None]:
+    """Mean and standard error over independent samples (None when undefined)."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0:
+        return None, None
+    return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None)
+
+
 def throughput_table(library: str) -> list[dict]:
-    """Certified samples per core-hour of every build (sample wall times are per core)."""
+    """Certified samples per core-hour of every build, with errors over samples.
+
+    The cost of a sample is the CPU time of its chain, certification and quench (each chain
+    runs on one core; CPU rather than wall time, so that a shared machine does not inflate
+    it; older libraries without it fall back to wall time). The rate n_certified / sum(cost)
+    has a relative error combining the standard error of the mean cost and the binomial
+    error of the certified fraction.
+    """
     rows = []
     with Library(library) as lib:
         for b in lib.builds():
             samples = lib.query(build=b["build"], verdict="all")
             if not samples:
                 continue
-            wall = sum(s.meta["wall_seconds"] for s in samples)
+            cost = [s.meta.get("cpu_seconds") or s.meta["wall_seconds"] for s in samples]
             certified = [s for s in samples if s.meta["verdict"] == "certified"]
-            taus = [s.meta["tau_alpha"] for s in certified]
+            n, k = len(samples), len(certified)
+            rate = k / (sum(cost) / 3600.0)
+            c_mean, c_sem = _mean_sem(cost)
+            rel2 = (c_sem / c_mean) ** 2 if c_sem else 0.0
+            if 0 < k < n:
+                rel2 += (1 - k / n) / k  # binomial: var(k)/k^2 = n p (1-p) / (n p)^2
+            tau, tau_err = _mean_sem([s.meta["tau_alpha"] for s in certified])
+            eis, eis_err = _mean_sem([s.meta["is_energy"] for s in certified])
             rows.append({
                 "build": b["build"][:16], "temperature": samples[0].meta["temperature"],
-                "n": samples[0].meta["n"], "samples": len(samples),
-                "certified": len(certified),
-                "tau_alpha_mean": float(np.mean(taus)) if taus else None,
+                "n": samples[0].meta["n"], "samples": n, "certified": k,
+                "tau_alpha_mean": tau, "tau_alpha_sem": tau_err,
                 "sweeps_mean": float(np.mean([s.meta["sweeps"] for s in samples])),
-                "core_hours": wall / 3600.0,
-                "certified_per_core_hour": len(certified) / (wall / 3600.0),
-                "is_energy_mean": float(np.mean([s.meta["is_energy"] for s in certified]))
-                if certified else None,
+                "core_hours": sum(cost) / 3600.0,
+                "cost_is_cpu": all(s.meta.get("cpu_seconds") for s in samples),
+                "certified_per_core_hour": rate,
+                "certified_per_core_hour_err": rate * np.sqrt(rel2) if c_sem else None,
+                "is_energy_mean": eis, "is_energy_sem": eis_err,
             })
     return rows
 
 
+def _pm(value, err, fmt) -> str:
+    if value is None:
+        return "-"
+    return f"{value:{fmt}}" + ("" if err is None else f" ± {err:{fmt}}")
+
+
 def print_throughput(rows) -> None:
-    print(f"\n{'T':>6s} {'N':>5s} {'samples':>7s} {'certified':>9s} {'<tau_alpha>':>11s} "
-          f"{'<sweeps>':>9s} {'core-h':>7s} {'cert/core-h':>11s} {'<E_IS/N>':>9s}")
+    print("\n(errors: standard errors over the samples of a build; cost = CPU time per chain)")
+    print(f"{'T':>6s} {'N':>5s} {'samples':>7s} {'certified':>9s} {'<tau_alpha>':>13s} "
+          f"{'<sweeps>':>9s} {'core-h':>7s} {'cert/core-h':>13s} {'<E_IS/N>':>17s}")
     for r in rows:
-        tau = "-" if r["tau_alpha_mean"] is None else f"{r['tau_alpha_mean']:.0f}"
-        eis = "-" if r["is_energy_mean"] is None else f"{r['is_energy_mean']:.4f}"
+        tau = _pm(r["tau_alpha_mean"], r["tau_alpha_sem"], ".0f")
+        eis = _pm(r["is_energy_mean"], r["is_energy_sem"], ".4f")
+        rate = _pm(r["certified_per_core_hour"], r["certified_per_core_hour_err"], ".1f")
         print(f"{r['temperature']:6.3g} {r['n']:5d} {r['samples']:7d} {r['certified']:9d} "
-              f"{tau:>11s} {r['sweeps_mean']:9.0f} {r['core_hours']:7.3f} "
-              f"{r['certified_per_core_hour']:11.1f} {eis:>9s}")
+              f"{tau:>13s} {r['sweeps_mean']:9.0f} {r['core_hours']:7.3f} "
+              f"{rate:>13s} {eis:>17s}")
 
 
 def units(preset) -> dict:

@@ -142,6 +142,7 @@ class Run:
         self.phase_index = 0
         self.phase_done = 0
         self.elapsed_before = 0.0
+        self.cpu_before = 0.0
         self._last_counts = np.zeros((3, 2), np.int64)
         self._tune_base = np.zeros((3, 2), np.int64)
 
@@ -199,6 +200,7 @@ class Run:
         self.phase_index = run_header["phase_index"]
         self.phase_done = run_header["phase_done"]
         self.elapsed_before = run_header["elapsed"]
+        self.cpu_before = run_header.get("cpu", 0.0)
         self._last_counts = np.array(run_header["last_counts"], np.int64)
         self._tune_base = np.array(run_header["tune_base"], np.int64)
         if run_header["has_fs"]:
@@ -257,6 +259,7 @@ class Run:
             "phase_done": self.phase_done,
             "needs_melt": self.needs_melt,
             "elapsed": self.elapsed_before + time.perf_counter() - self.t0,
+            "cpu": self.cpu_before + time.process_time() - self.c0,
             "last_counts": self._last_counts.tolist(),
             "tune_base": self._tune_base.tolist(),
             "file_sizes": sizes,
@@ -287,6 +290,7 @@ class Run:
     # ----------------------------------------------------------------- run
     def execute(self) -> RunResult:
         self.t0 = time.perf_counter()
+        self.c0 = time.process_time()
         if not self._resume():
             self._start_fresh()
         plan = self._phase_plan(self.needs_melt)
@@ -448,6 +452,9 @@ class Run:
                                  for k, v in mc.acceptance().items()},
             "counters": mc.counters(),
             "wall_seconds": self.elapsed_before + time.perf_counter() - self.t0,
+            # CPU time of this process: on a shared machine the wall time overstates the
+            # cost of a run; the CPU time is what a core-hour figure needs.
+            "cpu_seconds": self.cpu_before + time.process_time() - self.c0,
         }
         if self.tracker is not None:
             summary.update(self._relaxation_summary())

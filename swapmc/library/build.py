@@ -132,7 +132,7 @@ class LibraryBuilder:
         self.fmax = QUENCH_FMAX[self.model.units] if fmax == "auto" else float(fmax)
 
     # ------------------------------------------------------------------ one chain
-    def _run_chain(self, chain: int) -> tuple[Run, Certificate, float]:
+    def _run_chain(self, chain: int) -> tuple[Run, Certificate, float, float]:
         cfg = json.loads(json.dumps(self.template))  # deep copy of plain data
         cfg["run"]["seed"] = chain_seed(self.cfg["run"]["seed"], chain)
         cfg["output"]["directory"] = chain_directory(self.cfg, self.build, chain)
@@ -148,11 +148,12 @@ class LibraryBuilder:
             # Rank 0 shows the progress of its own chain (stderr); other ranks stay quiet.
             run = Run(cfg, progress=self.show_progress, log=lambda *a, **k: None)
             # Wall time of the chain so far, summed over every process that worked on it.
-            wall = run.execute().summary["wall_seconds"]
+            summary = run.execute().summary
+            wall, cpu = summary["wall_seconds"], summary["cpu_seconds"]
             cert = self._certify(run, quenched=True)
             produced = cfg["run"]["production_sweeps"]
             if not cert.needs_longer_run or produced >= limit:
-                return run, cert, wall
+                return run, cert, wall, cpu
             # Extend: long enough for min_decays tau_alpha (10 % margin) when tau_alpha is
             # known, and at least 1.5 times as long (so an incomplete decay with enough
             # tau_alpha also gets a real extension); twice as long when F_s never reached
@@ -183,8 +184,8 @@ class LibraryBuilder:
         from ..md.forcefield import ForceField
         from ..md.minimize import fire
 
-        run, cert, chain_wall = self._run_chain(chain)
-        t0 = time.perf_counter()
+        run, cert, chain_wall, chain_cpu = self._run_chain(chain)
+        t0, c0 = time.perf_counter(), time.process_time()
         system = run.mc.system()
         quench = fire(system, ForceField(self.model), fmax=self.fmax,
                       max_steps=self.lib_cfg["quench_max_steps"])
@@ -192,6 +193,7 @@ class LibraryBuilder:
         mc = run.mc
         acc = mc.acceptance()
         wall = chain_wall + (time.perf_counter() - t0)
+        cpu = chain_cpu + (time.process_time() - c0)
 
         def finite(x):
             return None if x is None or not np.isfinite(x) else float(x)
@@ -220,6 +222,7 @@ class LibraryBuilder:
             "verdict": cert.verdict, "reasons": "; ".join(cert.reasons),
             "energy": mc.energy / mc.n, "is_energy": quench.energy_per_particle,
             "is_max_force": float(quench.max_force), "wall_seconds": wall,
+            "cpu_seconds": cpu,
         }
         sample_id = library.add_sample(meta, system, quench.system)
         shutil.rmtree(run.outdir, ignore_errors=True)

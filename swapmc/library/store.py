@@ -79,6 +79,7 @@ SAMPLE_COLUMNS = [
     ("swapmc_version", "TEXT NOT NULL", "software version"),
     ("created", "TEXT NOT NULL", "UTC creation time (ISO 8601)"),
     ("wall_seconds", "REAL", "wall time of the chain, certification and quench"),
+    ("cpu_seconds", "REAL", "CPU (process) time of the chain, certification and quench"),
     ("host", "TEXT", "host name of the process that made the sample"),
 ]
 COLUMN_NAMES = [c[0] for c in SAMPLE_COLUMNS]
