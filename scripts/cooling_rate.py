@@ -1,0 +1,445 @@
+"""Conventional quenches of KA2 against swap-equilibrated glasses: the equivalent cooling rate.
+
+1. **Quenches.** KA2 (x_C = 0.10, N = 500, rho = 1.2) is equilibrated as a liquid at
+   T = ``--t-start`` (1.0) with swap MC (melt at T = 2, then ``--liquid-sweeps``), and then
+   cooled linearly to ``--t-end`` (0.2) with *plain* Metropolis MC: displacements only, no
+   swaps, a fixed maximum displacement ``--delta`` (0.15 sigma_AA per Cartesian component,
+   the conventional MC dynamics of KA mixtures, Berthier & Kob, J. Phys.: Condens. Matter 19,
+   205130 (2007)). The temperature is lowered in ``min(duration, 1000)`` equal steps. Each
+   quench ends with a FIRE minimisation to its inherent structure. Durations span decades
+   (default 10^2 ... 10^6 sweeps); the cooling rate is (t_start - t_end) / duration in
+   epsilon/k_B per sweep. One JSON line per quench goes to ``OUTPUT/quenches.jsonl`` as soon
+   as it ends (a kill loses the quench in flight only; rerunning skips finished ones).
+2. **Equilibrium E_IS(T).** The inherent-structure energies of swap-equilibrated glasses of
+   ``scripts/deep_glasses.py`` (``--deep``, certified samples) together with short swap-MC
+   equilibrations at ``--eq-temperatures`` done here (from the T = 1 liquids; not certified,
+   used only for the E_IS(T) curve) are fitted by E_IS = a + b / T
+   (:func:`swapmc.analysis.stability.fit_equilibrium_eis`).
+3. **Analysis** (:mod:`swapmc.analysis.stability`): E_IS/N against rate with standard errors
+   over quenches; fits of E_IS(rate); the fictive temperature of every glass; the equivalent
+   cooling rate of each swap parent temperature by inverting the fits, and the E_IS/N a
+   conventional quench with the same number of sweeps as the swap glass would reach. Both are
+   extrapolations beyond the slowest quench and are marked as such.
+
+    python scripts/cooling_rate.py -o cooling --deep deep-glasses/results.json
+    python scripts/cooling_rate.py --quick -o /tmp/cooling-quick     # < 1 min
+    python scripts/cooling_rate.py -o cooling --deep ... --analyze-only   # refit, replot
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from swapmc.analysis import stability
+from swapmc.build import composition_counts, random_configuration
+from swapmc.io import atomic_write
+from swapmc.mc import MonteCarlo, MoveSettings
+from swapmc.md import ForceField
+from swapmc.md.minimize import fire
+from swapmc.models import load_preset
+
+PRESET = "ka2-x10"
+FMAX = 1e-6  # FIRE force tolerance (epsilon/sigma), as the library quench of LJ models
+
+
+def liquid(args, preset, seed: int, temperature: float):
+    """An equilibrated swap-MC liquid at ``temperature`` (System, user order)."""
+    counts = composition_counts(preset.composition, args.n, preset.model.species)
+    system = random_configuration(counts, preset.model.species, preset.density, seed=seed)
+    mc = MonteCarlo(system, preset.model, temperature=2.0,
+                    moves=MoveSettings(**preset.moves), seed=seed + 1)
+    mc.equilibrate(200)
+    mc.temperature = temperature
+    mc.equilibrate(args.liquid_sweeps)
+    return mc.system()
+
+
+def quench(args, preset, ff, start, duration: int, seed: int) -> dict:
+    """Linear plain-MC cooling of ``start`` over ``duration`` sweeps, then FIRE."""
+    mc = MonteCarlo(start, preset.model, temperature=args.t_start,
+                    moves=MoveSettings(displacement=args.delta), seed=seed)
+    steps = min(duration, 1000)
+    edges = np.linspace(0, duration, steps + 1).round().astype(int)
+    for k in range(steps):
+        # Temperature at the middle of the k-th interval of the linear ramp.
+        frac = (edges[k] + edges[k + 1]) / (2.0 * duration)
+        mc.temperature = args.t_start + (args.t_end - args.t_start) * frac
+        if edges[k + 1] > edges[k]:
+            mc.sweep(int(edges[k + 1] - edges[k]))
+    final = mc.system()
+    res = fire(final, ff, fmax=FMAX, max_steps=200_000)
+    return {"energy_final": mc.energy / mc.n, "is_energy": res.energy_per_particle,
+            "converged": bool(res.converged),
+            "acceptance": float(mc.acceptance()["displacement"])}
+
+
+def is_energy_of(ff, system) -> float:
+    res = fire(system, ff, fmax=FMAX, max_steps=200_000)
+    return res.energy_per_particle
+
+
+def read_jsonl(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def append_jsonl(path: str, row: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def run_measurements(args) -> None:
+    preset = load_preset(PRESET)
+    ff = ForceField(preset.model)
+    qpath = os.path.join(args.output, "quenches.jsonl")
+    epath = os.path.join(args.output, "equilibrium.jsonl")
+    done_q = {(r["duration"], r["index"]) for r in read_jsonl(qpath)}
+    done_e = {(r["temperature"], r["index"]) for r in read_jsonl(epath)}
+    # Fast rates first, then the equilibrium points, the slowest quench last: it is the one a
+    # budget cut may lose.
+    plan = sorted(zip(args.durations, args.quenches))
+    for duration, count in plan[:-1]:
+        run_quenches(args, preset, ff, qpath, done_q, duration, count)
+    run_equilibrium(args, preset, ff, epath, done_e)
+    run_quenches(args, preset, ff, qpath, done_q, *plan[-1])
+
+
+def run_quenches(args, preset, ff, qpath, done_q, duration: int, count: int) -> None:
+    """``count`` independent quenches of ``duration`` sweeps (finished ones skipped)."""
+    for i in range(count):
+        if (duration, i) in done_q:
+            continue
+        seed = args.seed * 100_000 + 7919 * i + duration % 99_991
+        cpu0 = time.process_time()
+        start = liquid(args, preset, seed, args.t_start)
+        e_liquid_is = is_energy_of(ff, start)
+        out = quench(args, preset, ff, start, duration, seed + 3)
+        row = {"duration": duration, "index": i, "seed": seed,
+               "rate": (args.t_start - args.t_end) / duration,
+               "liquid_is_energy": e_liquid_is, **out,
+               "cpu_seconds": time.process_time() - cpu0}
+        append_jsonl(qpath, row)
+        print(f"quench {duration:>8d} sweeps #{i}: E_IS/N {row['is_energy']:.5f} "
+              f"(liquid T={args.t_start:g} E_IS/N {e_liquid_is:.5f}), acceptance "
+              f"{row['acceptance']:.3f}, {row['cpu_seconds']:.0f} s CPU", flush=True)
+
+
+def run_equilibrium(args, preset, ff, epath, done_e) -> None:
+    # Equilibrium E_IS at intermediate T by swap MC (continuing down from the T = 1 liquid).
+    for i in range(args.eq_samples):
+        pending = [t for t in args.eq_temperatures if (t, i) not in done_e]
+        if not pending:
+            continue
+        seed = args.seed * 100_000 + 500_000 + 31 * i
+        cpu0 = time.process_time()
+        system = liquid(args, preset, seed, args.t_start)
+        mc = MonteCarlo(system, preset.model, temperature=args.t_start,
+                        moves=MoveSettings(**preset.moves), seed=seed + 5)
+        for t in sorted(args.eq_temperatures, reverse=True):
+            mc.temperature = t
+            mc.equilibrate(args.eq_sweeps)
+            mc.sweep(args.eq_sweeps)
+            if (t, i) in done_e:
+                continue
+            row = {"temperature": t, "index": i, "seed": seed,
+                   "sweeps": 2 * args.eq_sweeps, "energy": mc.energy / mc.n,
+                   "is_energy": is_energy_of(ff, mc.system()),
+                   "cpu_seconds": time.process_time() - cpu0}
+            cpu0 = time.process_time()
+            append_jsonl(epath, row)
+            print(f"swap equilibrium T = {t:g} #{i}: E/N {row['energy']:.5f}, E_IS/N "
+                  f"{row['is_energy']:.5f}", flush=True)
+
+
+def load_deep(path: str | None) -> dict:
+    """Certified swap glasses of ``scripts/deep_glasses.py``: per-glass rows with the sweeps
+    and CPU seconds of their whole lineage down to their temperature (the cost of making
+    that glass from a melt)."""
+    if not path or not os.path.exists(path):
+        return {"rows": [], "stop": None}
+    with open(path) as fh:
+        deep = json.load(fh)
+    rows = []
+    for r in deep["rows"]:
+        if r["verdict"] != "certified":
+            continue
+        lineage = [q for q in deep["rows"] if q["lineage"] == r["lineage"]
+                   and q["temperature"] >= r["temperature"]]
+        rows.append({**r, "lineage_sweeps": sum(q["sweeps"] for q in lineage),
+                     "lineage_cpu_seconds": sum(q["cpu_seconds"] for q in lineage)})
+    return {"rows": rows, "stop": deep.get("stop")}
+
+
+def fmt_factor(x: float, err: float) -> str:
+    """10^x with its 68 % interval 10^(x -+ err)."""
+    if not np.isfinite(x):
+        return "unreachable by the law"
+    if not np.isfinite(err):
+        return f"{10 ** x:.3g}"
+    return f"{10 ** x:.3g} [{10 ** (x - err):.2g}, {10 ** (x + err):.2g}]"
+
+
+def analyse(args) -> dict:
+    qrows = read_jsonl(os.path.join(args.output, "quenches.jsonl"))
+    erows = read_jsonl(os.path.join(args.output, "equilibrium.jsonl"))
+    deep = load_deep(args.deep)
+    if not qrows:
+        raise SystemExit("no quench recorded yet")
+    unconverged = [r for r in qrows if not r["converged"]]
+    if unconverged:
+        print(f"warning: {len(unconverged)} quench(es) whose FIRE did not converge")
+    by_rate = stability.group_mean_sem([r["duration"] for r in qrows],
+                                       [r["is_energy"] for r in qrows])
+    span = args.t_start - args.t_end
+    print(f"\n# Plain-MC quenches T = {args.t_start:g} -> {args.t_end:g} (linear, delta = "
+          f"{args.delta:g}), then FIRE; KA2 x_C = 0.10, N = {args.n}. E in epsilon per "
+          f"particle, rate in epsilon/k_B per sweep; +- standard error over quenches (a "
+          f"single quench gets the pooled scatter of the others)")
+    print(f"{'duration':>9s} {'rate':>9s} {'n':>2s} {'<E_IS/N>':>20s} {'CPU s/quench':>12s}")
+    cpu = {d: np.mean([r["cpu_seconds"] for r in qrows if r["duration"] == d])
+           for d, *_ in by_rate}
+    for d, n, m, se in by_rate:
+        print(f"{d:9d} {span / d:9.2e} {n:2d} {m:11.5f} ± {se:.5f} {cpu[d]:12.0f}")
+    liquid = np.array([r["liquid_is_energy"] for r in qrows])
+    print(f"liquid at T = {args.t_start:g} (swap-equilibrated): E_IS/N = {liquid.mean():.5f} ± "
+          f"{liquid.std(ddof=1) / np.sqrt(len(liquid)):.5f} ({len(liquid)} liquids)")
+
+    fit_sel = [(d, n, m, se) for d, n, m, se in by_rate if d >= args.fit_min_duration]
+    rates = np.array([span / d for d, *_ in fit_sel])
+    e_rate = np.array([m for *_, m, _ in fit_sel])
+    e_rate_err = np.array([se for *_, se in fit_sel])
+    fits = {}
+    for model in ("log", "vft"):
+        if model == "vft" and len(fit_sel) < 4:
+            # Three parameters need at least one degree of freedom left to be judged.
+            print("vft fit skipped: fewer than 4 rates")
+            continue
+        try:
+            fits[model] = stability.fit_rate_law(rates, e_rate, e_rate_err, model=model)
+        except ValueError as exc:
+            print(f"{model} fit not possible: {exc}")
+    print(f"\n# Fits of E_IS/N(rate) over durations >= {args.fit_min_duration} sweeps "
+          f"({len(fit_sel)} rates); one standard error; covariance scaled by chi2/dof when "
+          f"chi2 exceeds its 95 % quantile")
+    for model, f in fits.items():
+        law = ("E = c0 + c1 log10 r" if model == "log"
+               else "E = E0 + B / (L0 - log10 r)")
+        pars = ", ".join(f"{k} = {v:.5g} ± {f.errors[k]:.2g}" for k, v in f.params.items())
+        print(f"{model:4s} {law}: {pars}; chi2 = {f.chi2:.2f}, dof = {f.dof}")
+
+    # Equilibrium E_IS(T): certified swap glasses + swap-equilibrated extra points.
+    eq_points = [(r["temperature"], r["is_energy"], "certified library glass")
+                 for r in deep["rows"]]
+    eq_points += [(r["temperature"], r["is_energy"], "swap MC (not certified)") for r in erows]
+    eqfit = None
+    print(f"\n# Equilibrium inherent-structure energies (swap MC), +- standard error over "
+          f"independent glasses; fit E_IS = a + b/T over T <= {args.eq_fit_tmax:g}")
+    if eq_points:
+        stats_t = stability.group_mean_sem([p[0] for p in eq_points],
+                                           [p[1] for p in eq_points])
+        for t, n, m, se in stats_t:
+            src = sorted({p[2] for p in eq_points if p[0] == t})
+            print(f"T = {t:5.3g}: E_IS/N = {m:.5f} ± {se:.5f} ({n} glasses; {', '.join(src)})")
+        sel = [(t, m, se) for t, n, m, se in stats_t if t <= args.eq_fit_tmax]
+        if len(sel) >= 2:
+            eqfit = stability.fit_equilibrium_eis(*map(np.array, zip(*sel)))
+            print(f"a = {eqfit.a:.5f} ± {np.sqrt(eqfit.cov[0, 0]):.5f}, b = {eqfit.b:.5f} ± "
+                  f"{np.sqrt(eqfit.cov[1, 1]):.5f} (chi2 = {eqfit.chi2:.2f}, dof = "
+                  f"{eqfit.dof})")
+
+    out = {"quenches": qrows, "equilibrium_extra": erows, "deep_rows": deep["rows"],
+           "by_duration": [{"duration": d, "rate": span / d, "n": n, "is_energy_mean": m,
+                            "is_energy_sem": se, "cpu_seconds_mean": float(cpu[d])}
+                           for d, n, m, se in by_rate],
+           "fits": {k: f.as_dict() for k, f in fits.items()},
+           "equilibrium_fit": eqfit.as_dict() if eqfit else None,
+           "fit_min_duration": args.fit_min_duration, "t_start": args.t_start,
+           "t_end": args.t_end, "delta": args.delta, "n": args.n}
+
+    if eqfit is not None:
+        print("\n# Fictive temperature T_f (equilibrium E_IS(T_f) = glass E_IS; +- from the "
+              "quench scatter and the fit)")
+        out["fictive_quench"] = []
+        for d, _n, m, se in by_rate:
+            tf, tfe = eqfit.fictive_temperature(m, se)
+            extrap = "" if eqfit.t_range[0] <= tf <= eqfit.t_range[1] else \
+                " (outside the fitted T range)"
+            print(f"quench {d:>8d} sweeps: T_f = {tf:.4f} ± {tfe:.4f}{extrap}")
+            out["fictive_quench"].append({"duration": d, "t_f": tf, "t_f_err": tfe})
+        out["fictive_swap"] = []
+        for r in deep["rows"]:
+            tf, tfe = eqfit.fictive_temperature(r["is_energy"])
+            out["fictive_swap"].append({"temperature": r["temperature"],
+                                        "lineage": r["lineage"], "t_f": tf, "t_f_err": tfe})
+            print(f"swap glass T = {r['temperature']:g} lineage {r['lineage']}: E_IS/N "
+                  f"{r['is_energy']:.5f} -> T_f = {tf:.4f} ± {tfe:.4f} (fit error only)")
+
+    # Equivalent cooling rates of the swap parent temperatures.
+    slowest = max(d for d, *_ in by_rate)
+    r_slow = span / slowest
+    out["equivalent"] = []
+    if deep["rows"] and fits:
+        print(f"\n# EXTRAPOLATION: equivalent cooling rate of each swap parent T, as the factor "
+              f"by which a plain-MC quench would have to be slower than the slowest run here "
+              f"({slowest} sweeps, r = {r_slow:.2e}); central value [68 % interval] from the "
+              f"fit covariance and the standard error of <E_IS/N> over glasses")
+        stats_swap = stability.group_mean_sem([r["temperature"] for r in deep["rows"]],
+                                              [r["is_energy"] for r in deep["rows"]])
+        for t, n, m, se in sorted(stats_swap, reverse=True):
+            same = [r for r in deep["rows"] if r["temperature"] == t]
+            cost = float(np.mean([r["lineage_sweeps"] for r in same]))
+            cost_cpu = float(np.mean([r["lineage_cpu_seconds"] for r in same]))
+            row = {"temperature": t, "n": n, "is_energy_mean": m, "is_energy_sem": se,
+                   "lineage_sweeps": cost, "lineage_cpu_seconds": cost_cpu}
+            print(f"parent T = {t:g} ({n} glasses, <E_IS/N> = {m:.5f} ± {se:.5f}; made in "
+                  f"{cost:.3g} sweeps, {cost_cpu / 60:.1f} CPU-min from the melt):")
+            for model, f in fits.items():
+                x, xe = f.log10_rate_at(m, se)
+                factor = np.log10(r_slow) - x
+                row[model] = {"log10_rate": x, "log10_rate_err": xe,
+                              "log10_factor": factor, "log10_factor_err": xe}
+                # A conventional quench costing the same sweeps as this glass's lineage.
+                r_same = span / cost
+                e_same = float(f.energy(r_same))
+                e_same_err = float(f.energy_error(r_same)[0])
+                row[model]["same_cost_is_energy"] = e_same
+                row[model]["same_cost_is_energy_err"] = e_same_err
+                tf = eqfit.fictive_temperature(e_same, e_same_err) if eqfit else (None, None)
+                row[model]["same_cost_t_f"], row[model]["same_cost_t_f_err"] = tf
+                tf_txt = f", T_f = {tf[0]:.3f} ± {tf[1]:.3f}" if eqfit else ""
+                print(f"  {model:4s}: {fmt_factor(factor, xe)} times slower "
+                      f"(r_eq = 10^({x:.2f} ± {xe:.2f})); a plain-MC quench of the same "
+                      f"{cost:.3g} sweeps would reach E_IS/N = {e_same:.4f} ± "
+                      f"{e_same_err:.4f}{tf_txt}")
+            out["equivalent"].append(row)
+    out["deep_stop"] = deep["stop"]
+    with atomic_write(os.path.join(args.output, "results.json")) as fh:
+        json.dump(out, fh, indent=1)
+    figure(args, out, fits, eqfit)
+    return out
+
+
+def figure(args, out, fits, eqfit) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no figure")
+        return
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5),
+                                 gridspec_kw={"width_ratios": [1.5, 1]})
+    rates = np.array([b["rate"] for b in out["by_duration"]])
+    ax.errorbar(rates, [b["is_energy_mean"] for b in out["by_duration"]],
+                [b["is_energy_sem"] for b in out["by_duration"]], fmt="ko", ms=5,
+                label="plain-MC quench + FIRE (mean ± s.e.)", zorder=5)
+    for q in out["quenches"]:
+        ax.plot(q["rate"], q["is_energy"], ".", color="0.6", ms=4, zorder=4)
+    lo = min(rates.min(), min((10 ** e["log"]["log10_rate"] for e in out["equivalent"]
+                               if "log" in e and np.isfinite(e["log"]["log10_rate"])),
+                              default=rates.min())) / 3
+    grid = np.logspace(np.log10(lo), np.log10(rates.max()), 200)
+    styles = {"log": ("C0", "-", "E = c0 + c1 log10 r"),
+              "vft": ("C3", "--", "E = E0 + B/(L0 - log10 r)")}
+    fit_lo = 10 ** min(f.log10_rate_range[0] for f in fits.values()) if fits else lo
+    for model, f in fits.items():
+        color, ls, label = styles[model]
+        e = f.energy(grid)
+        ax.plot(grid, e, ls, color=color, lw=1.2, label=f"fit: {label}")
+        if model == "log":
+            err = f.energy_error(grid)
+            ax.fill_between(grid, e - err, e + err, color=color, alpha=0.15, lw=0)
+    ax.axvspan(grid[0], fit_lo, color="0.9", zorder=0)
+    ax.text(grid[0] * 1.3, ax.get_ylim()[1], "extrapolation", va="top", fontsize=8)
+    swap = out["equivalent"]
+    for k, e in enumerate(swap):
+        c = f"C{(k + 2) % 10}"
+        ax.axhspan(e["is_energy_mean"] - (e["is_energy_sem"] or 0),
+                   e["is_energy_mean"] + (e["is_energy_sem"] or 0), color=c, alpha=0.3)
+        ax.axhline(e["is_energy_mean"], color=c, lw=1,
+                   label=f"swap MC, parent T = {e['temperature']:g} ({e['n']} glasses)")
+    ax.set_xscale("log")
+    ax.set_xlabel("cooling rate r [epsilon/k_B per MC sweep]")
+    ax.set_ylabel("inherent-structure energy E_IS/N [epsilon]")
+    ax.set_title(f"KA2 x_C = 0.10, N = {out['n']}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    # Right: equilibrium E_IS(T) and the quench glasses at their fictive temperatures.
+    eq = [(r["temperature"], r["is_energy"]) for r in out["deep_rows"]]
+    eq += [(r["temperature"], r["is_energy"]) for r in out["equilibrium_extra"]]
+    if eq:
+        t, e = map(np.array, zip(*eq))
+        bx.plot(1 / t, e, "s", color="C2", ms=5, label="swap-equilibrated glasses")
+    if eqfit is not None:
+        tt = np.linspace(min(eqfit.t_range[0], 0.3), max(eqfit.t_range[1], 0.7), 100)
+        bx.plot(1 / tt, eqfit.energy(tt), "k-", lw=1, label="fit a + b/T")
+        for qf, b in zip(out.get("fictive_quench", []), out["by_duration"]):
+            if np.isfinite(qf["t_f"]):
+                bx.errorbar(1 / qf["t_f"], b["is_energy_mean"],
+                            xerr=qf["t_f_err"] / qf["t_f"] ** 2, yerr=b["is_energy_sem"],
+                            fmt="o", color="k", mfc="w", ms=5)
+        bx.plot([], [], "o", color="k", mfc="w", label="quenches at their T_f")
+    bx.set_xlabel("1 / T (parent or fictive) [k_B/epsilon]")
+    bx.set_ylabel("E_IS/N [epsilon]")
+    bx.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(args.output, "equivalent_cooling_rate.png")
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-o", "--output", default="cooling")
+    ap.add_argument("-N", "--n", type=int, default=500)
+    ap.add_argument("--durations", type=int, nargs="+",
+                    default=[100, 1000, 10_000, 100_000, 1_000_000], help="quench lengths (sweeps)")
+    ap.add_argument("--quenches", type=int, nargs="+", default=[3, 3, 3, 3, 1],
+                    help="independent quenches per duration")
+    ap.add_argument("--t-start", type=float, default=1.0)
+    ap.add_argument("--t-end", type=float, default=0.2)
+    ap.add_argument("--delta", type=float, default=0.15,
+                    help="fixed maximum displacement of the plain MC (sigma_AA)")
+    ap.add_argument("--liquid-sweeps", type=int, default=3000,
+                    help="swap-MC equilibration of each starting liquid at t-start")
+    ap.add_argument("--eq-temperatures", type=float, nargs="*", default=[0.6, 0.5],
+                    help="extra swap-MC equilibrium E_IS points for the E_IS(T) curve")
+    ap.add_argument("--eq-samples", type=int, default=3)
+    ap.add_argument("--eq-sweeps", type=int, default=6000,
+                    help="swap-MC sweeps per extra equilibrium T (equilibration, then as "
+                         "many again before the quench)")
+    ap.add_argument("--deep", help="results.json of scripts/deep_glasses.py")
+    ap.add_argument("--eq-fit-tmax", type=float, default=0.6,
+                    help="fit E_IS = a + b/T to equilibrium points at T <= this")
+    ap.add_argument("--fit-min-duration", type=int, default=0,
+                    help="leave quenches shorter than this out of the rate fits")
+    ap.add_argument("--analyze-only", action="store_true")
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="tiny everything (smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.durations, args.quenches = 200, [100, 300, 1000], [2, 2, 2]
+        args.liquid_sweeps, args.eq_temperatures, args.eq_samples = 300, [0.8], 2
+        args.eq_sweeps = 300
+    if len(args.durations) != len(args.quenches):
+        raise SystemExit("--quenches needs one count per --durations entry")
+    os.makedirs(args.output, exist_ok=True)
+    if not args.analyze_only:
+        run_measurements(args)
+    analyse(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

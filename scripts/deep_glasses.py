@@ -1,0 +1,333 @@
+"""Certified KA2 glass libraries as deep as swap Monte Carlo goes, cooling in steps.
+
+Each *lineage* is a sequence of library builds (``swapmc library build``, one sample each)
+down a temperature ladder: the first step starts from a melt, every later step starts from
+the certified equilibrium configuration of the same lineage at the previous, higher
+temperature (``[system] init``), so each chain only has to relax across one temperature
+step. Lineages have different seeds and share nothing, so the glasses at one temperature are
+independent samples.
+
+Sweep counts follow the relaxation time: at each temperature the equilibration lasts
+``--eq-taus`` times a predicted tau_alpha and the production ``--prod-taus`` times it (the
+certificate asks for >= 10 tau_alpha; the builder extends a chain that was too short, up to
+``--max-taus`` times the prediction). The prediction is the measured tau_alpha of the
+previous step extrapolated with the Arrhenius slope of the last two steps, times
+``--tau-safety`` because the dynamics is super-Arrhenius.
+
+The descent stops at the first temperature where
+
+* the cost predicted for the next step exceeds what is left of ``--budget-core-minutes``
+  ("tau_alpha beyond budget"),
+* no lineage is certified (the reasons of the certificate are printed: crystallisation
+  through the q6 guard, energy drift, or F_s not decayed within ``max_production_sweeps``),
+* the C-C clustering ratio of the inherent structures exceeds ``--demix-threshold``
+  (demixing of the dopant; see :func:`cc_clustering`).
+
+Per temperature it reports certified/failed samples with reasons, <tau_alpha> +- standard
+error over glasses, sweeps per chain, certified glasses per core-hour (CPU time of this
+process per step, and the chains' own wall times as the library records them), <E_IS/N> +-
+standard error over glasses, the crystalline fraction and the C-C clustering ratio.
+
+    python scripts/deep_glasses.py -o deep-glasses             # the recorded run
+    python scripts/deep_glasses.py --quick -o /tmp/deep-quick   # < 1 min smoke run
+
+Results go to ``OUTPUT/results.json`` (rewritten after every step, so a kill loses at most
+the step in flight; rerunning the same command resumes: stored samples are skipped and
+chains in flight continue from their checkpoints) and ``OUTPUT/glasses.sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from swapmc.io import atomic_write, write_extxyz
+from swapmc.library import Library
+from swapmc.library.build import build_library
+
+CONFIG = """\
+# KA2 library step written by scripts/deep_glasses.py (lineage {lineage}, T = {temperature})
+preset = "{preset}"
+[state]
+temperature = {temperature}
+[system]
+n = {n}
+init = "{init}"
+[run]
+seed = {seed}
+equilibration_sweeps = {equilibration}
+production_sweeps = {production}
+[output]
+thermo_every = {thermo_every}
+checkpoint_every = {checkpoint_every}
+[library]
+path = "{library}"
+samples = 1
+max_production_sweeps = {max_production}
+"""
+
+PRESET = "ka2-x10"
+
+
+def cc_clustering(system, dopant: str = "C", cutoff: float = 1.35) -> float:
+    """C-C clustering ratio of one configuration (1: C placed at random among the sites).
+
+    Parameters
+    ----------
+    system : System
+        Orthorhombic cell; positions in sigma_AA.
+    dopant : str
+        Species whose clustering is measured.
+    cutoff : float
+        First-shell radius around a C particle (sigma_AA), the same for every neighbour
+        species so that an ideal gas gives exactly 1 on average (1.35: near the first minimum
+        of the C-centred g(r) of KA2 at rho = 1.2).
+
+    Returns
+    -------
+    float
+        (fraction of C among the neighbours of C particles) / ((N_C - 1) / (N - 1)). Demixing
+        of C raises it above 1; C avoiding C lowers it below 1.
+    """
+    c = list(system.species_names).index(dopant)
+    is_c = system.species == c
+    n, n_c = len(is_c), int(is_c.sum())
+    if n_c < 2:
+        return float("nan")
+    lengths = np.diag(system.box.matrix)
+    d = system.positions[is_c][:, None, :] - system.positions[None, :, :]
+    d -= lengths * np.round(d / lengths)
+    r2 = (d * d).sum(axis=-1)
+    neighbour = (r2 < cutoff * cutoff) & (r2 > 1e-18)
+    total = neighbour.sum()
+    cc = (neighbour & is_c[None, :]).sum()
+    return float((cc / total) / ((n_c - 1) / (n - 1)))
+
+
+def predicted_tau(history: list[tuple[float, float]], temperature: float, first_guess: float,
+                  safety: float) -> float:
+    """tau_alpha (sweeps) predicted at ``temperature`` from the measured (T, tau) so far.
+
+    Arrhenius through the last two points (ln tau linear in 1/T), times ``safety``; with one
+    point the tau ratio of the step is taken as ``safety`` alone; with none, ``first_guess``.
+    """
+    if not history:
+        return first_guess
+    if len(history) == 1:
+        return history[-1][1] * safety
+    (t1, tau1), (t2, tau2) = history[-2], history[-1]
+    slope = math.log(tau2 / tau1) / (1.0 / t2 - 1.0 / t1)
+    return tau2 * math.exp(slope * (1.0 / temperature - 1.0 / t2)) * safety
+
+
+def mean_sem(values) -> tuple[float | None, float | None]:
+    """Mean and standard error of the mean (None when undefined)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if len(v) == 0:
+        return None, None
+    return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None)
+
+
+def plan_step(args, history, temperature) -> dict:
+    tau = predicted_tau(history, temperature, args.first_tau, args.tau_safety)
+    taus = args.first_eq_taus if not history else args.eq_taus
+    eq = max(args.min_sweeps, int(round(taus * tau, -2)))
+    prod = max(args.min_sweeps, int(round(args.prod_taus * tau, -2)))
+    return {"tau_predicted": tau, "equilibration": eq, "production": prod,
+            "max_production": max(prod, int(round(args.max_taus * tau, -2)))}
+
+
+def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
+             state: dict) -> dict:
+    """One library build (one chain) of one lineage at one temperature."""
+    key = f"{temperature:g}/{lineage}"
+    directory = os.path.join(args.output, "configs")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"T{temperature:g}-lineage{lineage}.toml")
+    every = max(10, plan["production"] // 2000)
+    text = CONFIG.format(lineage=lineage, temperature=temperature, preset=PRESET, n=args.n,
+                         init=init, seed=args.seed * 1000 + lineage,
+                         equilibration=plan["equilibration"], production=plan["production"],
+                         thermo_every=every, checkpoint_every=max(1000, 50 * every),
+                         library=os.path.abspath(os.path.join(args.output, "glasses.sqlite")),
+                         max_production=plan["max_production"])
+    with atomic_write(path) as fh:
+        fh.write(text)
+    cpu0 = time.process_time()
+    result = build_library(path)
+    cpu = time.process_time() - cpu0
+    with Library(result.path) as lib:
+        sample = lib.query(build=result.build, verdict=None)[0]
+        meta = dict(sample.meta)
+        if key in state.get("cpu", {}) and not result.made:
+            cpu = state["cpu"][key]  # stored by an earlier invocation: keep its CPU time
+        state.setdefault("cpu", {})[key] = cpu
+        eq_path = os.path.join(args.output, "structures",
+                               f"T{temperature:g}-lineage{lineage}.xyz")
+        os.makedirs(os.path.dirname(eq_path), exist_ok=True)
+        # Positions and species in the user's order, as the library stores them.
+        write_extxyz(eq_path, sample.system)
+        clustering = cc_clustering(sample.inherent)
+    return {"temperature": temperature, "lineage": lineage, "config": path,
+            "sample_id": sample.id if hasattr(sample, "id") else meta.get("id"),
+            "verdict": meta["verdict"], "reasons": meta["reasons"],
+            "tau_alpha": meta["tau_alpha"], "tau_alpha_stderr": meta["tau_alpha_stderr"],
+            "decays": meta["decays"], "sweeps": meta["sweeps"],
+            "production_sweeps": meta["production_sweeps"], "drift_z": meta["drift_z"],
+            "crystalline_fraction": meta["crystalline_fraction"],
+            "energy": meta["energy"], "is_energy": meta["is_energy"],
+            "cc_clustering": clustering, "wall_seconds": meta["wall_seconds"],
+            "cpu_seconds": cpu, "plan": plan, "equilibrium_structure": eq_path}
+
+
+def summarise(temperature: float, rows: list[dict]) -> dict:
+    cert = [r for r in rows if r["verdict"] == "certified"]
+    tau, tau_se = mean_sem(r["tau_alpha"] for r in cert)
+    eis, eis_se = mean_sem(r["is_energy"] for r in cert)
+    cpu_h = sum(r["cpu_seconds"] for r in rows) / 3600.0
+    wall_h = sum(r["wall_seconds"] for r in rows) / 3600.0
+    return {
+        "temperature": temperature, "samples": len(rows), "certified": len(cert),
+        "failed": [{"lineage": r["lineage"], "reasons": r["reasons"]} for r in rows
+                   if r["verdict"] != "certified"],
+        "tau_alpha_mean": tau, "tau_alpha_sem": tau_se,
+        "sweeps_mean": float(np.mean([r["sweeps"] for r in rows])),
+        "is_energy_mean": eis, "is_energy_sem": eis_se,
+        "crystalline_fraction_max": max(r["crystalline_fraction"] for r in rows),
+        "cc_clustering_mean": float(np.mean([r["cc_clustering"] for r in rows])),
+        "cpu_hours": cpu_h, "wall_hours": wall_h,
+        "certified_per_core_hour_cpu": len(cert) / cpu_h if cpu_h > 0 else None,
+        "certified_per_core_hour_wall": len(cert) / wall_h if wall_h > 0 else None,
+    }
+
+
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def print_table(summaries: list[dict]) -> None:
+    print(f"\n{'T':>5s} {'cert':>6s} {'<tau_alpha> (sweeps)':>21s} {'<sweeps>':>9s} "
+          f"{'cert/core-h':>11s} {'(wall)':>7s} {'<E_IS/N>':>18s} {'crystal':>7s} "
+          f"{'R_CC':>5s}")
+    for s in summaries:
+        tau = f"{fmt(s['tau_alpha_mean'], '.0f')} ± {fmt(s['tau_alpha_sem'], '.0f')}"
+        eis = f"{fmt(s['is_energy_mean'], '.4f')} ± {fmt(s['is_energy_sem'], '.4f')}"
+        print(f"{s['temperature']:5.3g} {s['certified']:>2d} / {s['samples']:<2d} {tau:>21s} "
+              f"{s['sweeps_mean']:9.0f} {fmt(s['certified_per_core_hour_cpu'], '11.1f')} "
+              f"{fmt(s['certified_per_core_hour_wall'], '7.1f')} {eis:>18s} "
+              f"{s['crystalline_fraction_max']:7.3f} {s['cc_clustering_mean']:5.2f}")
+        for f in s["failed"]:
+            print(f"      lineage {f['lineage']} failed: {f['reasons']}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-o", "--output", default="deep-glasses")
+    ap.add_argument("-N", "--n", type=int, default=500)
+    ap.add_argument("-T", "--temperatures", type=float, nargs="+",
+                    default=[0.45, 0.40, 0.36, 0.33, 0.31, 0.29],
+                    help="the ladder, decreasing (epsilon/k_B)")
+    ap.add_argument("--lineages", type=int, default=2, help="independent glasses per T")
+    ap.add_argument("--first-tau", type=float, default=4500.0,
+                    help="tau_alpha guess (sweeps) at the first temperature")
+    ap.add_argument("--first-eq-taus", type=float, default=11.0,
+                    help="equilibration of the first step (from a melt), in predicted tau")
+    ap.add_argument("--tau-safety", type=float, default=1.2)
+    ap.add_argument("--eq-taus", type=float, default=2.5,
+                    help="equilibration of later steps (from the previous T), in predicted tau")
+    ap.add_argument("--prod-taus", type=float, default=11.0)
+    ap.add_argument("--max-taus", type=float, default=40.0)
+    ap.add_argument("--min-sweeps", type=int, default=5000)
+    ap.add_argument("--budget-core-minutes", type=float, default=40.0,
+                    help="CPU time of this process the descent may use")
+    ap.add_argument("--demix-threshold", type=float, default=1.5,
+                    help="stop when the mean C-C clustering ratio exceeds this")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--quick", action="store_true", help="tiny everything (smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.temperatures, args.lineages = 200, [1.2, 1.0], 2
+        args.first_tau, args.min_sweeps, args.first_eq_taus = 250.0, 600, 4.0
+        args.budget_core_minutes = 1.0
+    if any(b >= a for a, b in zip(args.temperatures, args.temperatures[1:])):
+        raise SystemExit("--temperatures must decrease")
+    os.makedirs(args.output, exist_ok=True)
+    results_path = os.path.join(args.output, "results.json")
+    state = {}
+    if os.path.exists(results_path):
+        with open(results_path) as fh:
+            state = {"cpu": json.load(fh).get("cpu", {})}
+    print(f"# KA2 ({PRESET}) N = {args.n}, {args.lineages} lineage(s), ladder "
+          f"{args.temperatures}, budget {args.budget_core_minutes:g} core-minutes", flush=True)
+    rows, summaries, history, stop = [], [], [], None
+    inits = {k: "random" for k in range(args.lineages)}
+    used = 0.0
+    seconds_per_sweep = None
+    for temperature in args.temperatures:
+        plan = plan_step(args, history, temperature)
+        live = sorted(inits)
+        if seconds_per_sweep is not None:
+            predicted = len(live) * (plan["equilibration"] + 1.1 * 10 * plan["tau_predicted"]) \
+                * seconds_per_sweep
+            left = args.budget_core_minutes * 60 - used
+            # Fewer lineages rather than none: the depth matters more than the count.
+            while len(live) > 1 and predicted > left:
+                predicted *= (len(live) - 1) / len(live)
+                live = live[:-1]
+            if predicted > left:
+                stop = (f"tau_alpha beyond budget at T = {temperature:g}: predicted tau_alpha "
+                        f"{plan['tau_predicted']:.3g} sweeps, {predicted / 60:.1f} core-min "
+                        f"for {len(live)} chain(s) > {left / 60:.1f} core-min left")
+                break
+        print(f"\n## T = {temperature:g}: predicted tau_alpha {plan['tau_predicted']:.4g} "
+              f"sweeps; equilibration {plan['equilibration']}, production "
+              f"{plan['production']} (extendable to {plan['max_production']})", flush=True)
+        step = []
+        for lineage in live:
+            row = run_step(args, temperature, lineage, inits[lineage], plan, state)
+            step.append(row)
+            used += row["cpu_seconds"]
+        rows += step
+        summary = summarise(temperature, step)
+        summaries.append(summary)
+        measured = sum(r["cpu_seconds"] for r in step)
+        if measured > 0:
+            seconds_per_sweep = measured / sum(r["sweeps"] for r in step)
+        certified = [r for r in step if r["verdict"] == "certified"]
+        inits = {r["lineage"]: r["equilibrium_structure"] for r in certified}
+        if summary["tau_alpha_mean"] is not None:
+            history.append((temperature, summary["tau_alpha_mean"]))
+        with atomic_write(results_path) as fh:
+            json.dump({"args": vars(args), "rows": rows, "summaries": summaries,
+                       "cpu": state.get("cpu", {}), "stop": stop,
+                       "core_minutes_used": used / 60}, fh, indent=1)
+        if not certified:
+            stop = f"no lineage certified at T = {temperature:g}: " + "; ".join(
+                f"lineage {r['lineage']}: {r['reasons']}" for r in step)
+            break
+        if summary["cc_clustering_mean"] > args.demix_threshold:
+            stop = (f"demixing of C at T = {temperature:g}: C-C clustering ratio "
+                    f"{summary['cc_clustering_mean']:.2f} > {args.demix_threshold:g}")
+            break
+    else:
+        stop = "end of the ladder reached"
+    print_table(summaries)
+    certified_t = [s["temperature"] for s in summaries if s["certified"]]
+    lowest = min(certified_t) if certified_t else None
+    print(f"\nlowest certified T: {lowest}; stopped: {stop}")
+    print(f"CPU time of the builds: {used / 60:.1f} core-minutes")
+    with atomic_write(results_path) as fh:
+        json.dump({"args": vars(args), "rows": rows, "summaries": summaries,
+                   "cpu": state.get("cpu", {}), "stop": stop, "lowest_certified": lowest,
+                   "core_minutes_used": used / 60}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
