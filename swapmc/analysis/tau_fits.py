@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
-__all__ = ["TauFit", "fit_tau", "MODELS"]
+__all__ = ["TauFit", "fit_tau", "MODELS", "glass_temperature", "measured_speedup", "speedup",
+           "speedup_at_tg"]
 
 
 def _arrhenius(T, p):
@@ -301,3 +302,135 @@ def fit_tau(T, tau, tau_err=None, model: str = "vft") -> TauFit:
     return TauFit(model=model, params={n: float(v) for n, v in zip(names, p)}, errors=errors,
                   cov=cov, chi2=chi2, dof=dof, t_range=(float(T.min()), float(T.max())),
                   weighted=weighted, _p=p.copy())
+
+
+def _slope(fit: TauFit, T: float) -> float:
+    """d ln tau / dT of a fitted law at T (central difference)."""
+    h = 1e-6 * T
+    return float((fit.ln_tau(T + h)[()] - fit.ln_tau(T - h)[()]) / (2 * h))
+
+
+def measured_speedup(tau_slow, err_slow, tau_fast, err_fast) -> tuple[float, float]:
+    """Ratio of two measured relaxation times and the standard error of its logarithm.
+
+    Parameters
+    ----------
+    tau_slow, err_slow : float
+        tau_alpha of the standard dynamics and its standard error (any time unit).
+    tau_fast, err_fast : float
+        tau_alpha with swaps and its standard error (same unit).
+
+    Returns
+    -------
+    S : float
+        ``tau_slow / tau_fast``.
+    ln_err : float
+        Standard error of ln S, ``sqrt((err_slow/tau_slow)^2 + (err_fast/tau_fast)^2)``
+        (independent measurements, first order); the 68 % band is S exp(+-ln_err).
+    """
+    s = float(tau_slow) / float(tau_fast)
+    return s, float(math.hypot(err_slow / tau_slow, err_fast / tau_fast))
+
+
+def speedup(fit: TauFit, T, tau_fast, err_fast) -> tuple[np.ndarray, np.ndarray]:
+    """Speed-up tau_fit(T) / tau_fast at temperatures where the slow tau is extrapolated.
+
+    Parameters
+    ----------
+    fit : TauFit
+        Law fitted to the standard (slow) dynamics.
+    T : array_like, shape (K,)
+        Temperatures.
+    tau_fast, err_fast : array_like, shape (K,)
+        Measured tau_alpha with swaps and standard errors at T.
+
+    Returns
+    -------
+    S : ndarray, shape (K,)
+        ``exp(ln tau_fit(T)) / tau_fast`` (nan where the law is undefined, e.g. below a
+        divergence).
+    ln_err : ndarray, shape (K,)
+        Standard error of ln S: the fit's delta-method band and the measurement error in
+        quadrature (the two data sets are independent). It does not include the error of
+        the law itself, which only comparing laws reveals.
+    """
+    T = np.atleast_1d(np.asarray(T, dtype=np.float64))
+    tau_fast = np.broadcast_to(np.asarray(tau_fast, dtype=np.float64), T.shape)
+    err_fast = np.broadcast_to(np.asarray(err_fast, dtype=np.float64), T.shape)
+    ln_s = fit.ln_tau(T) - np.log(tau_fast)
+    ln_err = np.sqrt(fit.ln_tau_error(T) ** 2 + (err_fast / tau_fast) ** 2)
+    return np.exp(ln_s), np.where(np.isfinite(ln_s), ln_err, np.nan)
+
+
+def glass_temperature(fit: TauFit, tau_0: float, tau_0_err: float = 0.0,
+                      ratio: float = 1e12) -> tuple[float, float]:
+    """T_g where the law reaches ``tau_0 * ratio``, with its standard error.
+
+    Parameters
+    ----------
+    fit : TauFit
+        Law fitted to the standard dynamics.
+    tau_0 : float
+        Reference time, e.g. tau_alpha at the onset temperature (Ninarello et al. 2017).
+    tau_0_err : float
+        Standard error of tau_0 (independent of the fit's data), added in quadrature.
+    ratio : float
+        tau(T_g) / tau_0, 10^12 by convention.
+
+    Returns
+    -------
+    T_g, err : float
+        nan when the law never reaches the target.
+    """
+    target = math.log(tau_0) + math.log(ratio)
+    T_g, _ = fit.temperature_at(target)
+    if not math.isfinite(T_g):
+        return float("nan"), float("nan")
+    var = float(fit.ln_tau_error(T_g)[0]) ** 2 + (tau_0_err / tau_0) ** 2
+    return T_g, math.sqrt(var) / abs(_slope(fit, T_g))
+
+
+def speedup_at_tg(slow: TauFit, fast: TauFit, tau_0: float, tau_0_err: float = 0.0,
+                  ratio: float = 1e12) -> dict:
+    """Speed-up at the glass temperature of the slow dynamics, with its standard error.
+
+    ``S_g = tau_0 ratio / tau_fast(T_g)`` with T_g from :func:`glass_temperature` and
+    tau_fast from the law ``fast`` fitted to the swap data. Its error follows T_g's
+    dependence on the slow fit and on tau_0 (first order, three independent sources):
+    with a = (d ln tau_fast / dT) / (d ln tau_slow / dT) at T_g,
+    var ln S_g = (1 - a)^2 var ln tau_0 + a^2 var_slow(T_g) + var_fast(T_g),
+    where var_slow and var_fast are the fits' delta-method variances of ln tau.
+
+    Parameters
+    ----------
+    slow, fast : TauFit
+        Laws fitted to the standard and to the swap dynamics.
+    tau_0, tau_0_err : float
+        Reference time and its standard error.
+    ratio : float
+        tau_slow(T_g) / tau_0.
+
+    Returns
+    -------
+    dict
+        ``T_g``, ``T_g_err``, ``tau_fast`` (at T_g), ``speedup``, ``ln_err`` (standard error
+        of ln speedup), ``fast_extrapolated`` (T_g outside the fast fit's range); all nan
+        when T_g does not exist.
+    """
+    T_g, T_g_err = glass_temperature(slow, tau_0, tau_0_err, ratio)
+    nan = float("nan")
+    out = {"T_g": T_g, "T_g_err": T_g_err, "tau_fast": nan, "speedup": nan, "ln_err": nan,
+           "fast_extrapolated": False}
+    if not math.isfinite(T_g):
+        return out
+    ln_fast = float(fast.ln_tau(T_g)[()])
+    if not math.isfinite(ln_fast):
+        return out
+    a = _slope(fast, T_g) / _slope(slow, T_g)
+    var = ((1 - a) ** 2 * (tau_0_err / tau_0) ** 2 + a * a * float(slow.ln_tau_error(T_g)[0]) ** 2
+           + float(fast.ln_tau_error(T_g)[0]) ** 2)
+    out.update(tau_fast=math.exp(ln_fast),
+               speedup=math.exp(math.log(tau_0) + math.log(ratio) - ln_fast),
+               ln_err=math.sqrt(var),
+               fast_extrapolated=not fast.t_range[0] <= T_g <= fast.t_range[1])
+    return out

@@ -1,0 +1,135 @@
+"""scripts/speedup_curve.py: the analysis on synthetic results with known laws, exact resume
+of an interrupted stage, and the --quick run end to end."""
+
+import importlib.util
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from swapmc.analysis import FsTracker, default_wavenumber
+from swapmc.analysis.tau_fits import MODELS
+from swapmc.build import composition_counts, random_configuration
+from swapmc.mc import MonteCarlo, MoveSettings
+from swapmc.models import load_preset
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
+                      "speedup_curve.py")
+
+
+@pytest.fixture(scope="module")
+def sc():
+    spec = importlib.util.spec_from_file_location("speedup_curve", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["speedup_curve"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("speedup_curve", None)
+
+
+def _row(mode, T, tau, rel_err):
+    return {"T": T, "mode": mode, "tau": tau, "tau_err": rel_err * tau, "groups": 3,
+            "bound": math.nan, "equil_sweeps": int(20 * tau), "prod_sweeps": int(10 * tau),
+            "every": 1, "energy": -7.0, "energy_halves": [-7.0, -7.0], "acc_displacement": 0.4,
+            "acc_swap": 0.001, "delta": 0.07, "wall": 1.0, "solid_fraction": 0.0,
+            "fs_t": [0, 1], "fs": [1.0, 0.9]}
+
+
+def test_analysis_recovers_known_laws(sc, tmp_path):
+    # No-swap tau from an exact VFT law down to 0.45, swap tau from an exact Arrhenius law
+    # down to 0.33, 1 % errors: the fits must return the laws and the speed-ups the ratios.
+    vft = np.array([3.5, 1.5, 0.3])
+    arr = np.array([4.0, 2.0])
+    temps = [1.0, 0.7, 0.6, 0.5, 0.47, 0.45, 0.4, 0.36, 0.33]
+    out = tmp_path / "res"
+    out.mkdir()
+    for T in temps:
+        tau_s = math.exp(MODELS["arrhenius"][0](T, arr))
+        (out / (sc._tag("swap", T) + ".json")).write_text(
+            json.dumps(_row("swap", T, tau_s, 0.01)))
+        if T >= 0.45:
+            tau_n = math.exp(MODELS["vft"][0](T, vft))
+            (out / (sc._tag("noswap", T) + ".json")).write_text(
+                json.dumps(_row("noswap", T, tau_n, 0.01)))
+    js = tmp_path / "r.json"
+    assert sc.main(["--analyze-only", "--out", str(out), "--json", str(js),
+                    "--temperatures", *map(str, temps), "--figure",
+                    str(tmp_path / "f.png")]) == 0
+    res = json.loads(js.read_text())
+    vf = res["fits"]["noswap"]["vft"]["params"]
+    np.testing.assert_allclose([vf["ln_tau_inf"], vf["A"], vf["T0"]], vft, rtol=1e-5)
+    for row in res["table"]:
+        T = row["T"]
+        true = math.exp(MODELS["vft"][0](T, vft) - MODELS["arrhenius"][0](T, arr))
+        if T >= 0.45:
+            assert row["measured"]["speedup"] == pytest.approx(true, rel=1e-9)
+            assert row["measured"]["ln_err"] == pytest.approx(0.01 * math.sqrt(2), rel=1e-6)
+        else:
+            assert row["measured"] is None
+            assert row["extrapolated"]["vft"]["speedup"] == pytest.approx(true, rel=1e-4)
+    tau0 = math.exp(MODELS["vft"][0](1.0, vft))
+    t_g = vft[2] + vft[1] / (math.log(tau0 * 1e12) - vft[0])
+    at = res["speedup_at_tg"]["vft"]["arrhenius"]
+    assert at["T_g"] == pytest.approx(t_g, rel=1e-5)
+    assert at["speedup"] == pytest.approx(
+        tau0 * 1e12 / math.exp(MODELS["arrhenius"][0](t_g, arr)), rel=1e-3)
+    assert "power_law" not in res["speedup_at_tg"]  # diverges at T_MCT: no T_g
+    assert os.path.getsize(tmp_path / "f.png") > 10_000
+
+
+def test_interrupted_stage_resumes_exactly(sc, tmp_path):
+    preset = load_preset("ka2-x10")
+    model = preset.model
+    counts = composition_counts(preset.composition, 200, model.species)
+    start = random_configuration(counts, model.species, preset.density, seed=5)
+    q = default_wavenumber(preset.density)
+
+    def stage(path, seed=7):
+        mc = MonteCarlo(start, model, 1.0, moves=MoveSettings(**preset.moves), seed=seed)
+        tracker = FsTracker(q, 5, model.n_species, model.species.index("A"))
+        # window 1e9: the run ends at max_sweeps; checkpoint after every block.
+        return sc.Stage(str(path), mc, 100, tracker, 1e9, 400, 0.0)
+
+    whole = stage(tmp_path / "a.npz").run()
+
+    broken = stage(tmp_path / "b.npz")
+    calls = {"n": 0}
+    original = broken.mc.sweep
+
+    def dying_sweep(n):
+        calls["n"] += 1
+        if calls["n"] > 40:  # inside the production, after several checkpoints
+            raise KeyboardInterrupt
+        original(n)
+
+    broken.mc.sweep = dying_sweep
+    with pytest.raises(KeyboardInterrupt):
+        broken.run()
+    resumed = stage(tmp_path / "b.npz", seed=99).run()  # the stream comes from the file
+    for key in ("prod_sweeps", "fs_t", "fs", "energy", "energy_halves", "delta"):
+        assert resumed[key] == whole[key], key
+
+
+def test_quick_run_end_to_end(sc, tmp_path, capsys):
+    out, js = tmp_path / "run", tmp_path / "r.json"
+    args = ["--quick", "--out", str(out), "--json", str(js), "--figure",
+            str(tmp_path / "f.png")]
+    assert sc.main(args) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# command: speedup_curve.py --quick")
+    res = json.loads(js.read_text())
+    assert [r["T"] for r in res["swap"]] == list(sc.QUICK_TEMPERATURES)
+    assert [r["T"] for r in res["noswap"]] == list(sc.QUICK_TEMPERATURES)
+    for r in res["swap"] + res["noswap"]:
+        assert r["tau"] > 0 and r["tau_err"] > 0 and r["prod_sweeps"] >= 6 * r["tau"]
+    for r in res["swap"]:
+        assert r["solid_fraction"] < 0.05
+    # Swap relaxes at least as fast at the lowest quick temperature (1.5 combined sd).
+    lo = [r for r in res["table"] if r["T"] == min(sc.QUICK_TEMPERATURES)][0]
+    assert math.log(lo["measured"]["speedup"]) > -1.5 * lo["measured"]["ln_err"]
+    # A second invocation finds every stage stored and reproduces the results.
+    assert sc.main([*args[:-2]]) == 0
+    assert json.loads(js.read_text())["table"] == res["table"]
