@@ -8,7 +8,13 @@
    205130 (2007)). The temperature is lowered in ``min(duration, 1000)`` equal steps. Each
    quench ends with a FIRE minimisation to its inherent structure. Durations span decades
    (default 10^2 ... 10^6 sweeps); the cooling rate is (t_start - t_end) / duration in
-   epsilon/k_B per sweep. One JSON line per quench goes to ``OUTPUT/quenches.jsonl`` as soon
+   epsilon/k_B per sweep. Slow quenches (durations >= ``--short-start-from``) start instead
+   from a swap-MC liquid equilibrated at ``--short-start`` (0.6) and cool at the same rate
+   from there: at these rates the plain-MC liquid stays in equilibrium down to well below
+   0.6, so the skipped part of the ramp would have ended in the same state; the saving is
+   (t_start - 0.6) / (t_start - t_end) of the sweeps. The claim is checked: at
+   ``--short-check-duration`` (a faster rate, where it is least safe) quenches are run both
+   ways and compared. One JSON line per quench goes to ``OUTPUT/quenches.jsonl`` as soon
    as it ends (a kill loses the quench in flight only; rerunning skips finished ones).
 2. **Equilibrium E_IS(T).** The inherent-structure energies of swap-equilibrated glasses of
    ``scripts/deep_glasses.py`` (``--deep``, certified samples) together with short swap-MC
@@ -48,8 +54,9 @@ PRESET = "ka2-x10"
 FMAX = 1e-6  # FIRE force tolerance (epsilon/sigma), as the library quench of LJ models
 
 
-def liquid(args, preset, seed: int, temperature: float):
-    """An equilibrated swap-MC liquid at ``temperature`` (System, user order)."""
+def liquid(args, preset, seed: int, temperature: float, then: float | None = None):
+    """An equilibrated swap-MC liquid at ``temperature`` (System, user order); with
+    ``then``, continued by swap MC at that temperature for ``--eq-sweeps`` sweeps."""
     counts = composition_counts(preset.composition, args.n, preset.model.species)
     system = random_configuration(counts, preset.model.species, preset.density, seed=seed)
     mc = MonteCarlo(system, preset.model, temperature=2.0,
@@ -57,19 +64,23 @@ def liquid(args, preset, seed: int, temperature: float):
     mc.equilibrate(200)
     mc.temperature = temperature
     mc.equilibrate(args.liquid_sweeps)
+    if then is not None:
+        mc.temperature = then
+        mc.equilibrate(args.eq_sweeps)
     return mc.system()
 
 
-def quench(args, preset, ff, start, duration: int, seed: int) -> dict:
-    """Linear plain-MC cooling of ``start`` over ``duration`` sweeps, then FIRE."""
-    mc = MonteCarlo(start, preset.model, temperature=args.t_start,
+def quench(args, preset, ff, start, t_from: float, sweeps: int, seed: int) -> dict:
+    """Linear plain-MC cooling of ``start`` from ``t_from`` to ``--t-end`` in ``sweeps``
+    sweeps, then FIRE."""
+    mc = MonteCarlo(start, preset.model, temperature=t_from,
                     moves=MoveSettings(displacement=args.delta), seed=seed)
-    steps = min(duration, 1000)
-    edges = np.linspace(0, duration, steps + 1).round().astype(int)
+    steps = min(sweeps, 1000)
+    edges = np.linspace(0, sweeps, steps + 1).round().astype(int)
     for k in range(steps):
         # Temperature at the middle of the k-th interval of the linear ramp.
-        frac = (edges[k] + edges[k + 1]) / (2.0 * duration)
-        mc.temperature = args.t_start + (args.t_end - args.t_start) * frac
+        frac = (edges[k] + edges[k + 1]) / (2.0 * sweeps)
+        mc.temperature = t_from + (args.t_end - t_from) * frac
         if edges[k + 1] > edges[k]:
             mc.sweep(int(edges[k + 1] - edges[k]))
     final = mc.system()
@@ -110,28 +121,44 @@ def run_measurements(args) -> None:
     plan = sorted(zip(args.durations, args.quenches))
     for duration, count in plan[:-1]:
         run_quenches(args, preset, ff, qpath, done_q, duration, count)
+    if args.short_start is not None and args.short_check_duration:
+        run_quenches(args, preset, ff, qpath, done_q, args.short_check_duration,
+                     args.short_check_count, check=True)
     run_equilibrium(args, preset, ff, epath, done_e)
     run_quenches(args, preset, ff, qpath, done_q, *plan[-1])
 
 
-def run_quenches(args, preset, ff, qpath, done_q, duration: int, count: int) -> None:
-    """``count`` independent quenches of ``duration`` sweeps (finished ones skipped)."""
-    for i in range(count):
+def run_quenches(args, preset, ff, qpath, done_q, duration: int, count: int,
+                 check: bool = False) -> None:
+    """``count`` independent quenches at the rate of a ``duration``-sweep full ramp
+    (finished ones skipped). Durations >= ``--short-start-from`` start from a swap-MC liquid
+    at ``--short-start`` and cool at the same rate from there; with ``check``, the quenches
+    (indices 200, 201, ...) start there whatever the duration, to compare with full ramps."""
+    span = args.t_start - args.t_end
+    rate = span / duration
+    short = args.short_start is not None and (check or duration >= args.short_start_from)
+    t_from = args.short_start if short else args.t_start
+    for i in range(200 if check else 0, (200 if check else 0) + count):
         if (duration, i) in done_q:
             continue
         seed = args.seed * 100_000 + 7919 * i + duration % 99_991
         cpu0 = time.process_time()
-        start = liquid(args, preset, seed, args.t_start)
+        if t_from == args.t_start:
+            start = liquid(args, preset, seed, args.t_start)
+        else:
+            start = liquid(args, preset, seed, args.t_start, then=t_from)
         e_liquid_is = is_energy_of(ff, start)
-        out = quench(args, preset, ff, start, duration, seed + 3)
-        row = {"duration": duration, "index": i, "seed": seed,
-               "rate": (args.t_start - args.t_end) / duration,
+        sweeps = int(round((t_from - args.t_end) / rate))
+        out = quench(args, preset, ff, start, t_from, sweeps, seed + 3)
+        row = {"duration": duration, "index": i, "seed": seed, "rate": rate,
+               "t_from": t_from, "sweeps": sweeps,
                "liquid_is_energy": e_liquid_is, **out,
                "cpu_seconds": time.process_time() - cpu0}
         append_jsonl(qpath, row)
-        print(f"quench {duration:>8d} sweeps #{i}: E_IS/N {row['is_energy']:.5f} "
-              f"(liquid T={args.t_start:g} E_IS/N {e_liquid_is:.5f}), acceptance "
-              f"{row['acceptance']:.3f}, {row['cpu_seconds']:.0f} s CPU", flush=True)
+        print(f"quench at rate {rate:.3g} ({sweeps} sweeps from T = {t_from:g}) #{i}: E_IS/N "
+              f"{row['is_energy']:.5f} (liquid T={t_from:g} E_IS/N {e_liquid_is:.5f}), "
+              f"acceptance {row['acceptance']:.3f}, {row['cpu_seconds']:.0f} s CPU",
+              flush=True)
 
 
 def run_equilibrium(args, preset, ff, epath, done_e) -> None:
@@ -198,18 +225,42 @@ def analyse(args) -> dict:
     unconverged = [r for r in qrows if not r["converged"]]
     if unconverged:
         print(f"warning: {len(unconverged)} quench(es) whose FIRE did not converge")
+    for r in qrows:
+        r.setdefault("t_from", args.t_start)
+        r.setdefault("sweeps", r["duration"])
+    checks = [r for r in qrows if r["index"] >= 200]
+    qrows = [r for r in qrows if r["index"] < 200]
     by_rate = stability.group_mean_sem([r["duration"] for r in qrows],
                                        [r["is_energy"] for r in qrows])
     span = args.t_start - args.t_end
-    print(f"\n# Plain-MC quenches T = {args.t_start:g} -> {args.t_end:g} (linear, delta = "
-          f"{args.delta:g}), then FIRE; KA2 x_C = 0.10, N = {args.n}. E in epsilon per "
-          f"particle, rate in epsilon/k_B per sweep; +- standard error over quenches (a "
+    print(f"\n# Plain-MC quenches, linear in T down to {args.t_end:g} (fixed delta = "
+          f"{args.delta:g}), then FIRE; KA2 x_C = 0.10, N = {args.n}. Rate in epsilon/k_B per "
+          f"sweep (a 'duration' names the rate: the sweeps of a full ramp from "
+          f"{args.t_start:g}); E in epsilon per particle, +- standard error over quenches (a "
           f"single quench gets the pooled scatter of the others)")
-    print(f"{'duration':>9s} {'rate':>9s} {'n':>2s} {'<E_IS/N>':>20s} {'CPU s/quench':>12s}")
+    print(f"{'duration':>9s} {'rate':>9s} {'from T':>6s} {'sweeps':>8s} {'n':>2s} "
+          f"{'<E_IS/N>':>20s} {'CPU s/quench':>12s}")
     cpu = {d: np.mean([r["cpu_seconds"] for r in qrows if r["duration"] == d])
            for d, *_ in by_rate}
     for d, n, m, se in by_rate:
-        print(f"{d:9d} {span / d:9.2e} {n:2d} {m:11.5f} ± {se:.5f} {cpu[d]:12.0f}")
+        same = [r for r in qrows if r["duration"] == d]
+        froms = "/".join(f"{t:g}" for t in sorted({r["t_from"] for r in same}))
+        print(f"{d:9d} {span / d:9.2e} {froms:>6s} {same[0]['sweeps']:8d} {n:2d} "
+              f"{m:11.5f} ± {se:.5f} {cpu[d]:12.0f}")
+    check_out = None
+    if checks:
+        d = checks[0]["duration"]
+        full = np.array([r["is_energy"] for r in qrows if r["duration"] == d])
+        short = np.array([r["is_energy"] for r in checks])
+        if len(full) > 1 and len(short) > 1:
+            diff = short.mean() - full.mean()
+            se = np.sqrt(full.var(ddof=1) / len(full) + short.var(ddof=1) / len(short))
+            check_out = {"duration": d, "t_from": checks[0]["t_from"],
+                         "full_mean": float(full.mean()), "short_mean": float(short.mean()),
+                         "difference": float(diff), "difference_se": float(se)}
+            print(f"check at rate {span / d:.2e}: from T = {checks[0]['t_from']:g} "
+                  f"E_IS/N = {short.mean():.5f} ({len(short)}) against the full ramp "
+                  f"{full.mean():.5f} ({len(full)}): difference {diff:+.5f} ± {se:.5f}")
     liquid = np.array([r["liquid_is_energy"] for r in qrows])
     print(f"liquid at T = {args.t_start:g} (swap-equilibrated): E_IS/N = {liquid.mean():.5f} ± "
           f"{liquid.std(ddof=1) / np.sqrt(len(liquid)):.5f} ({len(liquid)} liquids)")
@@ -263,8 +314,8 @@ def analyse(args) -> dict:
                            for d, n, m, se in by_rate],
            "fits": {k: f.as_dict() for k, f in fits.items()},
            "equilibrium_fit": eqfit.as_dict() if eqfit else None,
-           "fit_min_duration": args.fit_min_duration, "t_start": args.t_start,
-           "t_end": args.t_end, "delta": args.delta, "n": args.n}
+           "short_start_check": check_out, "fit_min_duration": args.fit_min_duration,
+           "t_start": args.t_start, "t_end": args.t_end, "delta": args.delta, "n": args.n}
 
     if eqfit is not None:
         print("\n# Fictive temperature T_f (equilibrium E_IS(T_f) = glass E_IS; +- from the "
@@ -409,6 +460,17 @@ def main(argv=None) -> int:
                     help="independent quenches per duration")
     ap.add_argument("--t-start", type=float, default=1.0)
     ap.add_argument("--t-end", type=float, default=0.2)
+    ap.add_argument("--short-start", type=lambda x: None if x.lower() == "none" else float(x),
+                    default=0.6,
+                    help="slow quenches start from a swap-MC liquid equilibrated here and "
+                         "cool at the same rate (the part of the ramp above it is spent in "
+                         "equilibrium); 'none' for full ramps only")
+    ap.add_argument("--short-start-from", type=int, default=100_000,
+                    help="durations (sweeps of the full ramp) from which --short-start applies")
+    ap.add_argument("--short-check-duration", type=int, default=10_000,
+                    help="a (faster) rate at which quenches are run both ways, to check that "
+                         "starting at --short-start changes nothing (0: no check)")
+    ap.add_argument("--short-check-count", type=int, default=3)
     ap.add_argument("--delta", type=float, default=0.15,
                     help="fixed maximum displacement of the plain MC (sigma_AA)")
     ap.add_argument("--liquid-sweeps", type=int, default=3000,
@@ -429,6 +491,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny everything (smoke test)")
     args = ap.parse_args(argv)
     if args.quick:
+        args.short_start, args.short_start_from = 0.8, 1000
+        args.short_check_duration, args.short_check_count = 300, 2
         args.n, args.durations, args.quenches = 200, [100, 300, 1000], [2, 2, 2]
         args.liquid_sweeps, args.eq_temperatures, args.eq_samples = 300, [0.8], 2
         args.eq_sweeps = 300

@@ -5,35 +5,40 @@ down a temperature ladder: the first step starts from a melt, every later step s
 the certified equilibrium configuration of the same lineage at the previous, higher
 temperature (``[system] init``), so each chain only has to relax across one temperature
 step. Lineages have different seeds and share nothing, so the glasses at one temperature are
-independent samples.
+independent samples. Lineages run one after the other: the first goes as deep as the budget
+allows, the later ones add independent glasses along the same ladder.
 
 Sweep counts follow the relaxation time: at each temperature the equilibration lasts
-``--eq-taus`` times a predicted tau_alpha and the production ``--prod-taus`` times it (the
-certificate asks for >= 10 tau_alpha; the builder extends a chain that was too short, up to
-``--max-taus`` times the prediction). The prediction is the measured tau_alpha of the
-previous step extrapolated with the Arrhenius slope of the last two steps, times
-``--tau-safety`` because the dynamics is super-Arrhenius.
+``--eq-taus`` (``--first-eq-taus`` from a melt) times a predicted tau_alpha and the
+production ``--prod-taus`` times it (the certificate asks for >= 10 tau_alpha; the builder
+extends a chain that was too short, up to ``--max-taus`` times the prediction). The
+prediction is the tau_alpha an earlier lineage measured at that T, or else the Arrhenius
+extrapolation of the two lowest temperatures measured above it, times ``--tau-safety``
+(the dynamics is super-Arrhenius).
 
-The descent stops at the first temperature where
+A lineage stops at the first temperature where
 
-* the cost predicted for the next step exceeds what is left of ``--budget-core-minutes``
+* the CPU time predicted for the step exceeds what is left of ``--budget-core-minutes``
   ("tau_alpha beyond budget"),
-* no lineage is certified (the reasons of the certificate are printed: crystallisation
-  through the q6 guard, energy drift, or F_s not decayed within ``max_production_sweeps``),
-* the C-C clustering ratio of the inherent structures exceeds ``--demix-threshold``
+* its chain is not certified (the certificate's reasons are printed: crystallisation through
+  the q6 guard, energy drift, or F_s not decayed within ``max_production_sweeps``),
+* the C-C clustering ratio of its inherent structure exceeds ``--demix-threshold``
   (demixing of the dopant; see :func:`cc_clustering`).
 
 Per temperature it reports certified/failed samples with reasons, <tau_alpha> +- standard
 error over glasses, sweeps per chain, certified glasses per core-hour (CPU time of this
-process per step, and the chains' own wall times as the library records them), <E_IS/N> +-
-standard error over glasses, the crystalline fraction and the C-C clustering ratio.
+process per chain, and the chains' own wall times as the library records them), <E_IS/N> +-
+standard error over glasses, the largest crystalline fraction and the mean C-C clustering
+ratio.
 
     python scripts/deep_glasses.py -o deep-glasses             # the recorded run
     python scripts/deep_glasses.py --quick -o /tmp/deep-quick   # < 1 min smoke run
 
-Results go to ``OUTPUT/results.json`` (rewritten after every step, so a kill loses at most
-the step in flight; rerunning the same command resumes: stored samples are skipped and
-chains in flight continue from their checkpoints) and ``OUTPUT/glasses.sqlite``.
+Results go to ``OUTPUT/results.json`` (rewritten after every chain, so a kill loses at most
+the chain in flight; rerunning the same command resumes: stored samples are skipped and the
+chain in flight continues from its checkpoint), ``OUTPUT/glasses.sqlite``, the build
+configs in ``OUTPUT/configs/`` and each chain's final equilibrium configuration in
+``OUTPUT/structures/`` (the start of the next step).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import numpy as np
 from swapmc.io import atomic_write, write_extxyz
 from swapmc.library import Library
 from swapmc.library.build import build_library
+from swapmc.library.settings import build_fingerprint, chain_directory, resolve
 
 CONFIG = """\
 # KA2 library step written by scripts/deep_glasses.py (lineage {lineage}, T = {temperature})
@@ -110,18 +116,23 @@ def cc_clustering(system, dopant: str = "C", cutoff: float = 1.35) -> float:
     return float((cc / total) / ((n_c - 1) / (n - 1)))
 
 
-def predicted_tau(history: list[tuple[float, float]], temperature: float, first_guess: float,
+def predicted_tau(measured: dict, temperature: float, first_guess: float,
                   safety: float) -> float:
-    """tau_alpha (sweeps) predicted at ``temperature`` from the measured (T, tau) so far.
+    """tau_alpha (sweeps) predicted at ``temperature`` from ``measured`` {T: mean tau}.
 
-    Arrhenius through the last two points (ln tau linear in 1/T), times ``safety``; with one
-    point the tau ratio of the step is taken as ``safety`` alone; with none, ``first_guess``.
+    If an earlier lineage measured tau at this T, that value times ``safety``. Otherwise
+    Arrhenius (ln tau linear in 1/T) through the two lowest measured temperatures above it,
+    times ``safety`` (the dynamics is super-Arrhenius, so the straight line underestimates);
+    with one such temperature its tau times ``safety``; with none, ``first_guess``.
     """
-    if not history:
+    if temperature in measured:
+        return measured[temperature] * safety
+    above = sorted((t, tau) for t, tau in measured.items() if t > temperature)
+    if not above:
         return first_guess
-    if len(history) == 1:
-        return history[-1][1] * safety
-    (t1, tau1), (t2, tau2) = history[-2], history[-1]
+    if len(above) == 1:
+        return above[0][1] * safety
+    (t2, tau2), (t1, tau1) = above[0], above[1]
     slope = math.log(tau2 / tau1) / (1.0 / t2 - 1.0 / t1)
     return tau2 * math.exp(slope * (1.0 / temperature - 1.0 / t2)) * safety
 
@@ -134,9 +145,10 @@ def mean_sem(values) -> tuple[float | None, float | None]:
     return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None)
 
 
-def plan_step(args, history, temperature) -> dict:
-    tau = predicted_tau(history, temperature, args.first_tau, args.tau_safety)
-    taus = args.first_eq_taus if not history else args.eq_taus
+def plan_step(args, measured: dict, temperature: float, from_melt: bool) -> dict:
+    """Sweep counts of one step (see the module docstring)."""
+    tau = predicted_tau(measured, temperature, args.first_tau, args.tau_safety)
+    taus = args.first_eq_taus if from_melt else args.eq_taus
     eq = max(args.min_sweeps, int(round(taus * tau, -2)))
     prod = max(args.min_sweeps, int(round(args.prod_taus * tau, -2)))
     return {"tau_predicted": tau, "equilibration": eq, "production": prod,
@@ -159,6 +171,10 @@ def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
                          max_production=plan["max_production"])
     with atomic_write(path) as fh:
         fh.write(text)
+    cfg = resolve(path)
+    # A chain resumed from the checkpoint of a killed invocation: this process's CPU time
+    # misses the killed part, so its cost is estimated from the other chains (see save()).
+    resumed = os.path.isdir(chain_directory(cfg, build_fingerprint(cfg), 0))
     cpu0 = time.process_time()
     result = build_library(path)
     cpu = time.process_time() - cpu0
@@ -168,6 +184,8 @@ def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
         if key in state.get("cpu", {}) and not result.made:
             cpu = state["cpu"][key]  # stored by an earlier invocation: keep its CPU time
         state.setdefault("cpu", {})[key] = cpu
+        flags = state.setdefault("resumed", {})
+        flags[key] = resumed or flags.get(key, False)
         eq_path = os.path.join(args.output, "structures",
                                f"T{temperature:g}-lineage{lineage}.xyz")
         os.makedirs(os.path.dirname(eq_path), exist_ok=True)
@@ -183,14 +201,15 @@ def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
             "crystalline_fraction": meta["crystalline_fraction"],
             "energy": meta["energy"], "is_energy": meta["is_energy"],
             "cc_clustering": clustering, "wall_seconds": meta["wall_seconds"],
-            "cpu_seconds": cpu, "plan": plan, "equilibrium_structure": eq_path}
+            "cpu_seconds": cpu, "resumed": state["resumed"][key],
+            "plan": plan, "equilibrium_structure": eq_path}
 
 
 def summarise(temperature: float, rows: list[dict]) -> dict:
     cert = [r for r in rows if r["verdict"] == "certified"]
     tau, tau_se = mean_sem(r["tau_alpha"] for r in cert)
     eis, eis_se = mean_sem(r["is_energy"] for r in cert)
-    cpu_h = sum(r["cpu_seconds"] for r in rows) / 3600.0
+    cpu_h = sum(r["cost_cpu_seconds"] for r in rows) / 3600.0
     wall_h = sum(r["wall_seconds"] for r in rows) / 3600.0
     return {
         "temperature": temperature, "samples": len(rows), "certified": len(cert),
@@ -202,6 +221,7 @@ def summarise(temperature: float, rows: list[dict]) -> dict:
         "crystalline_fraction_max": max(r["crystalline_fraction"] for r in rows),
         "cc_clustering_mean": float(np.mean([r["cc_clustering"] for r in rows])),
         "cpu_hours": cpu_h, "wall_hours": wall_h,
+        "cost_estimated": any(r["cost_estimated"] for r in rows),
         "certified_per_core_hour_cpu": len(cert) / cpu_h if cpu_h > 0 else None,
         "certified_per_core_hour_wall": len(cert) / wall_h if wall_h > 0 else None,
     }
@@ -222,6 +242,9 @@ def print_table(summaries: list[dict]) -> None:
               f"{s['sweeps_mean']:9.0f} {fmt(s['certified_per_core_hour_cpu'], '11.1f')} "
               f"{fmt(s['certified_per_core_hour_wall'], '7.1f')} {eis:>18s} "
               f"{s['crystalline_fraction_max']:7.3f} {s['cc_clustering_mean']:5.2f}")
+        if s["cost_estimated"]:
+            print("      (a chain resumed after a kill: its CPU time estimated from the others' "
+                  "CPU per sweep)")
         for f in s["failed"]:
             print(f"      lineage {f['lineage']} failed: {f['reasons']}")
 
@@ -262,70 +285,94 @@ def main(argv=None) -> int:
     state = {}
     if os.path.exists(results_path):
         with open(results_path) as fh:
-            state = {"cpu": json.load(fh).get("cpu", {})}
+            old = json.load(fh)
+        state = {"cpu": old.get("cpu", {}), "resumed": old.get("resumed", {})}
     print(f"# KA2 ({PRESET}) N = {args.n}, {args.lineages} lineage(s), ladder "
           f"{args.temperatures}, budget {args.budget_core_minutes:g} core-minutes", flush=True)
-    rows, summaries, history, stop = [], [], [], None
-    inits = {k: "random" for k in range(args.lineages)}
+    # Lineage after lineage: the first one goes as deep as the budget allows, later ones add
+    # independent glasses at the temperatures already reached (and may go deeper).
+    rows, stops = [], {}
     used = 0.0
     seconds_per_sweep = None
-    for temperature in args.temperatures:
-        plan = plan_step(args, history, temperature)
-        live = sorted(inits)
-        if seconds_per_sweep is not None:
-            predicted = len(live) * (plan["equilibration"] + 1.1 * 10 * plan["tau_predicted"]) \
-                * seconds_per_sweep
-            left = args.budget_core_minutes * 60 - used
-            # Fewer lineages rather than none: the depth matters more than the count.
-            while len(live) > 1 and predicted > left:
-                predicted *= (len(live) - 1) / len(live)
-                live = live[:-1]
-            if predicted > left:
-                stop = (f"tau_alpha beyond budget at T = {temperature:g}: predicted tau_alpha "
-                        f"{plan['tau_predicted']:.3g} sweeps, {predicted / 60:.1f} core-min "
-                        f"for {len(live)} chain(s) > {left / 60:.1f} core-min left")
-                break
-        print(f"\n## T = {temperature:g}: predicted tau_alpha {plan['tau_predicted']:.4g} "
-              f"sweeps; equilibration {plan['equilibration']}, production "
-              f"{plan['production']} (extendable to {plan['max_production']})", flush=True)
-        step = []
-        for lineage in live:
-            row = run_step(args, temperature, lineage, inits[lineage], plan, state)
-            step.append(row)
-            used += row["cpu_seconds"]
-        rows += step
-        summary = summarise(temperature, step)
-        summaries.append(summary)
-        measured = sum(r["cpu_seconds"] for r in step)
-        if measured > 0:
-            seconds_per_sweep = measured / sum(r["sweeps"] for r in step)
-        certified = [r for r in step if r["verdict"] == "certified"]
-        inits = {r["lineage"]: r["equilibrium_structure"] for r in certified}
-        if summary["tau_alpha_mean"] is not None:
-            history.append((temperature, summary["tau_alpha_mean"]))
+
+    def measured_taus() -> dict:
+        taus = {}
+        for t in {r["temperature"] for r in rows}:
+            v = [r["tau_alpha"] for r in rows if r["temperature"] == t
+                 and r["verdict"] == "certified"]
+            if v:
+                taus[t] = float(np.mean(v))
+        return taus
+
+    def save(final: bool = False) -> dict:
+        # Cost of each chain in CPU seconds: measured, or for a resumed chain its sweeps times
+        # the CPU seconds per sweep of the chains that ran in one piece at the same T (else
+        # at any T).
+        whole = [r for r in rows if not r["resumed"]]
+        for r in rows:
+            same = [q for q in whole if q["temperature"] == r["temperature"]] or whole
+            if r["resumed"] and same:
+                rate = sum(q["cpu_seconds"] for q in same) / sum(q["sweeps"] for q in same)
+                r["cost_cpu_seconds"], r["cost_estimated"] = r["sweeps"] * rate, True
+            else:
+                r["cost_cpu_seconds"], r["cost_estimated"] = r["cpu_seconds"], r["resumed"]
+        temps = sorted({r["temperature"] for r in rows}, reverse=True)
+        summaries = [summarise(t, [r for r in rows if r["temperature"] == t]) for t in temps]
+        certified_t = [x["temperature"] for x in summaries if x["certified"]]
+        out = {"args": vars(args), "rows": rows, "summaries": summaries,
+               "cpu": state.get("cpu", {}), "resumed": state.get("resumed", {}),
+               "stops": stops,
+               "stop": stops.get(0), "lowest_certified": min(certified_t, default=None),
+               "core_minutes_used": used / 60, "complete": final}
         with atomic_write(results_path) as fh:
-            json.dump({"args": vars(args), "rows": rows, "summaries": summaries,
-                       "cpu": state.get("cpu", {}), "stop": stop,
-                       "core_minutes_used": used / 60}, fh, indent=1)
-        if not certified:
-            stop = f"no lineage certified at T = {temperature:g}: " + "; ".join(
-                f"lineage {r['lineage']}: {r['reasons']}" for r in step)
-            break
-        if summary["cc_clustering_mean"] > args.demix_threshold:
-            stop = (f"demixing of C at T = {temperature:g}: C-C clustering ratio "
-                    f"{summary['cc_clustering_mean']:.2f} > {args.demix_threshold:g}")
-            break
-    else:
-        stop = "end of the ladder reached"
+            json.dump(out, fh, indent=1)
+        return out
+
+    for lineage in range(args.lineages):
+        init = "random"
+        for temperature in args.temperatures:
+            plan = plan_step(args, measured_taus(), temperature, init == "random")
+            if seconds_per_sweep is not None:
+                predicted = (plan["equilibration"] + 1.1 * 10 * plan["tau_predicted"]) \
+                    * seconds_per_sweep
+                left = args.budget_core_minutes * 60 - used
+                if predicted > left:
+                    stops[lineage] = (
+                        f"tau_alpha beyond budget at T = {temperature:g}: predicted tau_alpha "
+                        f"{plan['tau_predicted']:.3g} sweeps, {predicted / 60:.1f} core-min "
+                        f"for one chain > {left / 60:.1f} core-min left")
+                    break
+            print(f"\n## lineage {lineage}, T = {temperature:g}: predicted tau_alpha "
+                  f"{plan['tau_predicted']:.4g} sweeps; equilibration {plan['equilibration']}, "
+                  f"production {plan['production']} (extendable to {plan['max_production']})",
+                  flush=True)
+            row = run_step(args, temperature, lineage, init, plan, state)
+            rows.append(row)
+            used += row["cpu_seconds"]
+            done = [r for r in rows if r["cpu_seconds"] > 0 and not r["resumed"]]
+            if done:
+                seconds_per_sweep = (sum(r["cpu_seconds"] for r in done)
+                                     / sum(r["sweeps"] for r in done))
+            save()
+            if row["verdict"] != "certified":
+                stops[lineage] = f"not certified at T = {temperature:g}: {row['reasons']}"
+                break
+            if row["cc_clustering"] > args.demix_threshold:
+                stops[lineage] = (f"demixing of C at T = {temperature:g}: C-C clustering "
+                                  f"ratio {row['cc_clustering']:.2f} > {args.demix_threshold:g}")
+                break
+            init = row["equilibrium_structure"]
+        else:
+            stops[lineage] = "end of the ladder reached"
+    out = save(final=True)
+    summaries, lowest = out["summaries"], out["lowest_certified"]
     print_table(summaries)
     certified_t = [s["temperature"] for s in summaries if s["certified"]]
     lowest = min(certified_t) if certified_t else None
-    print(f"\nlowest certified T: {lowest}; stopped: {stop}")
+    print(f"\nlowest certified T: {lowest}")
+    for lineage, why in stops.items():
+        print(f"lineage {lineage} stopped: {why}")
     print(f"CPU time of the builds: {used / 60:.1f} core-minutes")
-    with atomic_write(results_path) as fh:
-        json.dump({"args": vars(args), "rows": rows, "summaries": summaries,
-                   "cpu": state.get("cpu", {}), "stop": stop, "lowest_certified": lowest,
-                   "core_minutes_used": used / 60}, fh, indent=1)
     return 0
 
 

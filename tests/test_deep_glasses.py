@@ -40,7 +40,7 @@ def test_deep_glasses_quick(deep):
         assert s["certified"] + len(s["failed"]) == s["samples"]
     later = [r for r in rows if r["temperature"] == temps[1]]
     for r in later:
-        with open(r["config"]) as fh:
+        with open(work / r["config"]) as fh:
             text = fh.read()
         assert f"T{temps[0]:g}-lineage{r['lineage']}.xyz" in text
     for r in rows:
