@@ -297,7 +297,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--tg-ratio", type=float, default=1e12, help="tau(T_g) / tau_0")
     ap.add_argument("--powerlaw-range", type=float, nargs=2, default=(0.45, 1.0),
                     metavar=("TMIN", "TMAX"), help="no-swap T range of the MCT power law")
-    ap.add_argument("--arrhenius-max", type=float, default=0.5,
+    ap.add_argument("--arrhenius-max", type=float, default=0.6,
                     help="Arrhenius fits use T <= this")
     ap.add_argument("--figure", metavar="PNG", help="Angell plot (log10 tau vs 1/T)")
     ap.add_argument("--json", metavar="FILE", help="machine-readable results")
@@ -744,7 +744,7 @@ def main(argv=None) -> int:
     """Measure (resuming), then fit and report; returns the exit status."""
     args = parse_args(argv)
     _log("# command: " + " ".join(shlex.quote(a) for a in [
-        "python", os.path.relpath(sys.argv[0]) if argv is None else "speedup_curve.py",
+        "python", os.path.relpath(sys.argv[0]) if argv is None else "scripts/speedup_curve.py",
         *(sys.argv[1:] if argv is None else argv)]))
     _log(f"# preset {PRESET}, N = {args.n}, swap ladder {list(args.temperatures)}, "
          f"no-swap down to {args.noswap_min:g}, equilibration {args.equil_factor:g} x "

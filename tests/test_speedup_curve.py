@@ -119,7 +119,7 @@ def test_quick_run_end_to_end(sc, tmp_path, capsys):
             str(tmp_path / "f.png")]
     assert sc.main(args) == 0
     text = capsys.readouterr().out
-    assert text.startswith("# command: speedup_curve.py --quick")
+    assert text.startswith("# command: python scripts/speedup_curve.py --quick")
     res = json.loads(js.read_text())
     assert [r["T"] for r in res["swap"]] == list(sc.QUICK_TEMPERATURES)
     assert [r["T"] for r in res["noswap"]] == list(sc.QUICK_TEMPERATURES)

@@ -30,6 +30,14 @@ and the scale is always chi^2 / dof. Predictions at any T (including
 extrapolations) carry a delta-method band, and the temperature at which the fit reaches a
 given tau carries the corresponding error. The coverage of these 68 % intervals is tested
 on synthetic data with known parameters (``tests/test_tau_fits.py``).
+
+Speed-ups (ratios of tau at equal T, standard over swap dynamics): :func:`measured_speedup`
+where both are measured, :func:`speedup` where the standard tau comes from a fitted law,
+:func:`glass_temperature` (tau / tau_0 = 10^12) and :func:`speedup_at_tg`, each with a
+first-order standard error of ln(speed-up) or of T_g. On synthetic VFT (standard) and
+Arrhenius (swap) data with 10 % noise their 68 % bands covered the truth in 73-77 % of 200
+data sets (extrapolation to T = 0.40 and 0.36 from data down to 0.45, and at T_g). None of
+these bands contains the error of the law itself: compare laws for that.
 """
 
 from __future__ import annotations
