@@ -616,42 +616,30 @@ def report(args, swap: list, noswap: list, res: dict) -> None:
 
 COLORS = {"arrhenius": "tab:green", "vft": "tab:orange", "parabolic": "tab:purple",
           "power_law": "tab:brown"}
+SWAP_COLORS = {"parabolic": "tab:blue", "arrhenius": "tab:cyan"}
 
 
-def plot_angell(args, swap: list, noswap: list, res: dict, path: str) -> None:
-    """Angell-style plot: log10 tau_alpha against 1/T, both dynamics, fits with 68 % bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _draw(ax, args, swap: list, noswap: list, res: dict, t_hi: float, t_lo: float,
+          y_cap: float) -> None:
+    """One Angell panel over t_lo <= T <= t_hi; the y axis ends at y_cap (log10 sweeps)."""
     ln10 = math.log(10.0)
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
-    t_low = min(r["T"] for r in swap + noswap)
-    tgs = [d[next(iter(d))]["T_g"] for d in res["at_tg"].values() if d]
-    tgs = [t for t in tgs if math.isfinite(t)]
-    t_min = min([t_low, *tgs]) * 0.98
-    t_max = max(r["T"] for r in swap + noswap)
-    inv = np.linspace(1.0 / t_max, 1.0 / t_min, 400)
-    y_top = -math.inf
+    inv = np.linspace(1.0 / t_hi, 1.0 / t_lo, 400)
+    T = 1.0 / inv
     for group, fits, style in (("no swap", res["slow"], "-"), ("swap", res["fast"], "--")):
         for law, fit in fits.items():
             if fit is None:
                 continue
-            T = 1.0 / inv
             y = fit.ln_tau(T) / ln10
             e = fit.ln_tau_error(T) / ln10
             if law == "parabolic":
                 y = np.where(T <= fit.params["T_o"], y, np.nan)
-            # Solid where the law is fitted, dotted where it extrapolates.
+            # Solid (no swap) or dashed (swap) where fitted, dotted where extrapolated.
             inside = (T >= fit.t_range[0]) & (T <= fit.t_range[1])
-            color = COLORS[law] if group == "no swap" else "tab:blue"
-            label = f"{group}: {law.replace('_', ' ')}"
-            ax.plot(inv[inside], y[inside], style, color=color, lw=1.4, label=label)
+            color = COLORS[law] if group == "no swap" else SWAP_COLORS[law]
+            ax.plot(inv[inside], y[inside], style, color=color, lw=1.4,
+                    label=f"{group}: {law.replace('_', ' ')} fit")
             ax.plot(inv, y, ":", color=color, lw=1.0)
             ax.fill_between(inv, y - e, y + e, color=color, alpha=0.12, lw=0)
-            if group == "no swap":
-                y_top = max(y_top, float(np.nanmax(np.where(T >= t_low * 0.98, y + e, np.nan))))
     for rows, color, marker, label in ((swap, "tab:blue", "o", "swap (p_swap = 0.2)"),
                                        (noswap, "tab:red", "s", "no swap (displacements)")):
         ok = [r for r in rows if math.isfinite(r["tau"])]
@@ -667,32 +655,58 @@ def plot_angell(args, swap: list, noswap: list, res: dict, path: str) -> None:
             ax.plot([1.0 / r["T"] for r in bounds], [math.log10(r["bound"]) for r in bounds],
                     "^", mfc="none", color=color, ms=7, label=f"{label}: lower bound")
     pl = res["slow"]["power_law"]
-    if pl is not None:
+    if pl is not None and t_lo <= pl.params["T_c"] <= t_hi:
         tc, dtc = pl.params["T_c"], pl.errors["T_c"]
         ax.axvline(1.0 / tc, color="grey", lw=1.0)
         if math.isfinite(dtc) and dtc < tc:
             ax.axvspan(1.0 / (tc + dtc), 1.0 / (tc - dtc), color="grey", alpha=0.15, lw=0)
         ax.text(1.0 / tc, 0.02, f" $T_{{MCT}}$ = {tc:.3f}", transform=ax.get_xaxis_transform(),
-                color="grey", fontsize=8)
+                color="dimgrey", fontsize=8)
     if res["tau0"] is not None:
         y_g = math.log10(res["tau0"][0] * args.tg_ratio)
-        ax.axhline(y_g, color="k", lw=0.8, ls="-.")
-        ax.text(1.0 / t_max, y_g, r" $\tau_\alpha = 10^{12}\,\tau_0$ ($T_g$)", va="bottom",
-                fontsize=8)
-        y_top = max(y_top, y_g)
-    y_bottom = math.log10(min(r["tau"] for r in swap + noswap if math.isfinite(r["tau"]))) - 0.3
-    ax.set_ylim(y_bottom, min(y_top, 20.0) + 0.5)
-    ax.set_xlim(inv[0] - 0.02, inv[-1] + 0.02)
-    ax.set_xlabel(r"$1/T$  ($\epsilon/k_B$)$^{-1}$")
+        if y_g < y_cap:
+            ax.axhline(y_g, color="k", lw=0.8, ls="-.")
+            ax.text(inv[0], y_g, r" $\tau_\alpha = 10^{12}\,\tau_0$ (defines $T_g$)",
+                    va="bottom", fontsize=8)
+    finite = [r["tau"] for r in swap + noswap if math.isfinite(r["tau"])]
+    ax.set_ylim(math.log10(min(finite)) - 0.3, y_cap)
+    ax.set_xlim(inv[0] - 0.03, inv[-1] + 0.03)
+    ax.set_xlabel(r"$1/T$  ($k_B/\epsilon$)")
     ax.set_ylabel(r"$\log_{10}\,(\tau_\alpha$ / MC sweeps$)$")
-    ax.set_title(f"KA2 $x_C$ = 0.10, N = {args.n}, $\\rho$ = 1.2: "
-                 r"$\tau_\alpha$ with and without swaps")
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
     top = ax.secondary_xaxis("top", functions=(lambda x: 1.0 / np.maximum(x, 1e-9),
                                                lambda t: 1.0 / np.maximum(t, 1e-9)))
     top.set_xlabel(r"$T$  ($\epsilon/k_B$)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
+
+
+def plot_angell(args, swap: list, noswap: list, res: dict, path: str) -> None:
+    """Angell-style plot, log10 tau_alpha against 1/T: both dynamics, fits with 68 % bands.
+
+    Left: the measured range. Right: the extrapolation down to the lowest T_g, where the
+    no-swap laws reach 10^12 tau_0.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t_hi = max(r["T"] for r in swap + noswap)
+    t_data = min(r["T"] for r in swap + noswap)
+    tgs = [d[k]["T_g"] for d in res["at_tg"].values() for k in d
+           if math.isfinite(d[k]["T_g"])]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    finite = [r["tau"] for r in swap + noswap if math.isfinite(r["tau"])]
+    y_data = math.log10(max(finite)) + 1.0
+    _draw(axes[0], args, swap, noswap, res, t_hi, t_data * 0.98, y_data)
+    axes[0].set_title("measured range")
+    axes[0].legend(fontsize=7, loc="upper left")
+    y_g = math.log10(res["tau0"][0] * args.tg_ratio) if res["tau0"] is not None else y_data
+    t_lo = max(min([t_data, *tgs]) * 0.97, 0.5 * t_data)
+    _draw(axes[1], args, swap, noswap, res, t_hi, t_lo, max(y_data, y_g + 1.0))
+    axes[1].set_title(r"extrapolation to $T_g$ (dotted: outside the fitted range)")
+    fig.suptitle(f"KA2 $x_C$ = 0.10, N = {args.n}, $\\rho$ = 1.2: "
+                 r"$\tau_\alpha$ with and without swaps (bands: 68 %, fit only)")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
