@@ -106,6 +106,23 @@ def test_dms_elastic_crystal(crystal, crystal_static):
     assert np.allclose(run.strain, 0.01 * np.sin(2 * math.pi / 5.0 * run.t))
 
 
+def test_oscillation_passes_the_sllod_velocity_remap(crystal, monkeypatch):
+    """``remap_velocities`` reaches the integrator (off by default, as LAMMPS remap x)."""
+    ff, s = crystal
+    seen = []
+    original = MD.run
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("remap_velocities", False))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MD, "run", spy)
+    for flag in (False, True):
+        oscillatory_strain(s, ff, temperature=T_CRYSTAL, period=1.0, strain_amplitude=0.01,
+                           n_cycles=3, remap_velocities=flag, rng=np.random.default_rng(1))
+    assert seen[-1] is True and False in seen
+
+
 def test_uniaxial_oscillation_keeps_volume(crystal):
     """Uniaxial at constant volume: along an oscillation imposed on the MD cell (as
     :func:`oscillatory_strain` does), the cell volume stays V0 to round-off at every step,

@@ -299,6 +299,7 @@ def cmd_dms(args) -> int:
                      dt=args.dt, thermostat=args.thermostat, tau=args.tau_t,
                      equilibration_steps=args.equilibration_steps, pressure=pressure,
                      npt_steps=npt_steps, barostat_tau=args.tau_p,
+                     remap_velocities=args.remap_velocities,
                      rng=np.random.default_rng(args.seed), progress=show)
     # One NPT stage per (T, sample), shared by every frequency at that T.
     first = {}
@@ -488,6 +489,9 @@ def add_parsers(subparsers) -> None:
     d.add_argument("--amplitude", type=float, default=0.01, help="strain amplitude eps_A")
     d.add_argument("--cycles", type=int, default=7,
                    help="cycles per run (first dropped; 7 gives the one-run error 5 dof)")
+    d.add_argument("--remap-velocities", action="store_true",
+                   help="SLLOD: remap the peculiar velocities with the cell (v -> M^-1 v) "
+                        "after each affine step (default: positions only, as LAMMPS remap x)")
     d.set_defaults(func=cmd_dms)
 
     r = subparsers.add_parser("relax", help="stress relaxation after a step strain (KWW fit)",
