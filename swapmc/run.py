@@ -43,6 +43,7 @@ from .io import (
     write_extxyz,
     write_lammps_data,
 )
+from .io.lock import DirectoryLock
 from .mc import MonteCarlo, MoveSettings
 from .models.presets import build_preset
 from .progress import Progress
@@ -187,6 +188,14 @@ class Run:
         run_header = json.loads(str(ck["run_header"]))
         stored = run_header["config"]
         diff = differences(fingerprint(stored), fingerprint(self.cfg))
+        done = stored["run"]["production_sweeps"]
+        if not diff and self.cfg["run"]["production_sweeps"] < done:
+            # Lowering the target would make the stored run and the checkpoint disagree on
+            # its length, and a later extension would no longer equal a fresh longer run.
+            raise ConfigError(
+                f"{self.outdir} holds a run with production_sweeps = {done}; a rerun may "
+                f"extend it (production_sweeps >= {done}) but not shorten it. For a shorter "
+                "run use another output directory.")
         if diff:
             raise ConfigError(
                 f"checkpoint {path} belongs to a different run:\n  " + "\n  ".join(diff)
@@ -289,6 +298,13 @@ class Run:
 
     # ----------------------------------------------------------------- run
     def execute(self) -> RunResult:
+        # One process per output directory: a second one would interleave thermo.csv and
+        # overwrite checkpoints. The lock dies with its process, so a kill never blocks the
+        # rerun that resumes.
+        with DirectoryLock(self.outdir, f"swapmc run ({self.cfg['preset']})"):
+            return self._execute()
+
+    def _execute(self) -> RunResult:
         self.t0 = time.perf_counter()
         self.c0 = time.process_time()
         if not self._resume():
@@ -367,8 +383,18 @@ class Run:
         out = {"rows": len(cols["volume"]),
                "method": "mean over production rows of thermo.csv; standard error by "
                          "blocking (Flyvbjerg & Petersen 1989), NaN with fewer than 32 rows"}
+        if not cols["volume"]:
+            # Production shorter than one thermo interval: the final snapshot is all there
+            # is; say so instead of printing nothing.
+            mc = self.mc
+            snap = {"energy_per_particle": mc.energy / mc.n, "pressure": mc.pressure(),
+                    "volume": mc.volume, "density": mc.n / mc.volume}
+            out["method"] = "no production rows in thermo.csv: final snapshot, no error"
+            for k in cols:
+                out[k] = {"mean": _finite(snap[k]), "stderr": None}
+            return out
         for k, v in cols.items():
-            mean, err = blocking_error(np.asarray(v)) if v else (float("nan"),) * 2
+            mean, err = blocking_error(np.asarray(v))
             out[k] = {"mean": _finite(mean), "stderr": _finite(err)}
         return out
 
@@ -508,6 +534,42 @@ def _box(lengths):
     return Box(np.asarray(lengths, dtype=np.float64))
 
 
+def mpi_launch_size() -> tuple[int, int]:
+    """(number of processes, this process's rank) when launched by ``mpiexec``/``srun``,
+    read from the launcher's environment (MPICH/Hydra ``PMI_*``, Open MPI
+    ``OMPI_COMM_WORLD_*``, MVAPICH ``MV2_COMM_WORLD_*``, Slurm steps ``SLURM_STEP_NUM_TASKS``
+    / ``SLURM_PROCID``) without importing MPI; (1, 0) otherwise."""
+    for size_key, rank_key in (("PMI_SIZE", "PMI_RANK"),
+                               ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+                               ("MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"),
+                               ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID")):
+        try:
+            size = int(os.environ[size_key])
+            rank = int(os.environ.get(rank_key, "0"))
+        except (KeyError, ValueError):
+            continue
+        if size > 1:
+            return size, rank
+    return 1, 0
+
+
 def run(source: str | None = None, overrides: dict | None = None, **kw) -> RunResult:
-    """Resolve a preset/config and run it (resuming from a checkpoint when one exists)."""
+    """Resolve a preset/config and run it (resuming from a checkpoint when one exists).
+
+    Raises
+    ------
+    ConfigError
+        Under ``mpiexec -n K`` with K > 1 (on rank 0; other ranks exit with status 1
+        silently): ``swapmc run`` is one chain, and K ranks would run the same chain into one
+        directory.
+    """
+    size, rank = mpi_launch_size()
+    if size > 1:
+        if rank != 0:
+            raise SystemExit(1)
+        raise ConfigError(
+            f"swapmc run is a single chain, but this is one of {size} MPI processes, which "
+            "would all run the same chain into one directory. For independent chains on "
+            "many ranks use `mpiexec -n K swapmc library build CONFIG`; for replica exchange "
+            "use `mpiexec -n K swapmc temper`; or run `swapmc run` without mpiexec.")
     return Run(resolve(source, overrides), **kw).execute()

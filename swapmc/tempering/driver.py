@@ -48,6 +48,7 @@ from .. import __version__
 from .._toml import ConfigError, dumps_toml
 from ..box import Box
 from ..config import PRESET_SECTIONS, differences
+from ..io.lock import DirectoryLock
 from ..models.presets import build_preset
 from ..progress import Progress
 from ..run import initial_system, sampler_for
@@ -122,6 +123,10 @@ class TemperingRun:
     # --------------------------------------------------------- pre-flight
     def _preflight(self):
         size = self.comm.size
+        if self.rank == 0:
+            # One job per output directory (checked before any work, so every rank stops
+            # together when another job holds it); released when the job ends or dies.
+            self._lock = DirectoryLock(self.outdir, "swapmc temper").acquire()
         if self.m < size:
             raise ConfigError(
                 f"{self.m} replicas cannot be spread over {size} MPI ranks: every rank needs "
@@ -255,8 +260,13 @@ class TemperingRun:
         An exception on one rank ends the whole MPI job (``rank k: <error>`` and
         ``MPI_Abort``); errors found in the pre-flight stop every rank together.
         """
-        with abort_on_error(self.comm):
-            return self._execute()
+        self._lock = None
+        try:
+            with abort_on_error(self.comm):
+                return self._execute()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def _execute(self) -> TemperingResult:
         self.t0 = time.perf_counter()
