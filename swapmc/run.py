@@ -447,7 +447,8 @@ class Run:
         info = {"sweep": mc.sweeps_done, "temperature": mc.temperature, "energy": mc.energy,
                 "energy_unit": self.units["energy"]}
         with atomic_write(self.paths["final_xyz"]) as fh:
-            write_extxyz(fh, system, info=info, element_names=self.elements or None)
+            write_extxyz(fh, system, info=info, element_names=self.elements or None,
+                         masses=list(self.preset.model.masses))
         write_lammps_data(self.paths["final_data"], system, masses=list(self.preset.model.masses),
                           comment=f"swapmc {__version__} {self.cfg['preset']} sweep "
                                   f"{mc.sweeps_done}")
@@ -484,17 +485,25 @@ class Run:
         }
         if self.tracker is not None:
             summary.update(self._relaxation_summary())
-        if self.preset.model.kind == "eam":
+        from .io import lammps_pair_lines, write_lammps_input
+
+        model, potential = self.preset.model, None
+        if model.kind == "eam":
             # The exact potential of this run (built-in, file or doped) as a setfl file, so
             # the same glass can be taken straight to LAMMPS with pair_style eam/<kind>.
-            model = self.preset.model
-            path = os.path.join(self.outdir, f"potential.eam.{model.setfl_kind}")
+            potential = f"potential.eam.{model.setfl_kind}"
+            path = os.path.join(self.outdir, potential)
             if not os.path.exists(path):
                 model.write(path)
             self.paths["potential"] = path
-            summary["lammps_pair_style"] = (f"pair_style eam/{model.setfl_kind}; pair_coeff * * "
-                                            f"potential.eam.{model.setfl_kind} "
-                                            + " ".join(model.species))
+        # The LAMMPS commands that give this model's energy, one per list entry, and a
+        # complete input for final.data next to it (lmp -in in.lammps).
+        lines = lammps_pair_lines(model, potential)
+        summary["lammps_input"] = lines
+        summary["lammps_pair_style"] = "\n".join(lines)
+        self.paths["in_lammps"] = os.path.join(self.outdir, "in.lammps")
+        write_lammps_input(self.paths["in_lammps"], model, "final.data", potential,
+                           comment=f"swapmc {__version__} {self.cfg['preset']}: final.data")
         files = {k: v for k, v in self.paths.items() if os.path.exists(v)}
         summary["files"] = files
         with atomic_write(self.paths["summary"]) as fh:

@@ -422,7 +422,7 @@ def test_export_round_trip(built, tmp_path):
         samples = lib.query(limit=2)
         files = export_samples(lib, samples, str(tmp_path / "ex"),
                                structures=("equilibrium", "inherent"))
-        assert len(files) == 2 * 2 * 2 + 1
+        assert len(files) == 2 * 2 * 2 + 2  # + index.csv and the model's in-<hash>.lammps
         for s in samples:
             for kind in ("equilibrium", "inherent"):
                 ref = s.structure(kind)
@@ -451,8 +451,10 @@ def test_cli_ls_show_export_check(built, tmp_path, capsys):
     assert "tau_alpha" in capsys.readouterr().out
     assert main(["library", "export", result.path, "1", "2", "--format", "lammps",
                  "-o", str(tmp_path / "x")]) == 0
-    assert sorted(os.listdir(tmp_path / "x")) == ["index.csv", "sample-1-inherent.data",
-                                                   "sample-2-inherent.data"]
+    listed = sorted(os.listdir(tmp_path / "x"))
+    assert [f for f in listed if not f.startswith("in-")] == [
+        "index.csv", "sample-1-inherent.data", "sample-2-inherent.data"]
+    assert len([f for f in listed if f.startswith("in-") and f.endswith(".lammps")]) == 1
     assert main(["library", "export", result.path, "999", "-o", str(tmp_path / "y")]) == 2
     assert "no sample(s) with id [999]" in capsys.readouterr().err
     assert main(["library", "check", result.path]) == 0

@@ -12,9 +12,12 @@ One frame is (the second line, one line in the file, is broken here for width)::
   the LAMMPS convention (:class:`swapmc.box.Box`: a along x, b in the xy plane, origin 0),
   so ``Lattice = (lx 0 0  xy ly 0  xz yz lz)``.
 * Columns: ``species`` (species name), ``pos`` (Cartesian position, length units),
-  ``type`` (1-based species index, as in LAMMPS), ``image`` (periodic image counters,
-  unwrapped = pos + image @ h.T) and, for MD states only, ``vel`` (length / time units).
-  With ``element_names`` (see :func:`write_extxyz`) a ``type_name`` column is added.
+  ``type`` (1-based species index, as in LAMMPS: swapmc writes every file in the model's
+  species order, so a species has the same type in every file and in the LAMMPS data
+  files), ``image`` (periodic image counters, unwrapped = pos + image @ h.T) and, for MD
+  states only, ``vel`` (length / time units). With ``element_names`` (see
+  :func:`write_extxyz`) a ``type_name`` column is added; when the species masses are known,
+  ``masses`` and ``mass`` columns (mass units) are added.
 * Floats are written with Python's ``repr`` (the shortest string that parses back to the
   same float64), so a write/read round trip is bit-identical.
 * Frames of a trajectory are simply concatenated; :func:`iter_extxyz` reads them one by one.
@@ -54,6 +57,7 @@ import numpy as np
 from ..box import Box
 from ..system import System
 from .atomic import atomic_write, fsync_directory
+from .lammps_data import _resolve_masses
 
 __all__ = ["ELEMENT_SYMBOLS", "iter_extxyz", "read_extxyz", "write_extxyz"]
 
@@ -80,6 +84,7 @@ _FALSE = {"f", "false"}
 # Column name -> accepted aliases written by other programs (OVITO's standard names).
 _IMAGE_COLUMNS = ("image", "map_shift")
 _VELOCITY_COLUMNS = ("vel", "velo")
+_MASS_COLUMNS = ("masses", "mass")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -151,15 +156,23 @@ def _species_column(names: Sequence[str], element_names: Mapping | None) -> list
     return symbols
 
 
-def _format_frame(system: System, info: Mapping | None, element_names: Mapping | None) -> str:
+def _format_frame(system: System, info: Mapping | None, element_names: Mapping | None,
+                  masses=None) -> str:
     names = system.species_names
     symbols = _species_column(names, element_names)
+    mass = _resolve_masses(system, masses, unit_default=False)
     lattice = " ".join(repr(float(x)) for x in system.box.matrix.T.ravel())
     props = ["species:S:1", "pos:R:3", "type:I:1"]
     row_fmt = ["%s %r %r %r %d"]
     if element_names is not None:
         props.append("type_name:S:1")
         row_fmt.append("%s")
+    if mass is not None:
+        # The same value under both programs' names: ASE's Atoms.get_masses() reads the
+        # "masses" column, OVITO's importer maps "mass" to its Mass property. Without them
+        # both fall back to element masses (Ni for KA's A, 1.0 for the dopant X).
+        props += ["masses:R:1", "mass:R:1"]
+        row_fmt.append("%r %r")
     props.append("image:I:3")
     row_fmt.append("%d %d %d")
     has_vel = system.velocities is not None
@@ -184,6 +197,8 @@ def _format_frame(system: System, info: Mapping | None, element_names: Mapping |
         row = [symbols[s], *pos[i], s + 1]
         if element_names is not None:
             row.append(names[s])
+        if mass is not None:
+            row += (mass[s], mass[s])
         row.extend(img[i])
         if has_vel:
             row.extend(vel[i])
@@ -198,6 +213,7 @@ def write_extxyz(
     info: Mapping | None = None,
     append: bool = False,
     element_names: Mapping[str, str] | None = None,
+    masses: Sequence[float] | Mapping[str, float] | None = None,
 ) -> None:
     """Write one extended-XYZ frame.
 
@@ -229,12 +245,19 @@ def write_extxyz(
         Use it whenever the file is meant for ASE: ASE rejects non-element names such as
         ``"A"`` (``KeyError``) and reads ``"B"``/``"C"`` as boron/carbon. OVITO shows
         particle types named after the ``species`` column either way.
+    masses : sequence of float or mapping of str to float, optional
+        Mass of each species (mass units), in species order or keyed by species name;
+        default ``system.info["masses"]`` when it holds one number per species (as left by
+        the readers). When known, each particle's mass is written twice, as ``masses:R:1``
+        (ASE: ``atoms.get_masses()``) and ``mass:R:1`` (OVITO: the Mass property), so
+        neither program substitutes the mass of the element shown (58.69 for KA's A drawn
+        as Ni, 1.0 for a dopant X). Otherwise no mass columns are written.
 
     Raises
     ------
     ValueError
-        For an unusable info key or value, a species name containing whitespace, or an
-        incomplete ``element_names``. Nothing is written in that case.
+        For an unusable info key or value, a species name containing whitespace, an
+        incomplete ``element_names`` or wrong masses. Nothing is written in that case.
     TypeError
         For an info value of unsupported type.
 
@@ -252,6 +275,8 @@ def write_extxyz(
     ``type`` (1-based)        ``arrays["type"]``          ignored (Particle Type already
                                                           taken by ``species``)
     ``type_name``             ``arrays["type_name"]``     skipped with a warning
+    ``masses`` (if known)     ``atoms.get_masses()``      user property ``masses``
+    ``mass`` (if known)       ``arrays["mass"]``          Mass
     ``image``                 ``arrays["image"]``         user property ``image``
     ``vel``                   ``arrays["vel"]`` (not      user property ``vel``
                               ``atoms.get_velocities``)
@@ -261,7 +286,7 @@ def write_extxyz(
     Positions and the cell are identical in both programs (ASE's ``atoms.cell`` rows are
     the edge vectors a, b, c, i.e. ``box.matrix.T``).
     """
-    frame = _format_frame(system, info, element_names)
+    frame = _format_frame(system, info, element_names, masses)
     if hasattr(target, "write"):
         target.write(frame)
         return
@@ -506,6 +531,18 @@ def _assign_species(labels, type_ids, species_names, name, first_line):
     return tuple(uniq[order].tolist()), rank[inverse.reshape(-1)]
 
 
+def _species_masses(mass: np.ndarray, species: np.ndarray, n_species: int):
+    """Mass of each species from a per-particle mass column (``None`` for a species with no
+    particle), or None when particles of one species have different masses."""
+    result = []
+    for k in range(n_species):
+        values = mass[species == k]
+        if values.size and np.any(values != values[0]):
+            return None
+        result.append(float(values[0]) if values.size else None)
+    return result
+
+
 def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
     comment_line = start + 1
     first_atom_line = start + 2
@@ -560,9 +597,10 @@ def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
         raise _error(name, comment_line, "Properties has neither a species nor a type column")
     c_img = _find_column(columns, _IMAGE_COLUMNS, "I", 3, name, comment_line)
     c_vel = _find_column(columns, _VELOCITY_COLUMNS, "R", 3, name, comment_line)
+    c_mass = _find_column(columns, _MASS_COLUMNS, "R", 1, name, comment_line)
 
     n = len(atom_lines)
-    pos, labels, types, imgs, vels = [], [], [], [], []
+    pos, labels, types, imgs, vels, mass = [], [], [], [], [], []
     for i, line in enumerate(atom_lines):
         tok = line.split()
         if len(tok) != ncols:
@@ -585,6 +623,9 @@ def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
             if c_vel is not None:
                 what = "vel"
                 vels.append([float(t) for t in tok[c_vel : c_vel + 3]])
+            if c_mass is not None:
+                what = "mass"
+                mass.append(float(tok[c_mass]))
         except ValueError:
             raise _error(
                 name, first_atom_line + i, f"bad {what} value in {line.strip()!r}"
@@ -599,6 +640,10 @@ def _parse_frame(name, start, comment, atom_lines, species_names) -> System:
     names, species = _assign_species(
         labels if c_name is not None else None, type_ids, species_names, name, first_atom_line
     )
+    if c_mass is not None:
+        per_species = _species_masses(np.array(mass), species, len(names))
+        if per_species is not None:
+            info["masses"] = per_species
 
     try:
         s = box.fractional(positions)
@@ -637,8 +682,10 @@ def iter_extxyz(source, species_names: Sequence[str] | None = None) -> Iterator[
         names saved next to element symbols), else from ``species``, else from ``type``
         (named ``"1"``, ``"2"``, ...). Without ``species_names`` they are ordered by type id
         when a ``type`` column exists, else by first appearance. ``image``/``map_shift``
-        fill ``images`` (zero if absent); ``vel``/``velo`` fill ``velocities``; unknown
-        columns are ignored. Other comment-line keys go to ``system.info``: unquoted
+        fill ``images`` (zero if absent); ``vel``/``velo`` fill ``velocities``; a
+        ``masses``/``mass`` column gives ``info["masses"]``, the mass of each species (None
+        for a species absent from the frame; not set when particles of one species differ);
+        unknown columns are ignored. Other comment-line keys go to ``system.info``: unquoted
         integers, floats and T/F become int, float and bool, quoted values stay str.
         Positions outside the cell are wrapped with the image counters corrected.
 

@@ -12,6 +12,11 @@ Written files look like::
     0.0 9.4 zlo zhi
     0.5 0.0 0.0 xy xz yz          <- only for a tilted box
 
+    Atom Type Labels
+
+    1 A
+    2 B
+
     Masses
 
     1 1.0 # A
@@ -26,10 +31,18 @@ Written files look like::
 
     1 0.1 -0.2 0.3                 <- id vx vy vz
 
-Type ``t`` is species ``t - 1`` of the System; the ``# name`` comments of the Masses
-section carry the species names, which :func:`read_lammps_data` (and OVITO) read back.
-LAMMPS itself ignores the comments. Floats are written with Python's ``repr`` (shortest
-exact representation), so a round trip through these functions is bit-identical.
+Type ``t`` is species ``t - 1`` of the System. The species names are written twice: as
+LAMMPS type labels (``Atom Type Labels``, LAMMPS >= 2022; ``pair_coeff``, ``group`` etc.
+then accept ``A`` for type 1) and as ``# name`` comments of the Masses section, which
+older LAMMPS versions skip and OVITO reads as type names. A name that cannot be a LAMMPS
+label (one starting with a digit or ``*``) leaves the labels section out. Floats are written
+with Python's ``repr`` (shortest exact representation), so a round trip through these
+functions is bit-identical.
+
+Files without names -- LAMMPS ``write_data`` output when no labels were defined -- are read
+by type number: :func:`read_lammps_data` takes the names from ``species_names`` (a model's
+species order) or from an explicit ``type_map`` (:func:`parse_type_map` reads the command
+line form ``1=A,2=B,3=C``).
 """
 
 from __future__ import annotations
@@ -43,7 +56,7 @@ from ..box import Box
 from ..system import System
 from .atomic import atomic_write
 
-__all__ = ["read_lammps_data", "write_lammps_data"]
+__all__ = ["parse_type_map", "read_lammps_data", "write_lammps_data"]
 
 _DEFAULT_COMMENT = "LAMMPS data file (atom_style atomic) written by swapmc"
 
@@ -70,7 +83,9 @@ _IGNORED_HEADER = (
 
 
 # ----------------------------------------------------------------------------- writing
-def _resolve_masses(system: System, masses) -> list[float]:
+def _resolve_masses(system: System, masses, unit_default: bool = True) -> list[float] | None:
+    """Mass of each species from ``masses`` (sequence or mapping by name) or, when None,
+    from ``system.info["masses"]``; failing both, 1.0 each (``unit_default``) or None."""
     n = system.n_species
     if masses is None:
         # A System read from a data file carries its masses; otherwise reduced LJ units.
@@ -80,6 +95,8 @@ def _resolve_masses(system: System, masses) -> list[float]:
             and len(masses) == n
             and all(isinstance(m, (int, float)) and not isinstance(m, bool) for m in masses)
         ):
+            if not unit_default:
+                return None
             masses = [1.0] * n
     elif isinstance(masses, Mapping):
         missing = [s for s in system.species_names if s not in masses]
@@ -93,6 +110,12 @@ def _resolve_masses(system: System, masses) -> list[float]:
     if bad:
         raise ValueError(f"masses must be positive and finite, got {masses}")
     return masses
+
+
+def _is_lammps_label(name: str) -> bool:
+    """Whether LAMMPS accepts ``name`` as a type label: no whitespace and no leading digit,
+    ``*`` or ``#`` (a leading digit would make it read as a numeric type)."""
+    return bool(name) and name.split() == [name] and not (name[0].isdigit() or name[0] in "*#")
 
 
 def write_lammps_data(
@@ -112,7 +135,9 @@ def write_lammps_data(
         The configuration. The box is written with its origin at 0 (``xlo = 0``,
         ``xhi = lx``, ...) and an ``xy xz yz`` line when any tilt is non-zero; positions
         (N, 3), image flags (N, 3) and velocities (N, 3, if not None) are written exactly,
-        atom ids are 1..N in the System's order and type = species index + 1.
+        atom ids are 1..N in the System's order and type = species index + 1; the species
+        names become the ``Atom Type Labels`` section (when LAMMPS accepts them as labels)
+        and ``# name`` comments of the Masses section.
     masses : sequence of float or mapping of str to float, optional
         Mass of each species (mass units), in species order or keyed by species name.
         Default: ``system.info["masses"]`` when it holds one number per species (as left by
@@ -146,6 +171,9 @@ def write_lammps_data(
     if not system.box.is_orthorhombic:
         xy, xz, yz = system.box.tilts.tolist()
         lines.append(f"{xy!r} {xz!r} {yz!r} xy xz yz")
+    if all(_is_lammps_label(name) for name in system.species_names):
+        lines += ["", "Atom Type Labels", ""]
+        lines += [f"{t + 1} {name}" for t, name in enumerate(system.species_names)]
     lines += ["", "Masses", ""]
     lines += [
         f"{t + 1} {m!r} # {name}"
@@ -264,16 +292,11 @@ def _parse_sections(r: _Reader, lines, start: int) -> dict:
     return sections
 
 
-def _type_names(r: _Reader, sections, ntypes: int, species_names):
-    """Species names: argument > Atom Type Labels section > '# name' Masses comments >
-    type numbers."""
-    if species_names is not None:
-        names = tuple(str(s) for s in species_names)
-        if len(names) != ntypes:
-            raise ValueError(
-                f"{r.name}: species_names has {len(names)} names, the file has {ntypes} atom types"
-            )
-        return names
+def _file_type_names(r: _Reader, sections, ntypes: int):
+    """Names the file gives its types: ``(names by type, source)`` from the Atom Type Labels
+    section, else from single-word ``# name`` Masses comments when every type has a
+    distinct one; ``(None, None)`` for a file without names (e.g. LAMMPS ``write_data``
+    output when no labels were defined)."""
     for section, from_comment in (("Atom Type Labels", False), ("Masses", True)):
         if section not in sections:
             continue
@@ -286,8 +309,94 @@ def _type_names(r: _Reader, sections, ntypes: int, species_names):
                 found[t] = label
         names = tuple(found.get(t, "") for t in range(1, ntypes + 1))
         if all(names) and len(set(names)) == ntypes:
-            return names
-    return tuple(str(t) for t in range(1, ntypes + 1))
+            return names, section
+    return None, None
+
+
+def _type_species(r: _Reader, sections, ntypes: int, species_names, type_map):
+    """Species names of the System and the species index of each type (index t - 1).
+
+    Type names come from ``type_map``, else from the file (labels, Masses comments).
+    With ``species_names`` the System has exactly those species and named types are
+    matched to them by name; unnamed types are taken in that order (type t is
+    ``species_names[t - 1]``). Without it, the System's species are the types in order.
+    """
+    example = list(species_names) if species_names else ["A", "B"]
+    hint = ("name the types explicitly with type_map (on the command line: --type-map "
+            + ",".join(f"{t}={n}" for t, n in enumerate(example, 1)) + ")")
+    file_names, source = _file_type_names(r, sections, ntypes)
+    names = file_names
+    if type_map is not None:
+        if isinstance(type_map, str):
+            type_map = parse_type_map(type_map)
+        unknown = sorted(set(type_map) - set(range(1, ntypes + 1)))
+        if unknown:
+            raise ValueError(f"{r.name}: type_map names type(s) {unknown}, but the file has "
+                             f"atom types 1..{ntypes}")
+        missing = [t for t in range(1, ntypes + 1) if t not in type_map]
+        if missing:
+            raise ValueError(f"{r.name}: type_map has no name for atom type(s) {missing} "
+                             f"(the file has {ntypes} atom types)")
+        names = tuple(str(type_map[t]) for t in range(1, ntypes + 1))
+        if source == "Atom Type Labels":
+            # LAMMPS labels are part of the file's meaning: a map that contradicts them is
+            # a mistake, not an override (Masses comments are free text and may be).
+            clash = [(t, f, m) for t, (f, m) in enumerate(zip(file_names, names), 1) if f != m]
+            if clash:
+                t, f, m = clash[0]
+                raise ValueError(f"{r.name}: type {t} is labelled {f!r} in the file but "
+                                 f"type_map names it {m!r}")
+    if species_names is None:
+        names = names or tuple(str(t) for t in range(1, ntypes + 1))
+        return names, np.arange(ntypes)
+    target = tuple(str(s) for s in species_names)
+    if names is None:
+        if ntypes > len(target):
+            raise ValueError(
+                f"{r.name}: the file has {ntypes} atom types and no type names, but the model "
+                f"has only {len(target)} species {list(target)}; {hint}")
+        return target, np.arange(ntypes)
+    index = {n: k for k, n in enumerate(target)}
+    strangers = [(t, n) for t, n in enumerate(names, 1) if n not in index]
+    if strangers:
+        where = "type_map" if type_map is not None else f"the file ({source})"
+        listed = ", ".join(f"type {t} = {n!r}" for t, n in strangers)
+        raise ValueError(f"{r.name}: {listed} in {where} not among the species "
+                         f"{list(target)}; {hint}")
+    return target, np.array([index[n] for n in names])
+
+
+def parse_type_map(text: str) -> dict[int, str]:
+    """Parse a type map written as ``"1=A,2=B,3=C"`` (LAMMPS type = species name).
+
+    Parameters
+    ----------
+    text : str
+        Comma-separated ``TYPE=NAME`` items; spaces around them are ignored.
+
+    Returns
+    -------
+    dict of int to str
+        Species name of each atom type, for :func:`read_lammps_data`'s ``type_map``.
+
+    Raises
+    ------
+    ValueError
+        For an item that is not ``TYPE=NAME`` with a positive integer TYPE and a one-word
+        NAME, or a type or name given twice.
+    """
+    result: dict[int, str] = {}
+    for item in str(text).split(","):
+        item = item.strip()
+        t, sep, name = (part.strip() for part in item.partition("="))
+        if not sep or not t.isdigit() or int(t) < 1 or name.split() != [name]:
+            raise ValueError(f"type map {text!r}: {item!r} is not TYPE=NAME (e.g. 1=A,2=B,3=C)")
+        if int(t) in result:
+            raise ValueError(f"type map {text!r}: type {int(t)} is given twice")
+        if name in result.values():
+            raise ValueError(f"type map {text!r}: name {name!r} is given to two types")
+        result[int(t)] = name
+    return result
 
 
 def _parse_masses(r: _Reader, sections, ntypes: int):
@@ -384,7 +493,11 @@ def _parse_velocities(r: _Reader, sections, ids):
     return vel[order]
 
 
-def read_lammps_data(path: str | os.PathLike, species_names: Sequence[str] | None = None) -> System:
+def read_lammps_data(
+    path: str | os.PathLike,
+    species_names: Sequence[str] | None = None,
+    type_map: Mapping[int, str] | str | None = None,
+) -> System:
     """Read a LAMMPS data file into a System.
 
     Parameters
@@ -396,24 +509,34 @@ def read_lammps_data(path: str | os.PathLike, species_names: Sequence[str] | Non
         Atom styles atomic (default when the ``Atoms`` line has no style comment), charge,
         bond, angle, molecular and full are understood; image flags are optional.
     species_names : sequence of str, optional
-        Name of each atom type (type t -> ``species_names[t - 1]``); must have one entry
-        per atom type. Default: the ``Atom Type Labels`` section, else the single-word
-        ``# name`` comments of the Masses section when every type has a distinct one,
-        else ``"1"``, ``"2"``, ...
+        The species of the returned System, in this order (e.g. a model's species). Types
+        the file names (``Atom Type Labels``, or single-word ``# name`` comments of the
+        Masses section when every type has a distinct one, or ``type_map``) are matched to
+        them by name, whatever their numbers; types of a file without names are taken in
+        this order (type t -> ``species_names[t - 1]``; the file may have fewer types).
+    type_map : mapping of int to str, or str, optional
+        Name of every atom type, e.g. ``{1: "A", 2: "B", 3: "C"}`` or ``"1=A,2=B,3=C"``
+        (:func:`parse_type_map`), for files without names such as LAMMPS ``write_data``
+        output. Overrides Masses comments; must agree with ``Atom Type Labels``.
+        Without ``species_names`` or ``type_map`` the species are named after the file
+        (labels, Masses comments) or else ``"1"``, ``"2"``, ...
 
     Returns
     -------
     System
-        Particles sorted by atom id, species index = type - 1. The box is moved so that
+        Particles sorted by atom id; species index = type - 1 unless ``species_names``
+        reorders the types. The box is moved so that
         its origin is 0 (positions shifted by ``-(xlo, ylo, zlo)``); positions outside
         it are wrapped and the image flags corrected so unwrapped positions are kept.
-        ``info["masses"]`` is the list of masses by species (``None`` for types without
-        a mass) when the file has a Masses section.
+        ``info["masses"]`` is the list of masses by species (``None`` for species
+        without a mass) when the file has a Masses section.
 
     Raises
     ------
     ValueError
-        For malformed input, with the file name, line number and reason.
+        For malformed input, with the file name, line number and reason; for types that
+        cannot be matched to ``species_names`` (named otherwise, or more types than
+        species in a file without names), saying how to map them.
     """
     name = os.fspath(path)
     r = _Reader(name)
@@ -451,18 +574,22 @@ def read_lammps_data(path: str | os.PathLike, species_names: Sequence[str] | Non
             if len(tok) != 2:
                 raise r.error(lineno, f"Atom Type Labels lines are 'type label', got {data!r}")
             labels[tok[1]] = r.number(tok[0], int, lineno, "atom type")
-    names = _type_names(r, sections, ntypes, species_names)
+    names, species_of_type = _type_species(r, sections, ntypes, species_names, type_map)
     ids, types, pos, images = _parse_atoms(r, sections, natoms, ntypes, labels)
     order = np.argsort(ids, kind="stable")
     ids, types, pos, images = ids[order], types[order], pos[order], images[order]
     velocities = _parse_velocities(r, sections, ids) if "Velocities" in sections else None
     info = {}
     if "Masses" in sections:
-        info["masses"] = _parse_masses(r, sections, ntypes)
+        by_type = _parse_masses(r, sections, ntypes)
+        masses = [None] * len(names)
+        for t, m in enumerate(by_type):
+            masses[species_of_type[t]] = m
+        info["masses"] = masses
 
     if np.any(lo != 0.0):
         pos = pos - lo
-    species = (types - 1).astype(np.int32)
+    species = species_of_type[types - 1].astype(np.int32)
     try:
         s = box.fractional(pos)
         if np.any((s < 0.0) | (s >= 1.0)):

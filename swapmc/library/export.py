@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 
-from ..io import atomic_write, write_extxyz, write_lammps_data
+from .._toml import loads_toml
+from ..io import (
+    atomic_write,
+    lammps_pair_lines,
+    write_extxyz,
+    write_lammps_data,
+    write_lammps_input,
+)
+from ..models import EAMPotential, ModelError
+from ..models.presets import add_dopant, build_model
 from .store import STRUCTURE_KINDS, Library, Sample
 
 FORMATS = ("extxyz", "lammps")
@@ -19,10 +30,13 @@ def export_samples(library: Library, samples: list[Sample], directory: str,
     """Write each sample's structure(s) to files in ``directory``.
 
     Files are named ``sample-<id>-<structure>.xyz`` / ``.data``; every file is written
-    atomically. An ``index.csv`` lists the exported samples with their metadata, and each
-    EAM potential the samples used is written once as ``potential-<hash12>.eam.<kind>``
-    (with the ``pair_style``/``pair_coeff`` lines in ``index.csv``), so the set can go
-    straight to LAMMPS.
+    atomically. Each model the samples used gets a LAMMPS input ``in-<hash12>.lammps``
+    (units, ``read_data ${data}``, ``pair_style``, ``pair_coeff`` of every pair,
+    ``pair_modify shift yes`` for LJ, masses; run it as ``lmp -in in-<hash12>.lammps -var
+    data sample-<id>-inherent.data``) and, for EAM, its potential
+    ``potential-<hash12>.eam.<kind>``. An ``index.csv`` lists the exported samples with
+    their metadata, the model's LAMMPS lines (``lammps_pair_style``, one command per line)
+    and the name of its input file (``lammps_input``).
 
     Parameters
     ----------
@@ -48,21 +62,11 @@ def export_samples(library: Library, samples: list[Sample], directory: str,
             raise ValueError(f"unknown structure {k!r}; known: {STRUCTURE_KINDS}")
     os.makedirs(directory, exist_ok=True)
     written = []
-    potentials = {}
+    lammps = {}  # model hash -> (pair lines, input file name)
     for sample in samples:
         meta = sample.meta
-        if meta["kind"] == "eam" and meta["model_hash"] not in potentials:
-            stored = library.potential(meta["model_hash"])
-            if stored is not None:
-                kind, text = stored
-                name = f"potential-{meta['model_hash'][:12]}.eam.{kind}"
-                path = os.path.join(directory, name)
-                with atomic_write(path) as fh:
-                    fh.write(text)
-                written.append(path)
-                potentials[meta["model_hash"]] = (
-                    f"pair_style eam/{kind}; pair_coeff * * {name} "
-                    + " ".join(meta["species_names"]))
+        if meta["model_hash"] not in lammps:
+            lammps[meta["model_hash"]] = _write_lammps_model(library, meta, directory, written)
         for kind in structures:
             system = sample.structure(kind)
             stem = os.path.join(directory, f"sample-{sample.id}-{kind}")
@@ -70,7 +74,8 @@ def export_samples(library: Library, samples: list[Sample], directory: str,
                 info = {k: meta[k] for k in XYZ_INFO if meta.get(k) is not None}
                 info.update({"sample_id": sample.id, "structure": kind})
                 with atomic_write(stem + ".xyz") as fh:
-                    write_extxyz(fh, system, info=info, element_names=meta["elements"])
+                    write_extxyz(fh, system, info=info, element_names=meta["elements"],
+                                 masses=meta["masses"])
                 written.append(stem + ".xyz")
             if "lammps" in formats:
                 write_lammps_data(stem + ".data", system, masses=meta["masses"],
@@ -80,12 +85,60 @@ def export_samples(library: Library, samples: list[Sample], directory: str,
                 written.append(stem + ".data")
     index = os.path.join(directory, "index.csv")
     columns = ["id", "model", "build", "chain", "n", "temperature", "pressure", "verdict",
-               "energy", "is_energy", "tau_alpha", "decays", "seed", "lammps_pair_style"]
+               "energy", "is_energy", "tau_alpha", "decays", "seed", "lammps_pair_style",
+               "lammps_input"]
     with atomic_write(index) as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for s in samples:
-            row = {**s.meta, "lammps_pair_style": potentials.get(s.meta["model_hash"], "")}
+            lines, script = lammps[s.meta["model_hash"]]
+            row = {**s.meta, "lammps_pair_style": "\n".join(lines), "lammps_input": script}
             w.writerow([row.get(c) for c in columns])
     written.append(index)
     return written
+
+
+def _lj_model(library: Library, meta: dict):
+    """The LJ model of a sample, rebuilt from its build's stored config, or None when that
+    does not reproduce the sample's model hash (the parameters are then unknown)."""
+    try:
+        cfg = loads_toml(library.build_config(meta["build"]), f"build {meta['build']}")
+        model = build_model(cfg["model"], "build config")
+        dopant = cfg.get("dopant")
+        if dopant is not None:
+            model = add_dopant(model, dopant["name"], tuple(dopant["between"]),
+                               float(dopant.get("weight", 0.5)))
+    except (KeyError, ValueError, ModelError):
+        return None
+    # The library's LJ fingerprint (swapmc.library.build.model_fingerprint).
+    digest = hashlib.sha256(json.dumps(model.to_dict(), sort_keys=True).encode()).hexdigest()
+    return model if digest == meta["model_hash"] else None
+
+
+def _write_lammps_model(library: Library, meta: dict, directory: str,
+                        written: list) -> tuple[list, str]:
+    """Write the LAMMPS input (and EAM potential) of one model; ``(lines, input name)``,
+    or ``([], "")`` when the model cannot be recovered from the library."""
+    tag = meta["model_hash"][:12]
+    model = potential = None
+    if meta["kind"] == "eam":
+        stored = library.potential(meta["model_hash"])
+        if stored is not None:
+            kind, text = stored
+            potential = f"potential-{tag}.eam.{kind}"
+            path = os.path.join(directory, potential)
+            with atomic_write(path) as fh:
+                fh.write(text)
+            written.append(path)
+            model = EAMPotential.from_file(path, kind)
+    elif meta["kind"] == "lj":
+        model = _lj_model(library, meta)
+    if model is None:
+        return [], ""
+    script = f"in-{tag}.lammps"
+    path = os.path.join(directory, script)
+    write_lammps_input(path, model, "${data}", potential,
+                       comment=f"swapmc library model {meta['model']} ({meta['model_hash'][:12]}): "
+                               f"lmp -in {script} -var data sample-<id>-<structure>.data")
+    written.append(path)
+    return lammps_pair_lines(model, potential), script

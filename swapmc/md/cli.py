@@ -51,9 +51,10 @@ def load_preset_of(preset: str | None, model_toml: str | None):
     return pre, str(cfg.get("preset") or source)
 
 
-def read_configuration(path: str, species_names):
+def read_configuration(path: str, species_names, type_map: str | None = None):
     """A System from an extended XYZ (.xyz/.extxyz) or LAMMPS data file, with the model's
-    species order."""
+    species order; ``type_map`` (``"1=A,2=B"``) names the types of a data file without
+    type labels."""
     from ..io import read_extxyz, read_lammps_data
 
     if not os.path.exists(path):
@@ -61,7 +62,7 @@ def read_configuration(path: str, species_names):
     names = tuple(species_names)
     if path.endswith((".xyz", ".extxyz")):
         return read_extxyz(path, species_names=names)
-    return read_lammps_data(path, species_names=names)
+    return read_lammps_data(path, species_names=names, type_map=type_map)
 
 
 def _load_inputs(args):
@@ -78,7 +79,8 @@ def _load_inputs(args):
     from .forcefield import ForceField
 
     pre, label = load_preset_of(args.preset, args.model)
-    systems = [read_configuration(p, pre.model.species) for p in args.configurations]
+    systems = [read_configuration(p, pre.model.species, args.type_map)
+               for p in args.configurations]
     ff = ForceField(pre.model)
     for s in systems:
         ff.check_system(s)  # clear CellError if the box is too small for the cut-off
@@ -137,6 +139,9 @@ def _add_model_args(p) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", help="model from a built-in preset (default ka2-x10)")
     g.add_argument("--model", help="model from a TOML config (preset + overrides)")
+    p.add_argument("--type-map", default=None, metavar="1=A,2=B,...",
+                   help="species of each atom type of LAMMPS data files without type labels "
+                        "(default: the model's species order)")
     p.add_argument("-o", "--output", default=None, help="output directory")
     p.add_argument("--seed", type=int, default=1, help="random seed (velocities, thermostat)")
 
