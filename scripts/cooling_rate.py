@@ -116,16 +116,17 @@ def run_measurements(args) -> None:
     epath = os.path.join(args.output, "equilibrium.jsonl")
     done_q = {(r["duration"], r["index"]) for r in read_jsonl(qpath)}
     done_e = {(r["temperature"], r["index"]) for r in read_jsonl(epath)}
-    # Fast rates first, then the equilibrium points, the slowest quench last: it is the one a
-    # budget cut may lose.
+    # Fast rates first, then the check of the shortened ramps, then the slowest rate; the
+    # extra equilibrium points last (the short-start liquids already give E_IS at
+    # --short-start, and the swap library gives the low temperatures).
     plan = sorted(zip(args.durations, args.quenches))
     for duration, count in plan[:-1]:
         run_quenches(args, preset, ff, qpath, done_q, duration, count)
     if args.short_start is not None and args.short_check_duration:
         run_quenches(args, preset, ff, qpath, done_q, args.short_check_duration,
                      args.short_check_count, check=True)
-    run_equilibrium(args, preset, ff, epath, done_e)
     run_quenches(args, preset, ff, qpath, done_q, *plan[-1])
+    run_equilibrium(args, preset, ff, epath, done_e)
 
 
 def run_quenches(args, preset, ff, qpath, done_q, duration: int, count: int,
@@ -203,7 +204,10 @@ def load_deep(path: str | None) -> dict:
         lineage = [q for q in deep["rows"] if q["lineage"] == r["lineage"]
                    and q["temperature"] >= r["temperature"]]
         rows.append({**r, "lineage_sweeps": sum(q["sweeps"] for q in lineage),
-                     "lineage_cpu_seconds": sum(q["cpu_seconds"] for q in lineage)})
+                     # cost_cpu_seconds: measured, or estimated for a chain resumed after a
+                     # kill (see deep_glasses.py)
+                     "lineage_cpu_seconds": sum(q.get("cost_cpu_seconds", q["cpu_seconds"])
+                                                for q in lineage)})
     return {"rows": rows, "stop": deep.get("stop")}
 
 
@@ -265,33 +269,40 @@ def analyse(args) -> dict:
     print(f"liquid at T = {args.t_start:g} (swap-equilibrated): E_IS/N = {liquid.mean():.5f} ± "
           f"{liquid.std(ddof=1) / np.sqrt(len(liquid)):.5f} ({len(liquid)} liquids)")
 
-    fit_sel = [(d, n, m, se) for d, n, m, se in by_rate if d >= args.fit_min_duration]
-    rates = np.array([span / d for d, *_ in fit_sel])
-    e_rate = np.array([m for *_, m, _ in fit_sel])
-    e_rate_err = np.array([se for *_, se in fit_sel])
+    # The fits take every quench as one point with a common, unknown scatter (ordinary least
+    # squares; the scatter of E_IS/N between N = 500 glasses does not depend much on the rate)
+    # rather than group means, so that a rate with a single quench needs no borrowed error.
+    fit_rows = [r for r in qrows if r["duration"] >= args.fit_min_duration]
+    rates = np.array([r["rate"] for r in fit_rows])
+    e_rate = np.array([r["is_energy"] for r in fit_rows])
+    n_rates = len(set(rates.tolist()))
     fits = {}
     for model in ("log", "vft"):
-        if model == "vft" and len(fit_sel) < 4:
-            # Three parameters need at least one degree of freedom left to be judged.
-            print("vft fit skipped: fewer than 4 rates")
+        if model == "vft" and n_rates < 4:
+            # Three parameters need at least one degree of freedom left among the rates.
+            print(f"vft fit skipped: {n_rates} rates (< 4)")
             continue
         try:
-            fits[model] = stability.fit_rate_law(rates, e_rate, e_rate_err, model=model)
+            fits[model] = stability.fit_rate_law(rates, e_rate, None, model=model)
         except ValueError as exc:
             print(f"{model} fit not possible: {exc}")
-    print(f"\n# Fits of E_IS/N(rate) over durations >= {args.fit_min_duration} sweeps "
-          f"({len(fit_sel)} rates); one standard error; covariance scaled by chi2/dof when "
-          f"chi2 exceeds its 95 % quantile")
+    print(f"\n# Fits of E_IS/N(rate) to the {len(fit_rows)} quenches of durations >= "
+          f"{args.fit_min_duration} sweeps ({n_rates} rates), ordinary least squares; one "
+          f"standard error; residual s.d. = scatter of one glass about the law")
     for model, f in fits.items():
         law = ("E = c0 + c1 log10 r" if model == "log"
                else "E = E0 + B / (L0 - log10 r)")
         pars = ", ".join(f"{k} = {v:.5g} ± {f.errors[k]:.2g}" for k, v in f.params.items())
-        print(f"{model:4s} {law}: {pars}; chi2 = {f.chi2:.2f}, dof = {f.dof}")
+        resid = np.sqrt(f.chi2 / f.dof) if f.dof > 0 else float("nan")
+        print(f"{model:4s} {law}: {pars}; residual s.d. {resid:.4f}, dof = {f.dof}")
 
     # Equilibrium E_IS(T): certified swap glasses + swap-equilibrated extra points.
     eq_points = [(r["temperature"], r["is_energy"], "certified library glass")
                  for r in deep["rows"]]
     eq_points += [(r["temperature"], r["is_energy"], "swap MC (not certified)") for r in erows]
+    # The liquids the shortened quenches start from are swap-MC equilibrium states too.
+    eq_points += [(r["t_from"], r["liquid_is_energy"], "swap MC (not certified)")
+                  for r in qrows + checks if r["t_from"] != args.t_start]
     eqfit = None
     print(f"\n# Equilibrium inherent-structure energies (swap MC), +- standard error over "
           f"independent glasses; fit E_IS = a + b/T over T <= {args.eq_fit_tmax:g}")
@@ -301,14 +312,23 @@ def analyse(args) -> dict:
         for t, n, m, se in stats_t:
             src = sorted({p[2] for p in eq_points if p[0] == t})
             print(f"T = {t:5.3g}: E_IS/N = {m:.5f} ± {se:.5f} ({n} glasses; {', '.join(src)})")
-        sel = [(t, m, se) for t, n, m, se in stats_t if t <= args.eq_fit_tmax]
-        if len(sel) >= 2:
+        sel = [(t, e) for t, e, _ in eq_points if t <= args.eq_fit_tmax]
+        if len({t for t, _ in sel}) >= 2 and len(sel) >= 3:
+            # One point per glass, common unknown scatter (as for the rate fits).
             eqfit = stability.fit_equilibrium_eis(*map(np.array, zip(*sel)))
+            resid = np.sqrt(eqfit.chi2 / eqfit.dof) if eqfit.dof > 0 else float("nan")
             print(f"a = {eqfit.a:.5f} ± {np.sqrt(eqfit.cov[0, 0]):.5f}, b = {eqfit.b:.5f} ± "
-                  f"{np.sqrt(eqfit.cov[1, 1]):.5f} (chi2 = {eqfit.chi2:.2f}, dof = "
-                  f"{eqfit.dof})")
+                  f"{np.sqrt(eqfit.cov[1, 1]):.5f} ({len(sel)} glasses, residual s.d. "
+                  f"{resid:.4f})")
+    # Scatter of one glass's E_IS/N: pooled over the quench rates (used for the error of a
+    # parent temperature with a single glass).
+    sd_glass = float(np.sqrt(np.mean([se**2 * n for _, n, _, se in by_rate if n > 1])))
+    print(f"scatter of E_IS/N between glasses (pooled over quench rates): {sd_glass:.4f}")
 
-    out = {"quenches": qrows, "equilibrium_extra": erows, "deep_rows": deep["rows"],
+    out = {"quenches": qrows, "short_start_checks": checks, "equilibrium_extra": erows,
+           "equilibrium_points": [{"temperature": t, "is_energy": e, "source": src}
+                                  for t, e, src in eq_points],
+           "deep_rows": deep["rows"],
            "by_duration": [{"duration": d, "rate": span / d, "n": n, "is_energy_mean": m,
                             "is_energy_sem": se, "cpu_seconds_mean": float(cpu[d])}
                            for d, n, m, se in by_rate],
@@ -343,10 +363,13 @@ def analyse(args) -> dict:
         print(f"\n# EXTRAPOLATION: equivalent cooling rate of each swap parent T, as the factor "
               f"by which a plain-MC quench would have to be slower than the slowest run here "
               f"({slowest} sweeps, r = {r_slow:.2e}); central value [68 % interval] from the "
-              f"fit covariance and the standard error of <E_IS/N> over glasses")
+              f"fit covariance and the standard error of <E_IS/N> over glasses (a single "
+              f"glass: the pooled scatter of one glass)")
         stats_swap = stability.group_mean_sem([r["temperature"] for r in deep["rows"]],
                                               [r["is_energy"] for r in deep["rows"]])
         for t, n, m, se in sorted(stats_swap, reverse=True):
+            if n == 1:
+                se = sd_glass  # one glass: its error is the scatter of one glass
             same = [r for r in deep["rows"] if r["temperature"] == t]
             cost = float(np.mean([r["lineage_sweeps"] for r in same]))
             cost_cpu = float(np.mean([r["lineage_cpu_seconds"] for r in same]))
@@ -386,6 +409,7 @@ def figure(args, out, fits, eqfit) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("matplotlib not installed: no figure")
         return
@@ -406,11 +430,14 @@ def figure(args, out, fits, eqfit) -> None:
     fit_lo = 10 ** min(f.log10_rate_range[0] for f in fits.values()) if fits else lo
     for model, f in fits.items():
         color, ls, label = styles[model]
-        e = f.energy(grid)
-        ax.plot(grid, e, ls, color=color, lw=1.2, label=f"fit: {label}")
+        # Drawn over the fitted rates and, as an extrapolation, below them; not above.
+        g = grid[grid <= 10 ** f.log10_rate_range[1] * 1.0001]
+        e = f.energy(g)
+        ax.plot(g, e, ls, color=color, lw=1.2, label=f"fit: {label}")
         if model == "log":
-            err = f.energy_error(grid)
-            ax.fill_between(grid, e - err, e + err, color=color, alpha=0.15, lw=0)
+            err = f.energy_error(g)
+            ax.fill_between(g, e - err, e + err, color=color, alpha=0.15, lw=0,
+                            label="fit ± 1 s.e.")
     ax.axvspan(grid[0], fit_lo, color="0.9", zorder=0)
     ax.text(grid[0] * 1.3, ax.get_ylim()[1], "extrapolation", va="top", fontsize=8)
     swap = out["equivalent"]
@@ -419,18 +446,23 @@ def figure(args, out, fits, eqfit) -> None:
         ax.axhspan(e["is_energy_mean"] - (e["is_energy_sem"] or 0),
                    e["is_energy_mean"] + (e["is_energy_sem"] or 0), color=c, alpha=0.3)
         ax.axhline(e["is_energy_mean"], color=c, lw=1,
-                   label=f"swap MC, parent T = {e['temperature']:g} ({e['n']} glasses)")
+                   label=f"swap MC, parent T = {e['temperature']:g} ({e['n']} "
+                         f"glass{'es' if e['n'] > 1 else ''}, ± 1 s.e.)")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("cooling rate r [epsilon/k_B per MC sweep]")
     ax.set_ylabel("inherent-structure energy E_IS/N [epsilon]")
     ax.set_title(f"KA2 x_C = 0.10, N = {out['n']}", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     # Right: equilibrium E_IS(T) and the quench glasses at their fictive temperatures.
-    eq = [(r["temperature"], r["is_energy"]) for r in out["deep_rows"]]
-    eq += [(r["temperature"], r["is_energy"]) for r in out["equilibrium_extra"]]
-    if eq:
-        t, e = map(np.array, zip(*eq))
-        bx.plot(1 / t, e, "s", color="C2", ms=5, label="swap-equilibrated glasses")
+    for source, marker, label in (
+            ("certified library glass", "s", "swap MC, certified library glasses"),
+            ("swap MC (not certified)", "^", "swap MC liquids (not certified)")):
+        eq = [(p["temperature"], p["is_energy"]) for p in out["equilibrium_points"]
+              if p["source"] == source]
+        if eq:
+            t, e = map(np.array, zip(*eq))
+            bx.plot(1 / t, e, marker, color="C2", ms=7, zorder=6, label=label)
     if eqfit is not None:
         tt = np.linspace(min(eqfit.t_range[0], 0.3), max(eqfit.t_range[1], 0.7), 100)
         bx.plot(1 / tt, eqfit.energy(tt), "k-", lw=1, label="fit a + b/T")
@@ -438,8 +470,9 @@ def figure(args, out, fits, eqfit) -> None:
             if np.isfinite(qf["t_f"]):
                 bx.errorbar(1 / qf["t_f"], b["is_energy_mean"],
                             xerr=qf["t_f_err"] / qf["t_f"] ** 2, yerr=b["is_energy_sem"],
-                            fmt="o", color="k", mfc="w", ms=5)
-        bx.plot([], [], "o", color="k", mfc="w", label="quenches at their T_f")
+                            fmt="o", color="0.4", mfc="none", ms=9, zorder=4)
+        bx.plot([], [], "o", color="0.4", mfc="none", ms=9,
+                label="plain-MC quenches at their T_f (mean per rate)")
     bx.set_xlabel("1 / T (parent or fictive) [k_B/epsilon]")
     bx.set_ylabel("E_IS/N [epsilon]")
     bx.legend(fontsize=7)
@@ -475,7 +508,7 @@ def main(argv=None) -> int:
                     help="fixed maximum displacement of the plain MC (sigma_AA)")
     ap.add_argument("--liquid-sweeps", type=int, default=3000,
                     help="swap-MC equilibration of each starting liquid at t-start")
-    ap.add_argument("--eq-temperatures", type=float, nargs="*", default=[0.6, 0.5],
+    ap.add_argument("--eq-temperatures", type=float, nargs="*", default=[0.5],
                     help="extra swap-MC equilibrium E_IS points for the E_IS(T) curve")
     ap.add_argument("--eq-samples", type=int, default=3)
     ap.add_argument("--eq-sweeps", type=int, default=6000,

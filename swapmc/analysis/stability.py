@@ -60,14 +60,19 @@ def _vft_law(x, p):
 RATE_MODELS = {"log": (_log_law, ("c0", "c1")), "vft": (_vft_law, ("E0", "B", "L0"))}
 
 
-def _covariance(jac, sigma, resid) -> tuple[np.ndarray, float, int]:
-    """Weighted least-squares covariance, inflated by chi^2/dof when the fit is poor."""
+def _covariance(jac, sigma, resid, known: bool = True) -> tuple[np.ndarray, float, int]:
+    """Weighted least-squares covariance, inflated by chi^2/dof when the fit is poor.
+
+    With ``known=False`` the errors are one common unknown scatter (``sigma`` all ones) and
+    the covariance is always scaled by the residual variance chi^2/dof (ordinary least
+    squares).
+    """
     w = 1.0 / sigma**2
     jtwj = jac.T @ (jac * w[:, None])
     cov = np.linalg.pinv(jtwj)
     chi2 = float(np.sum(resid**2 * w))
     dof = len(resid) - jac.shape[1]
-    if dof > 0 and chi2 > stats.chi2.ppf(0.95, dof):
+    if dof > 0 and (not known or chi2 > stats.chi2.ppf(0.95, dof)):
         cov = cov * chi2 / dof
     return cov, chi2, dof
 
@@ -161,7 +166,7 @@ class RateFit:
                 "log10_rate_range": list(self.log10_rate_range)}
 
 
-def fit_rate_law(rate, energy, energy_err, model: str = "log") -> RateFit:
+def fit_rate_law(rate, energy, energy_err=None, model: str = "log") -> RateFit:
     """Fit E_IS(rate) by weighted least squares.
 
     Parameters
@@ -169,9 +174,11 @@ def fit_rate_law(rate, energy, energy_err, model: str = "log") -> RateFit:
     rate : array_like, shape (K,)
         Cooling rates (> 0; temperature per time unit).
     energy : array_like, shape (K,)
-        E_IS per particle at each rate (e.g. means over quenches).
-    energy_err : array_like, shape (K,)
-        Their standard errors (> 0).
+        E_IS per particle at each rate: means over quenches, or one entry per quench
+        (rates repeated).
+    energy_err : array_like, shape (K,), optional
+        Standard errors (> 0). None: every point has the same unknown scatter, estimated
+        from the residuals (ordinary least squares; use with one entry per quench).
     model : str
         ``"log"`` or ``"vft"``.
 
@@ -188,14 +195,16 @@ def fit_rate_law(rate, energy, energy_err, model: str = "log") -> RateFit:
         raise ValueError(f"unknown model {model!r}; choose one of {sorted(RATE_MODELS)}")
     r = np.asarray(rate, float)
     e = np.asarray(energy, float)
-    s = np.asarray(energy_err, float)
+    known = energy_err is not None
+    s = np.asarray(energy_err, float) if known else np.ones_like(e)
     if not (r.shape == e.shape == s.shape and r.ndim == 1):
         raise ValueError("rate, energy and energy_err must be 1-d arrays of one length")
     if np.any(r <= 0) or np.any(s <= 0) or not np.all(np.isfinite(np.r_[r, e, s])):
         raise ValueError("rates and errors must be positive and finite")
     f, names = RATE_MODELS[model]
-    if len(r) < len(names):
-        raise ValueError(f"model {model!r} needs at least {len(names)} points, got {len(r)}")
+    if len(r) < len(names) + (0 if known else 1):
+        raise ValueError(f"model {model!r} needs at least {len(names) + (0 if known else 1)} "
+                         f"points, got {len(r)}")
     x = np.log10(r)
     if model == "log":
         a = np.vstack([np.ones_like(x), x]).T
@@ -213,7 +222,7 @@ def fit_rate_law(rate, energy, energy_err, model: str = "log") -> RateFit:
                                      x_scale="jac", max_nfev=20_000)
         p = sol.x
     jac = _numeric_jacobian(f, x, p)
-    cov, chi2, dof = _covariance(jac, s, f(x, p) - e)
+    cov, chi2, dof = _covariance(jac, s, f(x, p) - e, known)
     err = np.sqrt(np.clip(np.diag(cov), 0, None))
     return RateFit(model, dict(zip(names, map(float, p))), dict(zip(names, map(float, err))),
                    cov, chi2, dof, (float(x.min()), float(x.max())), _p=np.asarray(p, float))
@@ -263,27 +272,31 @@ class EquilibriumFit:
                 "dof": self.dof, "t_range": list(self.t_range)}
 
 
-def fit_equilibrium_eis(temperature, energy, energy_err) -> EquilibriumFit:
+def fit_equilibrium_eis(temperature, energy, energy_err=None) -> EquilibriumFit:
     """Weighted least-squares fit of E_IS = a + b / T.
 
     Parameters
     ----------
     temperature : array_like, shape (K,)
         Parent temperatures (> 0).
-    energy, energy_err : array_like, shape (K,)
-        Equilibrium E_IS per particle and standard errors (> 0).
+    energy : array_like, shape (K,)
+        Equilibrium E_IS per particle (means per T, or one entry per glass).
+    energy_err : array_like, shape (K,), optional
+        Standard errors (> 0). None: one common unknown scatter estimated from the residuals
+        (ordinary least squares; use with one entry per glass).
     """
     t = np.asarray(temperature, float)
     e = np.asarray(energy, float)
-    s = np.asarray(energy_err, float)
-    if not (t.shape == e.shape == s.shape and t.ndim == 1) or len(t) < 2:
-        raise ValueError("need 1-d arrays of one length >= 2")
+    known = energy_err is not None
+    s = np.asarray(energy_err, float) if known else np.ones_like(e)
+    if not (t.shape == e.shape == s.shape and t.ndim == 1) or len(t) < (2 if known else 3):
+        raise ValueError("need 1-d arrays of one length >= 2 (>= 3 without errors)")
     if np.any(t <= 0) or np.any(s <= 0):
         raise ValueError("temperatures and errors must be positive")
     a_mat = np.vstack([np.ones_like(t), 1.0 / t]).T
     w = 1.0 / s**2
     p = np.linalg.solve(a_mat.T @ (a_mat * w[:, None]), a_mat.T @ (w * e))
-    cov, chi2, dof = _covariance(a_mat, s, a_mat @ p - e)
+    cov, chi2, dof = _covariance(a_mat, s, a_mat @ p - e, known)
     return EquilibriumFit(float(p[0]), float(p[1]), cov, chi2, dof,
                           (float(t.min()), float(t.max())))
 
