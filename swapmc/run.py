@@ -199,7 +199,8 @@ class Run:
         if diff:
             raise ConfigError(
                 f"checkpoint {path} belongs to a different run:\n  " + "\n  ".join(diff)
-                + "\nUse another output directory, or delete the checkpoint to start over."
+                + "\nRerun with the settings the checkpoint has, or write this run to "
+                "another output directory (-o)."
             )
         system = System(ck["pos"], ck["species"], tuple(json.loads(str(ck["header"]))[
             "species_names"]), _box(ck["lengths"]), images=ck["images"])
@@ -253,7 +254,8 @@ class Run:
         info = {"sweep": mc.sweeps_done, "temperature": mc.temperature,
                 "energy": mc.energy, "energy_unit": self.units["energy"]}
         write_extxyz(self.paths["trajectory"], mc.system(), info=info, append=True,
-                     element_names=self.elements or None)
+                     element_names=self.elements or None,
+                     masses=list(self.preset.model.masses))
 
     def _checkpoint(self):
         mc = self.mc

@@ -141,7 +141,8 @@ class TemperingRun:
             raise ConfigError(
                 f"checkpoint {self.store.manifest_path} belongs to a different run:\n  "
                 + "\n  ".join(diff)
-                + "\nUse another output directory, or delete it to start over.")
+                + "\nRerun with the settings the checkpoint has, or write this run to "
+                "another output directory (-o).")
         done = max(0, int(manifest["round"]) - self.n_eq)
         if done > self.t["rounds"]:
             raise ConfigError(
@@ -275,7 +276,8 @@ class TemperingRun:
         self.units = LABELS[preset.model.units]
         self.output = TemperingOutput(self.outdir, self.m, preset.pressure is not None,
                                       self.units, self.rank == 0,
-                                      dict(self.cfg.get("elements", {})))
+                                      dict(self.cfg.get("elements", {})),
+                                      masses=list(preset.model.masses))
         if self.m % self.comm.size:
             self.log(f"note: {self.m} replicas on {self.comm.size} ranks: some ranks hold one "
                      "more replica than others (the slowest rank sets the pace)")

@@ -71,8 +71,10 @@ class TemperingOutput:
     """
 
     def __init__(self, directory: str, n_replicas: int, isobaric: bool, units: dict,
-                 enabled: bool, element_names: dict | None = None):
+                 enabled: bool, element_names: dict | None = None,
+                 masses: list | None = None):
         self.directory = directory
+        self.masses = list(masses) if masses is not None else None
         self.m = int(n_replicas)
         self.isobaric = isobaric
         self.units = units
@@ -201,6 +203,7 @@ class TemperingOutput:
         for t in sorted(frames):
             system, info = frames[t]
             write_extxyz(self.trajectories[t], system, info=info, append=True,
+                         masses=self.masses,
                          element_names=self.elements)
 
     # -------------------------------------------------------------- final
@@ -215,7 +218,8 @@ class TemperingOutput:
             xyz = os.path.join(self.final_dir, f"T{t:02d}.xyz")
             data = os.path.join(self.final_dir, f"T{t:02d}.data")
             with atomic_write(xyz) as fh:
-                write_extxyz(fh, system, info=info, element_names=self.elements)
+                write_extxyz(fh, system, info=info, element_names=self.elements,
+                             masses=self.masses)
             write_lammps_data(data, system, masses=masses,
                               comment=f"{comment} T={info['temperature']!r}")
             files[f"final_T{t:02d}_xyz"] = xyz
