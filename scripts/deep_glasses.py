@@ -169,6 +169,18 @@ def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
                          thermo_every=every, checkpoint_every=max(1000, 50 * every),
                          library=os.path.abspath(os.path.join(args.output, "glasses.sqlite")),
                          max_production=plan["max_production"])
+    if args.report_only:
+        # Only steps already in the library are listed; nothing new is run or written.
+        probe = path + ".probe.toml"
+        with atomic_write(probe) as fh:
+            fh.write(text)
+        try:
+            cfg = resolve(probe)
+        finally:
+            os.remove(probe)
+        with Library(cfg["library"]["path"], create=True) as lib:
+            if 0 not in lib.done_chains(build_fingerprint(cfg)):
+                return None
     with atomic_write(path) as fh:
         fh.write(text)
     cfg = resolve(path)
@@ -224,6 +236,8 @@ def summarise(temperature: float, rows: list[dict]) -> dict:
         "cost_estimated": any(r["cost_estimated"] for r in rows),
         "certified_per_core_hour_cpu": len(cert) / cpu_h if cpu_h > 0 else None,
         "certified_per_core_hour_wall": len(cert) / wall_h if wall_h > 0 else None,
+        "certified_per_core_hour_from_melt": len(cert) / (
+            sum(r["lineage_cost_cpu_seconds"] for r in rows) / 3600.0),
     }
 
 
@@ -232,14 +246,19 @@ def fmt(x, spec):
 
 
 def print_table(summaries: list[dict]) -> None:
-    print(f"\n{'T':>5s} {'cert':>6s} {'<tau_alpha> (sweeps)':>21s} {'<sweeps>':>9s} "
-          f"{'cert/core-h':>11s} {'(wall)':>7s} {'<E_IS/N>':>18s} {'crystal':>7s} "
-          f"{'R_CC':>5s}")
+    print("\ncert/core-h: certified glasses per CPU core-hour of this step (from a parent at "
+          "the previous T); 'melt': including the parents' steps; 'wall': from the chains' "
+          "wall times (inflated by other jobs on a loaded machine). +- standard error over "
+          "glasses; crystal: largest q6 solid-like fraction; R_CC: C-C clustering ratio")
+    print(f"{'T':>5s} {'cert':>6s} {'<tau_alpha> (sweeps)':>21s} {'<sweeps>':>9s} "
+          f"{'cert/core-h':>11s} {'(melt)':>7s} {'(wall)':>7s} {'<E_IS/N>':>18s} "
+          f"{'crystal':>7s} {'R_CC':>5s}")
     for s in summaries:
         tau = f"{fmt(s['tau_alpha_mean'], '.0f')} ± {fmt(s['tau_alpha_sem'], '.0f')}"
         eis = f"{fmt(s['is_energy_mean'], '.4f')} ± {fmt(s['is_energy_sem'], '.4f')}"
         print(f"{s['temperature']:5.3g} {s['certified']:>2d} / {s['samples']:<2d} {tau:>21s} "
               f"{s['sweeps_mean']:9.0f} {fmt(s['certified_per_core_hour_cpu'], '11.1f')} "
+              f"{fmt(s['certified_per_core_hour_from_melt'], '7.1f')} "
               f"{fmt(s['certified_per_core_hour_wall'], '7.1f')} {eis:>18s} "
               f"{s['crystalline_fraction_max']:7.3f} {s['cc_clustering_mean']:5.2f}")
         if s["cost_estimated"]:
@@ -272,6 +291,8 @@ def main(argv=None) -> int:
     ap.add_argument("--demix-threshold", type=float, default=1.5,
                     help="stop when the mean C-C clustering ratio exceeds this")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--report-only", action="store_true",
+                    help="list what the library holds for this ladder; run nothing new")
     ap.add_argument("--quick", action="store_true", help="tiny everything (smoke test)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -316,6 +337,11 @@ def main(argv=None) -> int:
                 r["cost_cpu_seconds"], r["cost_estimated"] = r["sweeps"] * rate, True
             else:
                 r["cost_cpu_seconds"], r["cost_estimated"] = r["cpu_seconds"], r["resumed"]
+        for r in rows:
+            # From a melt: this chain plus its parents at the higher temperatures.
+            r["lineage_cost_cpu_seconds"] = sum(
+                q["cost_cpu_seconds"] for q in rows
+                if q["lineage"] == r["lineage"] and q["temperature"] >= r["temperature"])
         temps = sorted({r["temperature"] for r in rows}, reverse=True)
         summaries = [summarise(t, [r for r in rows if r["temperature"] == t]) for t in temps]
         certified_t = [x["temperature"] for x in summaries if x["certified"]]
@@ -347,6 +373,9 @@ def main(argv=None) -> int:
                   f"production {plan['production']} (extendable to {plan['max_production']})",
                   flush=True)
             row = run_step(args, temperature, lineage, init, plan, state)
+            if row is None:
+                stops[lineage] = f"T = {temperature:g} not in the library (--report-only)"
+                break
             rows.append(row)
             used += row["cpu_seconds"]
             done = [r for r in rows if r["cpu_seconds"] > 0 and not r["resumed"]]
@@ -372,7 +401,8 @@ def main(argv=None) -> int:
     print(f"\nlowest certified T: {lowest}")
     for lineage, why in stops.items():
         print(f"lineage {lineage} stopped: {why}")
-    print(f"CPU time of the builds: {used / 60:.1f} core-minutes")
+    print(f"CPU time of the chains: {sum(r['cost_cpu_seconds'] for r in rows) / 60:.1f} "
+          f"core-minutes")
     return 0
 
 
