@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from . import __version__
@@ -98,15 +99,22 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
+    import csv
+
     import numpy as np
 
     from .analysis import first_peak, peak_window, radial_distribution, structure_factor
     from .io import read_extxyz, read_lammps_data
 
     path = args.configuration
+    if args.q_max is not None and not (math.isfinite(args.q_max) and args.q_max > 0):
+        raise ValueError(f"--q-max must be a finite wavenumber > 0, got {args.q_max}")
+    if not os.path.exists(path):
+        raise OSError(f"no such configuration file: {path}")
     system = read_extxyz(path) if path.endswith((".xyz", ".extxyz")) else read_lammps_data(path)
     if not system.box.is_orthorhombic:
-        raise NotImplementedError("analyze supports orthorhombic boxes")
+        raise NotImplementedError(f"{path}: analyze supports orthorhombic boxes")
+    _check_no_overlaps(system, path)
     lengths = system.box.lengths
     r_max = 0.5 * float(lengths.min())
     counts = dict(zip(system.species_names, system.counts.tolist()))
@@ -129,55 +137,118 @@ def _cmd_analyze(args) -> int:
               f"g(r) maximum {g[k]:.3f} at r = {r[k]:.4f}")
         rows.append((name, q, s, r, g))
     if args.output:
-        with open(args.output, "w") as fh:
-            fh.write("# partial S_aa(q) and g_aa(r) of each species\n")
-            fh.write("pair,kind,x,y\n")
+        from .io import atomic_write
+
+        with atomic_write(args.output) as fh:
+            fh.write("# partial S_aa(q) and g_aa(r) of each species; x is q (inverse length) "
+                     "for kind S and r (length) for kind g\n")
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(["pair", "kind", "x", "y"])
             for name, q, s, r, g in rows:
-                for x, y in zip(q, s):
-                    fh.write(f"{name}{name},S,{x!r},{y!r}\n")
-                for x, y in zip(r, g):
-                    fh.write(f"{name}{name},g,{x!r},{y!r}\n")
+                # float() turns NumPy scalars into Python floats: repr(np.float64(x)) is
+                # "np.float64(x)" under NumPy 2, which no CSV reader parses.
+                w.writerows([f"{name}{name}", "S", repr(float(x)), repr(float(y))]
+                            for x, y in zip(q, s))
+                w.writerows([f"{name}{name}", "g", repr(float(x)), repr(float(y))]
+                            for x, y in zip(r, g))
         print(f"  wrote {args.output}")
     return 0
 
 
+def _check_no_overlaps(system, path: str) -> None:
+    """Refuse a configuration in which two particles (nearly) coincide.
+
+    A duplicated particle puts a spike into g(r) at r ~ 0 and makes energies and forces
+    overflow; the threshold, a tenth of the mean spacing rho^(-1/3), is far below any
+    physical contact distance of a liquid or glass, in any unit system.
+    """
+    from .system import ConfigurationError
+
+    spacing = system.density ** (-1.0 / 3.0)
+    try:
+        system.check_overlaps(0.1 * spacing)
+    except ConfigurationError as err:
+        raise ConfigurationError(f"{path}: {err}; is a particle duplicated?") from None
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default: appended as ``(default: ...)`` when the
+    option has a concrete default; options whose default comes from the preset or config
+    say so in their own help text."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .config import DEFAULT_PRESET, DEFAULTS
+
     p = argparse.ArgumentParser(
         prog="swapmc",
-        description="Swap Monte Carlo for ultrastable computer glasses.",
+        description="Swap Monte Carlo for ultrastable computer glasses. Units: LJ presets "
+                    "use reduced units of the A-A pair (epsilon_AA, sigma_AA, k_B = 1); EAM "
+                    "presets use metal units (Å, eV, K, pressures in GPa). `swapmc COMMAND "
+                    "--help` shows each command's options with their defaults.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"swapmc {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    d_sys, d_run, d_out = DEFAULTS["system"], DEFAULTS["run"], DEFAULTS["output"]
 
     r = sub.add_parser("run", help="run swap Monte Carlo on a preset or a TOML config",
+                       formatter_class=HelpFormatter,
                        description="Run melt -> equilibration (tuned) -> production (frozen). "
-                       "Rerunning the same command resumes from the checkpoint.")
+                       "Rerunning the same command resumes from the checkpoint; a larger "
+                       "--sweeps extends a finished run. Options override the config/preset. "
+                       "T is in epsilon_AA/k_B (LJ) or K (EAM), P in epsilon_AA/sigma_AA^3 "
+                       "(LJ) or GPa (EAM), times in MC sweeps (N attempts).")
     r.add_argument("source", nargs="?", default=None,
-                   help="preset name or config.toml (default: the ka2-x10 preset, N = 500)")
-    r.add_argument("-T", "--temperature", type=float)
-    r.add_argument("-P", "--pressure", type=float, help="impose a pressure (isobaric run)")
-    r.add_argument("-N", "--n", type=int, help="number of particles")
-    r.add_argument("--init", help="'random', 'lattice', or a .xyz/.data file")
-    r.add_argument("-s", "--sweeps", type=int, help="production sweeps")
-    r.add_argument("--equilibration-sweeps", type=int)
-    r.add_argument("--seed", type=int)
-    r.add_argument("-o", "--output", help="output directory")
-    r.add_argument("--trajectory-every", type=int, help="sweeps between trajectory frames")
+                   help=f"preset name or config .toml (default: the {DEFAULT_PRESET} preset)")
+    r.add_argument("-T", "--temperature", type=float,
+                   help="temperature, epsilon_AA/k_B (LJ) or K (EAM) (default: the "
+                        "preset's [state] temperature)")
+    r.add_argument("-P", "--pressure", type=float,
+                   help="impose a pressure (isobaric run), epsilon_AA/sigma_AA^3 (LJ) or GPa "
+                        "(EAM) (default: the preset's: none, i.e. NVT, for LJ; 0 GPa for EAM)")
+    r.add_argument("-N", "--n", type=int,
+                   help=f"number of particles (default: {d_sys['n']})")
+    r.add_argument("--init", help="'random', 'lattice', or a .xyz/.data file, relative to the "
+                   f"working directory (default: {d_sys['init']})")
+    r.add_argument("-s", "--sweeps", type=int,
+                   help=f"production sweeps (default: {d_run['production_sweeps']})")
+    r.add_argument("--equilibration-sweeps", type=int,
+                   help=f"equilibration sweeps, step sizes tuned (default: "
+                        f"{d_run['equilibration_sweeps']})")
+    r.add_argument("--seed", type=int, help=f"random seed, an integer >= 0 (default: "
+                   f"{d_run['seed']})")
+    r.add_argument("-o", "--output", help=f"output directory (default: {d_out['directory']})")
+    r.add_argument("--trajectory-every", type=int,
+                   help="sweeps between trajectory frames in production, 0 for none "
+                        f"(default: {d_out['trajectory_every']})")
     r.add_argument("--tau-alpha", action="store_true",
-                   help="measure F_s(q,t) in production and report tau_alpha")
-    r.add_argument("--no-progress", action="store_true")
+                   help="measure F_s(q,t) in production and report tau_alpha in sweeps "
+                        "(default: off)")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no progress line (default: progress shown)")
     r.set_defaults(func=_cmd_run)
 
-    pl = sub.add_parser("plot", help="draw thermo.png (and fs.png) for a run directory")
-    pl.add_argument("directory")
+    pl = sub.add_parser("plot", help="draw thermo.png (and fs.png) for a run directory",
+                        formatter_class=HelpFormatter)
+    pl.add_argument("directory", help="output directory of swapmc run")
     pl.set_defaults(func=_cmd_plot)
 
-    an = sub.add_parser("analyze", help="S(q) first peak and g(r) of a configuration file")
+    an = sub.add_parser("analyze", help="S(q) first peak and g(r) of a configuration file",
+                        formatter_class=HelpFormatter,
+                        description="Partial S_aa(q) and g_aa(r) of each species, in the "
+                        "length unit of the file (sigma_AA or Å).")
     an.add_argument("configuration", help=".xyz/.extxyz or LAMMPS .data file")
     an.add_argument("--q-max", type=float,
-                    help="largest q of S(q) (default 12 sigma^-1 at KA's density, scaled by "
-                         "the mean spacing: ~4.4 Å^-1 for Cu-Zr)")
-    an.add_argument("-o", "--output", help="write S(q) and g(r) as CSV")
+                    help="largest q of S(q), inverse length (default: 12 sigma^-1 at KA's "
+                         "density, scaled by the mean spacing: ~4.4 Å^-1 for Cu-Zr)")
+    an.add_argument("-o", "--output", help="write S(q) and g(r) as CSV (default: not written)")
     an.set_defaults(func=_cmd_analyze)
 
     from .library.cli import add_parser as add_library_parser
@@ -188,15 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_md_parsers(sub)
     add_library_parser(sub)
 
-    ps = sub.add_parser("presets", help="list the built-in presets or show one")
-    ps.add_argument("name", nargs="?")
+    ps = sub.add_parser("presets", help="list the built-in presets or show one",
+                        formatter_class=HelpFormatter)
+    ps.add_argument("name", nargs="?", help="preset to show as TOML (default: list them all)")
     ps.set_defaults(func=_cmd_presets)
     return p
 
 
 def run_command(func, args, prog: str = "swapmc") -> int:
     """Call ``func(args)`` as a command: input errors become one line ``<prog>: error: ...``
-    on stderr and exit code 2, Ctrl-C exit code 130 with a hint to rerun (and resume)."""
+    on stderr and exit code 1 (2 is argparse's, for command-line usage errors), Ctrl-C
+    exit code 130 with a hint to rerun (and resume)."""
     try:
         return func(args)
     except KeyboardInterrupt:
@@ -205,12 +278,18 @@ def run_command(func, args, prog: str = "swapmc") -> int:
         return 130
     except (ValueError, KeyError, NotImplementedError, OSError, ImportError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 2
+        # One line: the message may carry a list (e.g. of differing keys) over lines.
+        text = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+        print(f"{prog}: error: {text}", file=sys.stderr)
+        return 1
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:  # `swapmc` alone
+        parser.print_help()
+        return 0
     return run_command(args.func, args)
 
 

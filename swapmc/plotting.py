@@ -21,10 +21,30 @@ def _pyplot():
 
 
 def _read_csv(path):
+    """Columns of a swapmc CSV file; a truncated or damaged file (a row with a missing
+    field or a non-number, e.g. cut off by a full disk) is reported with its line."""
     with open(path) as fh:
-        lines = [ln for ln in fh if not ln.startswith("#")]
-    header = lines[0].strip().split(",")
-    rows = [ln.strip().split(",") for ln in lines[1:] if ln.strip()]
+        lines = [(k, ln) for k, ln in enumerate(fh, 1) if not ln.startswith("#")]
+    if not lines:
+        raise ValueError(f"{path}: no header line (empty or truncated file)")
+    header = lines[0][1].strip().split(",")
+    rows = []
+    for k, ln in lines[1:]:
+        if not ln.strip():
+            continue
+        row = ln.strip().split(",")
+        bad = len(row) != len(header)
+        if not bad:
+            try:
+                [float(v) for h, v in zip(header, row) if h != "phase"]
+            except ValueError:
+                bad = True
+        if bad:
+            raise ValueError(f"{path}:{k}: damaged row ({len(row)} of {len(header)} fields, "
+                             f"or not a number): the file is truncated or corrupt; rerun the "
+                             "command that wrote it to resume (which truncates it to its "
+                             "checkpoint)")
+        rows.append(row)
     return {h: [r[k] for r in rows] for k, h in enumerate(header)}
 
 

@@ -85,6 +85,6 @@ def test_eam_config_with_user_setfl_file(tmp_path, capsys):
     lines[7] = lines[7].replace("e", "x", 1)
     (tmp_path / "bad.eam.alloy").write_text("\n".join(lines) + "\n")
     cfg.write_text(cfg.read_text().replace(str(pot_file), str(tmp_path / "bad.eam.alloy")))
-    assert main(["run", str(cfg)]) == 2
+    assert main(["run", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert "bad.eam.alloy:8" in err

@@ -18,7 +18,7 @@ def test_unknown_preset_lists_the_available_ones():
 
 
 def test_cli_reports_errors_without_traceback(capsys):
-    assert main(["run", "no-such-preset", "--no-progress"]) == 2
+    assert main(["run", "no-such-preset", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "unknown preset 'no-such-preset'" in err and "Traceback" not in err
 
@@ -33,7 +33,7 @@ def test_malformed_toml_names_file_and_line(tmp_path):
 def test_unknown_key_is_rejected(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('preset = "ka"\n[run]\nsweepz = 3\n')
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['sweepz'\] in \[run\]"):
+    with pytest.raises(ConfigError, match=r"c.toml:3: unknown key 'sweepz'.* in \[run\]"):
         resolve(str(p))
 
 

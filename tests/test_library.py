@@ -386,7 +386,7 @@ def test_build_config_errors(tmp_path):
     from swapmc._toml import ConfigError
 
     cfg = _toml(tmp_path)
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['sample'\] in \[library\]"):
+    with pytest.raises(ConfigError, match=r"unknown key 'sample' \(did you mean 'samples'\?\)"):
         build_library(cfg, {"library": {"sample": 3}})
     with pytest.raises(ConfigError, match="max_production_sweeps = 10 is below"):
         build_library(cfg, {"library": {"max_production_sweeps": 10}})
@@ -455,11 +455,11 @@ def test_cli_ls_show_export_check(built, tmp_path, capsys):
     assert [f for f in listed if not f.startswith("in-")] == [
         "index.csv", "sample-1-inherent.data", "sample-2-inherent.data"]
     assert len([f for f in listed if f.startswith("in-") and f.endswith(".lammps")]) == 1
-    assert main(["library", "export", result.path, "999", "-o", str(tmp_path / "y")]) == 2
+    assert main(["library", "export", result.path, "999", "-o", str(tmp_path / "y")]) == 1
     assert "no sample(s) with id [999]" in capsys.readouterr().err
     assert main(["library", "check", result.path]) == 0
     assert "integrity ok" in capsys.readouterr().out
-    assert main(["library", "ls", str(tmp_path / "nothing.sqlite")]) == 2
+    assert main(["library", "ls", str(tmp_path / "nothing.sqlite")]) == 1
     assert "no library at" in capsys.readouterr().err
 
 

@@ -427,14 +427,14 @@ def test_bad_configs_fail_before_any_work(tmp_path):
         n_replicas=None)
     bad(r"not both", temperatures=[0.5, 0.6])
     bad(r"exchange_every must be an integer >= 1", exchange_every=0)
-    bad(r"unknown key\(s\) \['sweeps'\]", sweeps=3)
+    bad(r"unknown key 'sweeps'", sweeps=3)
     bad(r"optimize_ladder: .*stage", optimize_ladder=True, equilibration_rounds=4)
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text('preset = "ka2-x10"\n[tempering]\ntemperatures = [0.5, 0.5]\n')
     with pytest.raises(ConfigError, match="strictly increasing"):
         resolve(str(cfg_file))
     cfg_file.write_text('preset = "ka2-x10"\n[system]\nn = -3\n')
-    with pytest.raises(ConfigError, match=r"c.toml: \[system\] n must be"):
+    with pytest.raises(ConfigError, match=r"c.toml:3: \[system\] n must be"):
         resolve(str(cfg_file))
 
     class FourRanks(SerialComm):
@@ -624,7 +624,7 @@ def test_cli_serial_and_plot(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 replicas on 1 rank(s) [serial]" in out and "round trips" in out
     assert (d / "pt_acceptance.png").stat().st_size > 0 and (d / "pt_walks.png").exists()
-    assert main(_cli_args(d, rounds=4, extra=["--mpi", "off", "--t-max", "1.3"])) == 2
+    assert main(_cli_args(d, rounds=4, extra=["--mpi", "off", "--t-max", "1.3"])) == 1
     assert "belongs to a different run" in capsys.readouterr().err
 
 
@@ -699,7 +699,7 @@ def test_failing_rank_aborts_the_job(tmp_path):
 def test_more_ranks_than_replicas_is_refused_once(tmp_path):
     _need_mpi()
     out, _ = _mpirun(4, _cli_args(tmp_path / "x", extra=["-M", "3"]), timeout=60)
-    assert out.returncode == 2
+    assert out.returncode == 1
     assert out.stderr.count("3 replicas cannot be spread over 4 MPI ranks") == 1, out.stderr
     assert not (tmp_path / "x").exists()
 

@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 
+from ..config import DEFAULTS
 from ..config import overrides as make_overrides
 from .certify import Criteria
+from .settings import LIBRARY_DEFAULTS
 
 
 def _cmd_build(args) -> int:
@@ -30,7 +32,7 @@ def _cmd_build(args) -> int:
     except CollectiveError as err:
         if comm.rank == 0:
             print(f"swapmc library build: error: {err}", file=sys.stderr)
-        return 2
+        return 1
     if comm.rank == 0:
         print(f"see the samples with: swapmc library ls {result.path} --build "
               f"{result.build[:16]} --verdict all")
@@ -38,8 +40,17 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_harvest(args) -> int:
+    import math
+
     from .certify import Criteria
     from .harvest import harvest_tempering
+
+    if args.stride is not None and args.stride < 1:
+        raise ValueError(f"--stride must be an integer >= 1 sweep, got {args.stride}")
+    if args.min_round_trips < 0:
+        raise ValueError(f"--min-round-trips must be >= 0, got {args.min_round_trips}")
+    if not (math.isfinite(args.max_drift_z) and args.max_drift_z > 0):
+        raise ValueError(f"--max-drift-z must be a finite number > 0, got {args.max_drift_z}")
 
     harvest_tempering(args.run, args.library, stride=args.stride,
                       min_round_trips=args.min_round_trips,
@@ -48,13 +59,16 @@ def _cmd_harvest(args) -> int:
 
 
 def _add_filters(p) -> None:
-    p.add_argument("--model", help="preset/model name")
-    p.add_argument("--build", help="build fingerprint (or its first characters)")
-    p.add_argument("--t-min", type=float, help="lowest equilibration temperature")
-    p.add_argument("--t-max", type=float, help="highest equilibration temperature")
-    p.add_argument("-N", "--n", type=int, help="number of particles")
-    p.add_argument("--verdict", choices=("certified", "failed", "all"), default="certified")
-    p.add_argument("--limit", type=int, help="at most this many samples")
+    p.add_argument("--model", help="preset/model name (default: any)")
+    p.add_argument("--build", help="build fingerprint or its first characters (default: any)")
+    p.add_argument("--t-min", type=float,
+                   help="lowest equilibration temperature, epsilon/k_B or K (default: none)")
+    p.add_argument("--t-max", type=float,
+                   help="highest equilibration temperature, epsilon/k_B or K (default: none)")
+    p.add_argument("-N", "--n", type=int, help="number of particles (default: any)")
+    p.add_argument("--verdict", choices=("certified", "failed", "all"), default="certified",
+                   help="which samples")
+    p.add_argument("--limit", type=int, help="at most this many samples (default: all)")
 
 
 def _query(lib, args, ids=None):
@@ -147,31 +161,42 @@ def _cmd_check(args) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``swapmc library`` and its sub-commands."""
+    from ..cli import HelpFormatter
+
     lib = subparsers.add_parser(
         "library", help="build, list, show and export glass libraries",
+        formatter_class=HelpFormatter,
         description="Glass libraries: independent swap-MC chains, certified (F_s decay, no "
         "energy drift, no crystal) and quenched to inherent structures, stored in one "
         "crash-safe SQLite file.")
     sub = lib.add_subparsers(dest="library_command", required=True)
 
-    b = sub.add_parser("build", help="make (or continue making) the samples of a config",
+    b = sub.add_parser("build", formatter_class=HelpFormatter,
+                       help="make (or continue making) the samples of a config",
                        description="Run `samples` independent chains of a run config with a "
                        "[library] table; rerunning the same command continues; under "
                        "`mpiexec -n K` the chains are shared among K ranks.")
     b.add_argument("source", nargs="?", default=None,
-                   help="config.toml with a [library] table, or a preset name")
-    b.add_argument("--samples", type=int, help="number of samples wanted ([library] samples)")
-    b.add_argument("--library", help="library file ([library] path)")
-    b.add_argument("-T", "--temperature", type=float)
-    b.add_argument("-N", "--n", type=int, help="number of particles")
-    b.add_argument("--seed", type=int, help="base seed of the chains")
+                   help="config.toml with a [library] table, or a preset name (default: "
+                        "the ka2-x10 preset)")
+    b.add_argument("--samples", type=int, help="number of samples wanted ([library] samples; "
+                   f"default: {LIBRARY_DEFAULTS['samples']})")
+    b.add_argument("--library", help="library file ([library] path; default: "
+                   f"{LIBRARY_DEFAULTS['path']})")
+    b.add_argument("-T", "--temperature", type=float,
+                   help="temperature, epsilon/k_B (LJ) or K (EAM) (default: the preset's)")
+    b.add_argument("-N", "--n", type=int,
+                   help=f"number of particles (default: {DEFAULTS['system']['n']})")
+    b.add_argument("--seed", type=int,
+                   help=f"base seed of the chains, >= 0 (default: {DEFAULTS['run']['seed']})")
     b.add_argument("--no-progress", action="store_true",
-                   help="no progress line for the chain rank 0 is running")
+                   help="no progress line for the chain rank 0 is running (default: shown)")
     b.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                    help="use MPI (auto: when launched by mpiexec/srun)")
     b.set_defaults(func=_cmd_build)
 
-    hv = sub.add_parser("harvest", help="store the lowest-T frames of a finished PT run",
+    hv = sub.add_parser("harvest", formatter_class=HelpFormatter,
+                        help="store the lowest-T frames of a finished PT run",
                         description="Take the configurations at the lowest temperature of a "
                         "`swapmc temper` run (trajectories/T00.xyz), at least --stride sweeps "
                         "apart and only if the replica there has visited the highest temperature "
@@ -184,36 +209,42 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="sweeps between harvested frames (default: the round-trip time, "
                          "production rounds x replicas / completed round trips, in sweeps)")
     hv.add_argument("--min-round-trips", type=int, default=10,
-                    help="round trips the run must have made (default 10)")
-    hv.add_argument("--max-drift-z", type=float, default=Criteria.max_drift_z)
+                    help="round trips the run must have made")
+    hv.add_argument("--max-drift-z", type=float, default=Criteria.max_drift_z,
+                    help="largest |z| of the energy drift between halves that certifies")
     hv.set_defaults(func=_cmd_harvest)
 
-    ls = sub.add_parser("ls", help="list samples (certified by default)")
+    ls = sub.add_parser("ls", formatter_class=HelpFormatter,
+                        help="list samples (certified by default)")
     ls.add_argument("library")
     _add_filters(ls)
     ls.add_argument("--json", action="store_true", help="print the metadata as JSON")
     ls.set_defaults(func=_cmd_ls)
 
-    sh = sub.add_parser("show", help="every metadata field of one sample")
+    sh = sub.add_parser("show", formatter_class=HelpFormatter,
+                        help="every metadata field of one sample")
     sh.add_argument("library")
     sh.add_argument("id", type=int)
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=_cmd_show)
 
-    ex = sub.add_parser("export", help="write samples as extended XYZ and/or LAMMPS data",
+    ex = sub.add_parser("export", formatter_class=HelpFormatter,
+                        help="write samples as extended XYZ and/or LAMMPS data",
                         description="Export the samples given by id, or those matching the "
                         "filters, to OUTPUT/sample-<id>-<structure>.xyz/.data with an "
                         "index.csv (and the EAM potential file for metal models).")
     ex.add_argument("library")
     ex.add_argument("ids", type=int, nargs="*", help="sample ids (default: all that match)")
     _add_filters(ex)
-    ex.add_argument("--format", choices=("extxyz", "lammps", "both"), default="both")
+    ex.add_argument("--format", choices=("extxyz", "lammps", "both"), default="both",
+                    help="file format(s) written")
     ex.add_argument("--structure", choices=("inherent", "equilibrium", "both"),
-                    default="inherent")
+                    default="inherent", help="which structure(s) of each sample")
     ex.add_argument("-o", "--output", default="exported", help="output directory")
     ex.set_defaults(func=_cmd_export)
 
-    ck = sub.add_parser("check", help="verify the library file's integrity")
+    ck = sub.add_parser("check", formatter_class=HelpFormatter,
+                        help="verify the library file's integrity")
     ck.add_argument("library")
     ck.set_defaults(func=_cmd_check)
     return lib

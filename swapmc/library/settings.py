@@ -25,9 +25,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 
-from .._toml import ConfigError
+from .._toml import ConfigError, key_line, unknown_keys_message
 from ..config import resolve as resolve_run
 from ..models.presets import merge
 from .certify import Criteria
@@ -59,33 +60,49 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
     """
     cfg = resolve_run(source, overrides, extra_sections=("library",))
     origin = source or "default preset"
+    if source is not None and not (source.endswith(".toml") or os.path.sep in source):
+        source = None  # a preset name: there is no file to point into
     given = cfg["library"]
     unknown = set(given) - set(LIBRARY_DEFAULTS)
+
+    def where(key):
+        line = key_line(source, "library", key) if source else None
+        return f"{source}:{line}" if line else origin
+
     if unknown:
-        raise ConfigError(f"{origin}: unknown key(s) {sorted(unknown)} in [library]; "
-                          f"allowed: {sorted(LIBRARY_DEFAULTS)}")
+        raise ConfigError(f"{where(sorted(unknown)[0])}: "
+                          + unknown_keys_message(unknown, LIBRARY_DEFAULTS, "[library]"))
     lib = merge(LIBRARY_DEFAULTS, given)
     for key in ("samples", "quench_max_steps", "drift_blocks"):
-        if not isinstance(lib[key], int) or lib[key] < 1:
-            raise ConfigError(f"{origin}: [library] {key} must be a positive integer, got "
+        if isinstance(lib[key], bool) or not isinstance(lib[key], int) or lib[key] < 1:
+            raise ConfigError(f"{where(key)}: [library] {key} must be a positive integer, got "
                               f"{lib[key]!r}")
     if lib["drift_blocks"] < 2:
-        raise ConfigError(f"{origin}: [library] drift_blocks must be >= 2")
+        raise ConfigError(f"{where('drift_blocks')}: [library] drift_blocks must be >= 2")
     for key in ("min_decays", "max_fs_final", "max_drift_z", "max_crystalline_fraction"):
-        if not isinstance(lib[key], (int, float)) or lib[key] <= 0:
-            raise ConfigError(f"{origin}: [library] {key} must be a positive number, got "
-                              f"{lib[key]!r}")
+        # NaN passes every "<= 0" test and would certify anything, so finiteness is checked.
+        v = lib[key]
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                or v <= 0):
+            raise ConfigError(f"{where(key)}: [library] {key} must be a finite number > 0, "
+                              f"got {v!r}")
     extend = lib["max_production_sweeps"]
-    if not isinstance(extend, int) or extend < 0:
+    if isinstance(extend, bool) or not isinstance(extend, int) or extend < 0:
         raise ConfigError(f"{origin}: [library] max_production_sweeps must be an integer >= 0")
     if extend and extend < cfg["run"]["production_sweeps"]:
         raise ConfigError(f"{origin}: [library] max_production_sweeps = {extend} is below "
                           f"[run] production_sweeps = {cfg['run']['production_sweeps']}")
-    if lib["quench_fmax"] != "auto" and not (
-            isinstance(lib["quench_fmax"], (int, float)) and lib["quench_fmax"] > 0):
-        raise ConfigError(f"{origin}: [library] quench_fmax must be 'auto' or > 0")
-    if not lib["path"]:
-        raise ConfigError(f"{origin}: [library] path must name the library file")
+    fmax = lib["quench_fmax"]
+    if fmax != "auto" and not (isinstance(fmax, (int, float)) and not isinstance(fmax, bool)
+                               and math.isfinite(fmax) and fmax > 0):
+        raise ConfigError(f"{where('quench_fmax')}: [library] quench_fmax must be 'auto' or a "
+                          f"finite number > 0, got {fmax!r}")
+    for key in ("path", "work_directory"):
+        if not isinstance(lib[key], str):
+            raise ConfigError(f"{where(key)}: [library] {key} must be a path, got "
+                              f"{lib[key]!r}")
+    if not lib["path"].strip():
+        raise ConfigError(f"{where('path')}: [library] path must name the library file")
     if not lib["work_directory"]:
         lib["work_directory"] = lib["path"] + ".work"
     if cfg["run"]["production_sweeps"] < 1:

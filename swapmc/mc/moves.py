@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .._toml import ConfigError
+from .._toml import ConfigError, unknown_keys_message
+
+
+def _number(name: str, value, low: float, high: float | None = None, *,
+            low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is a finite real number in the interval; NaN
+    must be caught explicitly because every comparison with it is False."""
+    ok = (isinstance(value, (int, float, np.integer, np.floating))
+          and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
+    if ok:
+        ok = (value > low if low_open else value >= low)
+        if high is not None:
+            ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        interval = ("(" if low_open else "[") + f"{low:g}, " + (
+            "inf)" if high is None else f"{high:g}" + (")" if high_open else "]"))
+        raise ConfigError(f"{name} must be a finite number in {interval}, got {value!r}")
 
 
 @dataclass
@@ -45,36 +62,41 @@ class MoveSettings:
     target_acceptance: float = 0.4
 
     def __post_init__(self):
+        if not isinstance(self.swap_classes, (list, tuple)) or not all(
+                isinstance(c, (list, tuple)) for c in self.swap_classes):
+            raise ConfigError("swap_classes must be a list of species pairs, e.g. "
+                              f"[['A', 'C'], ['B', 'C']], got {self.swap_classes!r}")
         self.swap_classes = [tuple(c) for c in self.swap_classes]
         for c in self.swap_classes:
             if len(c) != 2 or c[0] == c[1]:
                 raise ConfigError(f"a swap class is a pair of two different species, got {c}")
-        if not 0.0 <= self.p_swap <= 1.0:
-            raise ConfigError(f"p_swap must be in [0, 1], got {self.p_swap}")
+        _number("p_swap", self.p_swap, 0.0, 1.0)
         if self.p_swap > 0 and not self.swap_classes:
             raise ConfigError("p_swap > 0 needs at least one swap class, e.g. [['A', 'C']]")
         if self.class_weights is not None:
-            w = np.asarray(self.class_weights, dtype=float)
-            if w.shape != (len(self.swap_classes),) or np.any(w < 0) or w.sum() <= 0:
+            try:
+                w = np.asarray(self.class_weights, dtype=float)
+            except (TypeError, ValueError):
+                w = np.full(1, np.nan)
+            if (w.shape != (len(self.swap_classes),) or not np.all(np.isfinite(w))
+                    or np.any(w < 0) or w.sum() <= 0):
                 raise ConfigError(
-                    f"class_weights must give one non-negative weight per swap class "
+                    f"class_weights must give one finite non-negative weight per swap class "
                     f"({len(self.swap_classes)}), got {self.class_weights}"
                 )
-        if self.displacement <= 0:
-            raise ConfigError(f"displacement must be positive, got {self.displacement}")
-        if self.lnv_step <= 0:
-            raise ConfigError(f"lnv_step must be positive, got {self.lnv_step}")
-        if self.p_volume is not None and not 0.0 <= self.p_volume <= 1.0:
-            raise ConfigError(f"p_volume must be in [0, 1], got {self.p_volume}")
-        if not 0.0 < self.target_acceptance < 1.0:
-            raise ConfigError(f"target_acceptance must be in (0, 1), got {self.target_acceptance}")
+        _number("displacement", self.displacement, 0.0, low_open=True)
+        _number("lnv_step", self.lnv_step, 0.0, low_open=True)
+        if self.p_volume is not None:
+            _number("p_volume", self.p_volume, 0.0, 1.0)
+        _number("target_acceptance", self.target_acceptance, 0.0, 1.0, low_open=True,
+                high_open=True)
 
     @classmethod
     def from_dict(cls, d: dict) -> MoveSettings:
         allowed = set(cls.__dataclass_fields__)
         unknown = set(d) - allowed
         if unknown:
-            raise ConfigError(f"unknown [moves] keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise ConfigError(unknown_keys_message(unknown, allowed, "[moves]"))
         return cls(**d)
 
     def to_dict(self) -> dict:

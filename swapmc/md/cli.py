@@ -28,9 +28,12 @@ PRESET_SECTIONS = ("name", "description", "units", "model", "dopant", "compositi
 
 
 # ----------------------------------------------------------------------------- helpers
-def load_preset_of(preset: str | None, model_toml: str | None):
-    """The resolved preset of a preset name or TOML config (default: swapmc's default
-    preset), overrides of the TOML applied.
+def load_preset_of(preset: str | None, model_toml: str | None, configurations=()):
+    """The resolved preset of a preset name or TOML config, overrides of the TOML applied.
+
+    With neither, the model is that of the ``config.toml`` that ``swapmc run`` wrote next
+    to the input configuration(s), so a Cu-Zr ``final.xyz`` is read with its own Cu-Zr
+    model; inputs without one fall back to swapmc's default preset.
 
     Returns
     -------
@@ -45,10 +48,36 @@ def load_preset_of(preset: str | None, model_toml: str | None):
 
     if preset and model_toml:
         raise ValueError("give either --preset or --model, not both")
-    source = model_toml or preset or DEFAULT_PRESET
+    source = model_toml or preset
+    if source is None:
+        source = _run_config_of(configurations) or DEFAULT_PRESET
     cfg = resolve(source)
     pre = build_preset({k: cfg[k] for k in PRESET_SECTIONS if k in cfg}, source)
     return pre, str(cfg.get("preset") or source)
+
+
+def _run_config_of(configurations) -> str | None:
+    """The ``config.toml`` beside the input files (the run that wrote them), or None.
+
+    Inputs from runs of different models need an explicit ``--preset``/``--model``.
+    """
+    from ..config import resolve
+
+    found = sorted({os.path.join(os.path.dirname(os.path.abspath(p)), "config.toml")
+                    for p in configurations} - {None})
+    found = [f for f in found if os.path.isfile(f)]
+    if not found:
+        return None
+    models = {}
+    for path in found:
+        cfg = resolve(path)
+        models[path] = json.dumps({k: cfg[k] for k in PRESET_SECTIONS if k in cfg
+                                   and k not in ("name", "description", "state", "moves")},
+                                  sort_keys=True, default=str)
+    if len(set(models.values())) > 1:
+        raise ValueError("the input files come from runs of different models "
+                         f"({', '.join(found)}); choose one with --preset or --model")
+    return found[0]
 
 
 def read_configuration(path: str, species_names, type_map: str | None = None):
@@ -78,13 +107,63 @@ def _load_inputs(args):
     """
     from .forcefield import ForceField
 
-    pre, label = load_preset_of(args.preset, args.model)
+    pre, label = load_preset_of(args.preset, args.model, args.configurations)
     systems = [read_configuration(p, pre.model.species, args.type_map)
                for p in args.configurations]
     ff = ForceField(pre.model)
-    for s in systems:
+    for path, s in zip(args.configurations, systems):
         ff.check_system(s)  # clear CellError if the box is too small for the cut-off
+        if s.box.is_orthorhombic:
+            # Coinciding particles make forces overflow (FIRE then divides by them).
+            try:
+                s.check_overlaps(pre.model.overlap_distance)
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from None
     return pre, label, systems, ff
+
+
+def _check_args(args, *, positive=(), non_negative=(), finite=(), positive_int=(),
+                non_negative_int=()) -> None:
+    """Reject non-finite or out-of-range option values before any MD runs, naming the
+    option (NaN passes every comparison, so finiteness is checked first).
+
+    Each tuple lists ``(attribute, option)`` pairs; list-valued options are checked element
+    by element, and options left at None are skipped.
+    """
+    def values(attr):
+        v = getattr(args, attr, None)
+        return [] if v is None else (list(v) if isinstance(v, (list, tuple)) else [v])
+
+    for attr, option in positive + non_negative + finite:
+        for v in values(attr):
+            if not math.isfinite(v):
+                raise ValueError(f"{option} must be a finite number, got {v}")
+    for attr, option in positive:
+        for v in values(attr):
+            if v <= 0:
+                raise ValueError(f"{option} must be > 0, got {v:g}")
+    for attr, option in non_negative:
+        for v in values(attr):
+            if v < 0:
+                raise ValueError(f"{option} must be >= 0, got {v:g}")
+    for attr, option in positive_int:
+        for v in values(attr):
+            if v < 1:
+                raise ValueError(f"{option} must be an integer >= 1, got {v}")
+    for attr, option in non_negative_int:
+        for v in values(attr):
+            if v < 0:
+                raise ValueError(f"{option} must be an integer >= 0, got {v}")
+
+
+_COMMON_CHECKS = dict(non_negative_int=(("seed", "--seed"),))
+_MD_CHECKS = dict(
+    positive=(("temperature", "-T/--temperature"), ("dt", "--dt"), ("tau_t", "--tau-t"),
+              ("tau_p", "--tau-p")),
+    finite=(("pressure", "--pressure"),),
+    non_negative_int=(("seed", "--seed"), ("equilibration_steps", "--equilibration-steps"),
+                      ("npt_steps", "--npt-steps")),
+)
 
 
 def _write_text(path: str, text: str) -> None:
@@ -137,23 +216,31 @@ def _add_model_args(p) -> None:
     p.add_argument("configurations", nargs="+",
                    help=".xyz/.extxyz or LAMMPS .data file(s); several = independent samples")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--preset", help="model from a built-in preset (default ka2-x10)")
-    g.add_argument("--model", help="model from a TOML config (preset + overrides)")
+    g.add_argument("--preset", help="model from a built-in preset (default: the model of the "
+                   "config.toml that swapmc run wrote next to the input files; without one, "
+                   "ka2-x10)")
+    g.add_argument("--model", help="model from a TOML config (preset + overrides) (default: "
+                   "as --preset)")
     p.add_argument("--type-map", default=None, metavar="1=A,2=B,...",
                    help="species of each atom type of LAMMPS data files without type labels "
                         "(default: the model's species order)")
-    p.add_argument("-o", "--output", default=None, help="output directory")
-    p.add_argument("--seed", type=int, default=1, help="random seed (velocities, thermostat)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output directory (default: swapmc-<command>)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="random seed, an integer >= 0 (velocities, thermostat)")
 
 
 def _add_md_args(p) -> None:
     p.add_argument("-T", "--temperature", type=float, nargs="+", required=True,
-                   help="temperature(s) (epsilon/k_B for LJ, K for metal)")
+                   help="temperature(s), epsilon/k_B (LJ) or K (metal) (required)")
     p.add_argument("--mode", choices=("shear", "uniaxial"), default="shear",
                    help="xy simple shear (G) or uniaxial at constant volume (E_V = 3G)")
-    p.add_argument("--dt", type=float, help="time step (default 0.005 tau_LJ / 0.002 ps)")
-    p.add_argument("--thermostat", choices=("bussi", "langevin", "none"), default="bussi")
-    p.add_argument("--tau-t", type=float, help="Bussi time constant (default 100 dt)")
+    p.add_argument("--dt", type=float,
+                   help="time step, tau_LJ or ps (default: 0.005 tau_LJ / 0.002 ps)")
+    p.add_argument("--thermostat", choices=("bussi", "langevin", "none"), default="bussi",
+                   help="thermostat of the NVT stages and the deformation")
+    p.add_argument("--tau-t", type=float,
+                   help="thermostat time constant, tau_LJ or ps (default: 100 dt)")
     p.add_argument("--equilibration-steps", type=int, default=2000,
                    help="NVT steps at the fixed cell before deforming (after NPT, if any)")
     p.add_argument("--pressure", type=float,
@@ -163,7 +250,8 @@ def _add_md_args(p) -> None:
     p.add_argument("--npt-steps", type=int,
                    help="steps of that NPT stage, per temperature and sample (default "
                    "5000; 0 skips it)")
-    p.add_argument("--tau-p", type=float, help="barostat time constant (default 100 dt)")
+    p.add_argument("--tau-p", type=float,
+                   help="barostat time constant, tau_LJ or ps (default: 100 dt)")
 
 
 def _npt_settings(args, preset):
@@ -229,6 +317,8 @@ def cmd_minimize(args) -> int:
     from ..io import write_extxyz, write_lammps_data
     from .minimize import fire
 
+    _check_args(args, positive=(("fmax", "--fmax"),),
+                positive_int=(("max_steps", "--max-steps"),), **_COMMON_CHECKS)
     pre, label, systems, ff = _load_inputs(args)
     model = pre.model
     _, _, _, energy = _units(model)
@@ -268,6 +358,10 @@ def cmd_dms(args) -> int:
     """``swapmc dms``: oscillatory strain at each (T, omega), averaged over the samples."""
     from .protocols import DENSITY_UNIT, MODULUS_NAME, dms_sweep
 
+    _check_args(args, **_MD_CHECKS)
+    _check_args(args, positive=(("periods", "--periods"), ("omegas", "--omegas"),
+                                ("amplitude", "--amplitude")),
+                positive_int=(("cycles", "--cycles"),))
     pre, label, systems, ff = _load_inputs(args)
     model = pre.model
     su, tu, temp_u, _ = _units(model)
@@ -381,6 +475,14 @@ def cmd_relax(args) -> int:
     """``swapmc relax``: step strain, stress relaxation and KWW fit at each temperature."""
     from .protocols import DEFAULT_FIT_FROM, DENSITY_UNIT, MODULUS_NAME, step_strain_relaxation
 
+    _check_args(args, **_MD_CHECKS)
+    _check_args(args, positive=(("duration", "--duration"),),
+                non_negative=(("fit_from", "--fit-from"),),
+                finite=(("strain", "--strain"),),
+                positive_int=(("repeats", "--repeats"), ("sample_every", "--sample-every")),
+                non_negative_int=(("decorrelation_steps", "--decorrelation-steps"),))
+    if args.strain == 0:
+        raise ValueError("--strain must be nonzero")
     pre, label, systems, ff = _load_inputs(args)
     model = pre.model
     su, tu, temp_u, _ = _units(model)
@@ -475,23 +577,30 @@ def cmd_relax(args) -> int:
 # ----------------------------------------------------------------------------- parsers
 def add_parsers(subparsers) -> None:
     """Register ``minimize``, ``dms`` and ``relax`` on an argparse sub-parser collection."""
-    m = subparsers.add_parser("minimize", help="FIRE to the inherent structure; print E_IS/N",
+    from ..cli import HelpFormatter
+    m = subparsers.add_parser("minimize", formatter_class=HelpFormatter,
+                              help="FIRE to the inherent structure; print E_IS/N",
                               description="Minimise configuration(s) at fixed cell and write "
                               "the inherent structure as extended XYZ and LAMMPS data.")
     _add_model_args(m)
-    m.add_argument("--fmax", type=float, default=1e-6, help="force tolerance")
-    m.add_argument("--max-steps", type=int, default=100_000)
+    m.add_argument("--fmax", type=float, default=1e-6,
+                   help="force tolerance, energy/length (epsilon/sigma or eV/Å)")
+    m.add_argument("--max-steps", type=int, default=100_000, help="FIRE steps at most")
     m.set_defaults(func=cmd_minimize)
 
-    d = subparsers.add_parser("dms", help="dynamic mechanical spectroscopy by MD",
+    d = subparsers.add_parser("dms", formatter_class=HelpFormatter,
+                              help="dynamic mechanical spectroscopy by MD",
                               description="Oscillatory strain eps_A sin(omega t) at each "
                               "temperature and frequency; M', M'', tan delta with errors.")
     _add_model_args(d)
     _add_md_args(d)
     g = d.add_mutually_exclusive_group(required=True)
-    g.add_argument("--periods", type=float, nargs="+", help="periods (tau_LJ or ps)")
-    g.add_argument("--omegas", type=float, nargs="+", help="angular frequencies (rad/time)")
-    d.add_argument("--amplitude", type=float, default=0.01, help="strain amplitude eps_A")
+    g.add_argument("--periods", type=float, nargs="+",
+                   help="periods, tau_LJ or ps (one of --periods/--omegas is required)")
+    g.add_argument("--omegas", type=float, nargs="+",
+                   help="angular frequencies, rad/tau_LJ or rad/ps")
+    d.add_argument("--amplitude", type=float, default=0.01,
+                   help="strain amplitude eps_A (dimensionless)")
     d.add_argument("--cycles", type=int, default=7,
                    help="cycles per run (first dropped; 7 gives the one-run error 5 dof)")
     d.add_argument("--remap-velocities", action="store_true",
@@ -499,17 +608,22 @@ def add_parsers(subparsers) -> None:
                         "after each affine step (default: positions only, as LAMMPS remap x)")
     d.set_defaults(func=cmd_dms)
 
-    r = subparsers.add_parser("relax", help="stress relaxation after a step strain (KWW fit)",
+    r = subparsers.add_parser("relax", formatter_class=HelpFormatter,
+                              help="stress relaxation after a step strain (KWW fit)",
                               description="Instantaneous affine step strain held fixed; "
                               "sigma(t) averaged over samples and repeats, fitted by KWW.")
     _add_model_args(r)
     _add_md_args(r)
-    r.add_argument("--strain", type=float, default=0.02, help="step strain eps_0")
-    r.add_argument("--duration", type=float, required=True, help="hold time (tau_LJ or ps)")
+    r.add_argument("--strain", type=float, default=0.02,
+                   help="step strain eps_0 (dimensionless)")
+    r.add_argument("--duration", type=float, required=True,
+                   help="hold time, tau_LJ or ps (required)")
     r.add_argument("--repeats", type=int, default=4, help="new-velocity runs per sample")
-    r.add_argument("--decorrelation-steps", type=int, default=200)
-    r.add_argument("--sample-every", type=int, default=1)
+    r.add_argument("--decorrelation-steps", type=int, default=200,
+                   help="MD steps between repeats")
+    r.add_argument("--sample-every", type=int, default=1,
+                   help="MD steps between recorded stress values")
     r.add_argument("--fit-from", type=float, default=None,
-                   help="fit KWW for t >= this (default 1 tau_LJ or 1 ps: skips the "
+                   help="fit KWW for t >= this, tau_LJ or ps (default: 1 tau_LJ or 1 ps: skips the "
                    "vibrational ringing right after the step; 0 fits everything)")
     r.set_defaults(func=cmd_relax)

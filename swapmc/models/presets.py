@@ -9,14 +9,20 @@ preset can be overridden by a user's TOML config with the same sections.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 
-from .._toml import load_toml_file, loads_toml
+from .._toml import did_you_mean, load_toml_file, loads_toml, unknown_keys_message
 from .dopant import doped_fractions
 from .lj import LJMixture, ModelError
 
 _PRESET_PACKAGE = "swapmc.models"
+
+STATE_KEYS = ("temperature", "density", "pressure")
+DOPANT_KEYS = ("name", "between", "weight", "fraction", "replaces")
+LJ_MODEL_KEYS = ("kind", "units", "species", "masses", "pairs", "cutoff_factor")
+EAM_MODEL_KEYS = ("kind", "potential", "file", "setfl_kind")
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,8 @@ def preset_data(name: str) -> dict:
     files = _preset_files()
     if name not in files:
         raise KeyError(
-            f"unknown preset {name!r}; available presets: {', '.join(sorted(files))} "
-            f"(list them with `swapmc presets`)"
+            f"unknown preset {name!r}{did_you_mean(name, files)}; available presets: "
+            f"{', '.join(sorted(files))} (list them with `swapmc presets`)"
         )
     data = loads_toml(files[name].read_text(), str(files[name]))
     base = data.pop("base", None)
@@ -106,13 +112,18 @@ def build_preset(data: dict, origin: str = "<preset>") -> Preset:
     if "model" not in data:
         raise ModelError(f"{origin}: no [model] section (and no base preset)")
     model = build_model(data["model"], origin)
-    composition = {k: float(v) for k, v in data.get("composition", {}).items()}
+    composition = data.get("composition", {})
+    for k, v in composition.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ModelError(f"{origin}: [composition] {k} must be a mole fraction (a "
+                             f"number), got {v!r}")
+    composition = {k: float(v) for k, v in composition.items()}
     dopant = data.get("dopant")
     if dopant is not None:
-        allowed = {"name", "between", "weight", "fraction", "replaces"}
-        unknown = set(dopant) - allowed
+        unknown = set(dopant) - set(DOPANT_KEYS)
         if unknown:
-            raise ModelError(f"{origin}: unknown [dopant] keys {sorted(unknown)}")
+            raise ModelError(f"{origin}: " + unknown_keys_message(unknown, DOPANT_KEYS,
+                                                                   "[dopant]"))
         try:
             model = add_dopant(
                 model, dopant["name"], tuple(dopant["between"]), float(dopant.get("weight", 0.5))
@@ -127,8 +138,7 @@ def build_preset(data: dict, origin: str = "<preset>") -> Preset:
             raise ModelError(f"{origin}: [dopant]: {err}") from None
     check_composition(composition, model.species, origin)
     state = data.get("state", {})
-    if "temperature" not in state:
-        raise ModelError(f"{origin}: [state] needs a temperature")
+    _check_state(state, origin)
     return Preset(
         name=str(data.get("name", origin)),
         description=str(data.get("description", "")),
@@ -142,6 +152,24 @@ def build_preset(data: dict, origin: str = "<preset>") -> Preset:
     )
 
 
+def _check_state(state: dict, origin: str) -> None:
+    """``[state]``: known keys only; temperature finite and > 0, density finite and > 0,
+    pressure finite (a typo such as ``presure`` would otherwise silently run NVT)."""
+    unknown = set(state) - set(STATE_KEYS)
+    if unknown:
+        raise ModelError(f"{origin}: " + unknown_keys_message(unknown, STATE_KEYS, "[state]"))
+    if "temperature" not in state:
+        raise ModelError(f"{origin}: [state] needs a temperature")
+    for key in STATE_KEYS:
+        v = state.get(key)
+        if v is None and key != "temperature":
+            continue
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not number or not math.isfinite(v) or (key != "pressure" and v <= 0):
+            what = "a finite number" + ("" if key == "pressure" else " > 0")
+            raise ModelError(f"{origin}: [state] {key} must be {what}, got {v!r}")
+
+
 def build_model(model_data: dict, origin: str = "<model>"):
     """Build the interaction model of a ``[model]`` table.
 
@@ -151,6 +179,11 @@ def build_model(model_data: dict, origin: str = "<model>"):
     directory).
     """
     kind = model_data.get("kind", "lj")
+    keys = {"lj": LJ_MODEL_KEYS, "eam": EAM_MODEL_KEYS}.get(kind)
+    unknown = set(model_data) - set(keys or ())
+    if keys is not None and unknown:
+        raise ModelError(f"{origin}: " + unknown_keys_message(unknown, keys,
+                                                               f"[model] (kind = {kind!r})"))
     try:
         if kind == "lj":
             return LJMixture.from_dict(model_data)
@@ -169,8 +202,8 @@ def build_model(model_data: dict, origin: str = "<model>"):
             return eam.zjw_potential()
     except (ModelError, ValueError, OSError) as err:
         raise ModelError(f"{origin}: [model]: {err}") from None
-    raise NotImplementedError(f"{origin}: model kind {kind!r} is not available "
-                              "(available: 'lj', 'eam')")
+    raise ModelError(f"{origin}: [model] kind {kind!r} is not available "
+                     f"{did_you_mean(kind, ('lj', 'eam'))}(available: 'lj', 'eam')")
 
 
 def add_dopant(model, name: str, between: tuple, weight: float):
@@ -187,7 +220,13 @@ def check_composition(composition: dict, species, origin: str = "<composition>")
     to 1."""
     unknown = set(composition) - set(species)
     if unknown:
-        raise ModelError(f"{origin}: composition names unknown species {sorted(unknown)}")
+        raise ModelError(f"{origin}: [composition] names unknown species "
+                         + ", ".join(f"{k!r}{did_you_mean(k, species)}" for k in
+                                     sorted(unknown))
+                         + f"; the model's species: {', '.join(species)}")
+    if any(not math.isfinite(v) for v in composition.values()):
+        raise ModelError(f"{origin}: [composition] mole fractions must be finite, got "
+                         f"{composition}")
     if any(v < 0 for v in composition.values()):
         raise ModelError(f"{origin}: negative mole fraction in {composition}")
     total = sum(composition.values())

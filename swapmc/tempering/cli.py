@@ -34,43 +34,67 @@ def _float_list(text: str) -> list[float]:
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..config import DEFAULTS
+    from .settings import TEMPERING_DEFAULTS
+
     p.add_argument("source", nargs="?", default=None,
                    help="preset name or config.toml with a [tempering] table "
                         "(default: the ka2-x10 preset)")
     lad = p.add_argument_group("ladder and rounds ([tempering])")
     lad.add_argument("--temperatures", type=_float_list, metavar="T0,T1,...",
-                     help="explicit ladder (strictly increasing)")
-    lad.add_argument("--t-min", type=float, help="lowest temperature of a geometric ladder")
-    lad.add_argument("--t-max", type=float, help="highest temperature of a geometric ladder")
+                     help="explicit ladder (strictly increasing), epsilon/k_B (LJ) or K "
+                          "(EAM) (default: a geometric ladder)")
+    lad.add_argument("--t-min", type=float,
+                     help="lowest temperature of a geometric ladder (default: the preset's "
+                          "[state] temperature)")
+    lad.add_argument("--t-max", type=float,
+                     help="highest temperature of a geometric ladder (default: 1.5 t_min)")
     lad.add_argument("-M", "--replicas", type=int, dest="n_replicas",
-                     help="number of replicas (temperatures) of a geometric ladder")
-    lad.add_argument("-K", "--exchange-every", type=int, help="sweeps between exchange rounds")
-    lad.add_argument("-r", "--rounds", type=int, help="production rounds")
-    lad.add_argument("--equilibration-rounds", type=int)
+                     help="number of replicas (temperatures) of a geometric ladder "
+                          "(default: 8)")
+    lad.add_argument("-K", "--exchange-every", type=int,
+                     help="sweeps between exchange rounds (default: "
+                          f"{TEMPERING_DEFAULTS['exchange_every']})")
+    lad.add_argument("-r", "--rounds", type=int,
+                     help=f"production rounds (default: {TEMPERING_DEFAULTS['rounds']})")
+    lad.add_argument("--equilibration-rounds", type=int,
+                     help="equilibration rounds, step sizes tuned (default: "
+                          f"{TEMPERING_DEFAULTS['equilibration_rounds']})")
     lad.add_argument("--optimize-ladder", action=argparse.BooleanOptionalAction, default=None,
                      help="feedback-optimise the ladder during equilibration "
-                          "(Katzgraber et al. 2006)")
+                          "(Katzgraber et al. 2006) (default: off)")
     sysg = p.add_argument_group("system and run")
-    sysg.add_argument("-N", "--n", type=int, help="number of particles per replica")
+    sysg.add_argument("-N", "--n", type=int, help="number of particles per replica "
+                      f"(default: {DEFAULTS['system']['n']})")
     sysg.add_argument("-P", "--pressure", type=float,
-                      help="impose a pressure (isobaric replicas, NPT exchange rule)")
-    sysg.add_argument("--init", help="'random', 'lattice', or a .xyz/.data file")
-    sysg.add_argument("--seed", type=int)
-    sysg.add_argument("-o", "--output", help="output directory")
+                      help="impose a pressure (isobaric replicas, NPT exchange rule), "
+                           "epsilon/sigma^3 (LJ) or GPa (EAM) (default: the preset's)")
+    sysg.add_argument("--init", help="'random', 'lattice', or a .xyz/.data file (default: "
+                      f"{DEFAULTS['system']['init']})")
+    sysg.add_argument("--seed", type=int,
+                      help=f"random seed >= 0 (default: {DEFAULTS['run']['seed']})")
+    sysg.add_argument("-o", "--output", help="output directory (default: "
+                      f"{DEFAULTS['output']['directory']})")
     sysg.add_argument("--trajectory-every", type=int,
-                      help="sweeps between per-temperature trajectory frames (production)")
-    sysg.add_argument("--checkpoint-every", type=int, help="sweeps between checkpoints")
-    sysg.add_argument("--no-progress", action="store_true")
+                      help="sweeps between per-temperature trajectory frames (production), "
+                           f"0 for none (default: {DEFAULTS['output']['trajectory_every']})")
+    sysg.add_argument("--checkpoint-every", type=int, help="sweeps between checkpoints "
+                      f"(default: {DEFAULTS['output']['checkpoint_every']})")
+    sysg.add_argument("--no-progress", action="store_true",
+                      help="no progress line (default: progress shown)")
     p.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
-                   help="auto: use MPI when started by mpiexec/srun (default)")
+                   help="auto: use MPI when started by mpiexec/srun")
     p.add_argument("--plot", action="store_true",
-                   help="draw pt_acceptance.png and pt_walks.png (needs matplotlib)")
+                   help="draw pt_acceptance.png and pt_walks.png (needs matplotlib) "
+                        "(default: off)")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``temper`` subcommand on a ``swapmc`` subparsers object."""
+    from ..cli import HelpFormatter
+
     p = subparsers.add_parser("temper", help="parallel tempering, serial or with mpiexec",
-                              description=DESCRIPTION)
+                              description=DESCRIPTION, formatter_class=HelpFormatter)
     _add_arguments(p)
     p.set_defaults(func=cmd_temper)
     return p
@@ -127,7 +151,7 @@ def _print_summary(result) -> None:
 def cmd_temper(args) -> int:
     """Run ``swapmc temper`` for parsed arguments; returns the exit code.
 
-    Errors found before any work are agreed between ranks and printed once (exit code 2);
+    Errors found before any work are agreed between ranks and printed once (exit code 1);
     an error on one rank during the run prints ``rank k: <error>`` and aborts the MPI job.
     """
     from .comm import CollectiveError, abort_on_error, agree, get_comm
@@ -142,7 +166,7 @@ def cmd_temper(args) -> int:
     except CollectiveError as err:
         if comm.rank == 0:
             print(f"swapmc temper: error: {err}", file=sys.stderr)
-        return 2
+        return 1
     if comm.rank == 0:
         _print_summary(result)
         if args.plot:
@@ -155,7 +179,10 @@ def cmd_temper(args) -> int:
 
 def main(argv=None) -> int:
     """``python -m swapmc.tempering``: the ``temper`` command on its own."""
-    p = argparse.ArgumentParser(prog="swapmc temper", description=DESCRIPTION)
+    from ..cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="swapmc temper", description=DESCRIPTION,
+                                formatter_class=HelpFormatter)
     _add_arguments(p)
     args = p.parse_args(argv)
     from ..cli import run_command

@@ -22,10 +22,11 @@ keep their meaning; ``run.equilibration_sweeps``, ``run.production_sweeps``,
 from __future__ import annotations
 
 import copy
+import math
 import os
 
 from .. import config as base_config
-from .._toml import ConfigError, load_toml_file
+from .._toml import ConfigError, key_line, unknown_keys_message
 from ..models.presets import merge
 from .ladder import check_ladder, geometric_ladder, stage_ends
 
@@ -47,7 +48,6 @@ TEMPERING_DEFAULTS = {
 RESTART_MUTABLE = {("tempering", "rounds"), ("output", "progress")}
 
 _LADDER_KEYS = ("t_min", "t_max", "n_replicas")
-_FAKE_ORIGIN = f"default preset {base_config.DEFAULT_PRESET!r}"
 
 
 def _split(data: dict | None) -> tuple[dict, dict]:
@@ -90,30 +90,22 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
         :func:`swapmc.config.resolve`'s result plus a fully defaulted ``tempering`` table.
     """
     base_over, t_over = _split(overrides)
-    if source is not None and (source.endswith(".toml") or os.path.sep in source):
-        user, t_file = _split(load_toml_file(source))
-        # swapmc.config.resolve rejects sections it does not know, so the [tempering]
-        # table is taken out and the rest resolved as the file would be: via the default
-        # source with the file's content (and preset, or none) as overrides, then with the
-        # file's name put back into messages and the run name.
-        user = merge(merge(user, {"preset": user.get("preset")}), base_over)
-        try:
-            cfg = base_config.resolve(None, user)
-        except ValueError as err:
-            raise type(err)(str(err).replace(_FAKE_ORIGIN, source)) from None
-        if not user.get("preset"):
-            cfg["preset"] = str(cfg.get("name", source))
-        origin = source
-    else:
-        t_file = {}
-        cfg = base_config.resolve(source, base_over)
-        origin = f"preset {cfg['preset']!r}"
+    # The [tempering] table of a file is resolved as an extra section (so errors name the
+    # file and line); command-line ladder options are merged by _merge_ladder, not by the
+    # generic merge, because a list on the command line replaces a geometric spec.
+    cfg = base_config.resolve(source, base_over, extra_sections=("tempering",))
+    t_file = cfg.pop("tempering")
+    is_file = source is not None and (source.endswith(".toml") or os.path.sep in source)
+    origin = source if is_file else f"preset {cfg['preset']!r}"
     given = _merge_ladder(t_file, t_over)
     unknown = set(given) - set(TEMPERING_DEFAULTS)
     if unknown:
-        raise ConfigError(f"{origin}: unknown key(s) {sorted(unknown)} in [tempering]; "
-                          f"allowed: {sorted(TEMPERING_DEFAULTS)}")
+        first = sorted(unknown)[0]
+        line = key_line(source, "tempering", first) if is_file else None
+        raise ConfigError(f"{origin}{f':{line}' if line else ''}: "
+                          + unknown_keys_message(unknown, TEMPERING_DEFAULTS, "[tempering]"))
     t = merge(TEMPERING_DEFAULTS, given)
+    _check_ladder_numbers(t, origin)
     if t["temperatures"] is None:
         temp0 = float(cfg.get("state", {}).get("temperature", 1.0))
         t["t_min"] = temp0 if t["t_min"] is None else t["t_min"]
@@ -128,6 +120,28 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
     return cfg
 
 
+def _check_ladder_numbers(t: dict, origin: str) -> None:
+    """The ladder keys are finite positive temperatures (NaN passes every comparison, so
+    it is rejected explicitly) and a positive replica count."""
+    for key in ("t_min", "t_max"):
+        v = t[key]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not math.isfinite(v) or v <= 0):
+            raise ConfigError(f"{origin}: [tempering] {key} must be a finite temperature > 0, "
+                              f"got {v!r}")
+    if t["n_replicas"] is not None and (isinstance(t["n_replicas"], bool)
+                                        or not isinstance(t["n_replicas"], int)
+                                        or t["n_replicas"] < 1):
+        raise ConfigError(f"{origin}: [tempering] n_replicas must be an integer >= 1, got "
+                          f"{t['n_replicas']!r}")
+    temps = t["temperatures"]
+    if temps is not None and (not isinstance(temps, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and v > 0 for v in temps)):
+        raise ConfigError(f"{origin}: [tempering] temperatures must be a list of finite "
+                          f"temperatures > 0, got {temps!r}")
+
+
 def validate(cfg: dict, origin: str = "config") -> None:
     """Check the ``[tempering]`` table and the parts of the run config it relies on."""
     t = cfg["tempering"]
@@ -137,6 +151,7 @@ def validate(cfg: dict, origin: str = "config") -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ConfigError(f"{origin}: [tempering] {key} must be an integer >= {low}, "
                               f"got {v!r}")
+    _check_ladder_numbers(t, origin)
     if not isinstance(t["optimize_ladder"], bool):
         raise ConfigError(f"{origin}: [tempering] optimize_ladder must be true or false")
     ladder = initial_ladder(cfg)
