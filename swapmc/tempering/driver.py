@@ -123,16 +123,17 @@ class TemperingRun:
     # --------------------------------------------------------- pre-flight
     def _preflight(self):
         size = self.comm.size
-        if self.rank == 0:
-            # One job per output directory (checked before any work, so every rank stops
-            # together when another job holds it); released when the job ends or dies.
-            self._lock = DirectoryLock(self.outdir, "swapmc temper").acquire()
         if self.m < size:
             raise ConfigError(
                 f"{self.m} replicas cannot be spread over {size} MPI ranks: every rank needs "
                 f"at least one replica (use mpiexec -n <= {self.m}, or more temperatures)")
         preset_part = {k: v for k, v in self.cfg.items() if k in PRESET_SECTIONS}
         preset = build_preset(preset_part, f"preset {self.cfg['preset']!r}")
+        if self.rank == 0:
+            # One job per output directory (checked before any work, so every rank stops
+            # together when another job holds it; after the config checks, so a refused
+            # config creates no directory); released when the job ends or dies.
+            self._lock = DirectoryLock(self.outdir, "swapmc temper").acquire()
         manifest = self.store.read_manifest()
         if manifest is None:
             return preset, None, None
