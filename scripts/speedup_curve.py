@@ -14,8 +14,9 @@ Measurement (all stages resumable, see below):
    tau_alpha (step size tuned, then frozen), then measures F_s until the origins span
    ``--window`` x tau_alpha (or ``--max-swap-sweeps``). The expected tau_alpha is the
    Arrhenius extrapolation of the last two measured ones (x ``--guess-margin``); the
-   equilibration actually achieved in units of the measured tau_alpha is reported, and a
-   temperature where it fell short of ``--min-equil-taus`` is flagged. The energy per
+   equilibration actually achieved in units of the measured tau_alpha is reported; where it
+   fell short of ``--min-equil-taus``, the production is counted as further equilibration
+   and repeated once from its final configuration (the first result is kept). The energy per
    particle of the two halves of the production and the solid-like (ten Wolde q6) fraction
    of the final configuration test stationarity and the absence of crystallisation.
 2. *No-swap runs* (displacements only, a fresh sampler) start from the final swap
@@ -274,8 +275,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="swap equilibration in expected tau_alpha (default 10; quick 3)")
     ap.add_argument("--guess-margin", type=float, default=1.15,
                     help="factor on the extrapolated tau_alpha used for the equilibration")
-    ap.add_argument("--min-equil-taus", type=float, default=10.0,
-                    help="flag a temperature equilibrated for fewer measured tau_alpha")
+    ap.add_argument("--min-equil-taus", type=float, default=None,
+                    help="equilibration needed, in measured tau_alpha, before a swap "
+                         "production is accepted (default 10; quick: --equil-factor)")
     ap.add_argument("--equil-min", type=int, default=2000,
                     help="minimum swap equilibration sweeps")
     ap.add_argument("--window", type=float, default=None,
@@ -311,8 +313,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.equil_factor = 3.0 if args.quick else 10.0
     if args.window is None:
         args.window = 6.0 if args.quick else 10.0
+    if args.min_equil_taus is None and not args.quick:
+        args.min_equil_taus = 10.0
     if args.quick:
-        args.min_equil_taus = min(args.min_equil_taus, args.equil_factor)
+        if args.min_equil_taus is None:
+            args.min_equil_taus = args.equil_factor
         args.equil_min = min(args.equil_min, 500)
         args.noswap_min = min(args.noswap_min, min(args.temperatures))
         # Every fit is exercised on the quick ladder, whatever its physical relevance.
@@ -346,6 +351,43 @@ def noswap_line(r: dict) -> str:
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
+
+
+def repeat_production(args, r: dict, k: int, res_path: str, cfg_path: str, model, q: float,
+                      a_index: int) -> dict:
+    """A second swap production when the first one followed too short an equilibration.
+
+    The expected tau_alpha that set the equilibration can fall short of the measured one.
+    The first production then counts as further equilibration (its energy halves show
+    whether it was stationary) and the measurement is repeated from its final configuration
+    with the same frozen step, so the result rests on equilibration + first production
+    sweeps of equilibration. The first result is kept in ``<tag>.first.json``.
+    """
+    T = r["T"]
+    _write_json(res_path.replace(".json", ".first.json"), r)
+    with np.load(cfg_path) as d:
+        start = _system_from(d)
+        delta = float(d["delta"])
+    moves = MoveSettings(**{**load_preset(PRESET).moves, "displacement": delta})
+    # Its own stream, distinct from every stage's spawned one.
+    mc = MonteCarlo(start, model, T, moves=moves,
+                    seed=np.random.SeedSequence([args.seed, 1000 + k]))
+    tracker = FsTracker(q, max(1, int(r["tau"] // SNAPSHOTS_PER_TAU)), model.n_species,
+                        a_index)
+    stage = Stage(os.path.join(args.out, _tag("swap", T) + ".repeat.ckpt.npz"), mc, 0, tracker,
+                  args.window, args.max_swap_sweeps, args.checkpoint_every)
+    r2 = stage.run()
+    final = mc.system()
+    r2.update(T=T, mode="swap", guess=r["guess"], repeated=True,
+              equil_sweeps=r["equil_sweeps"] + r["prod_sweeps"],
+              first={key: r[key] for key in ("tau", "tau_err", "groups", "equil_sweeps",
+                                             "prod_sweeps", "energy", "energy_halves")},
+              solid_fraction=crystalline_fraction(final.positions, final.box))
+    _save_npz(cfg_path, delta=np.array(mc.delta), **_system_arrays(final))
+    _write_json(res_path, r2)
+    _log(swap_line(r2, args.min_equil_taus) + "  (repeated: first production counted as "
+         "equilibration)")
+    return r2
 
 
 def measure(args) -> None:
@@ -425,6 +467,9 @@ def measure(args) -> None:
             _log(swap_line(r, args.min_equil_taus))
         else:
             _log(swap_line(r, args.min_equil_taus) + "  (stored)")
+        if (math.isfinite(r["tau"]) and not r.get("repeated")
+                and r["equil_sweeps"] < args.min_equil_taus * r["tau"]):
+            r = repeat_production(args, r, k, res_path, cfg_path, model, q, a_index)
         swap_taus.append((T, r["tau"]))
         prev_config = cfg_path
         if T >= args.defer_below:
@@ -700,7 +745,7 @@ def plot_angell(args, swap: list, noswap: list, res: dict, path: str) -> None:
     axes[0].set_title("measured range")
     axes[0].legend(fontsize=7, loc="upper left")
     y_g = math.log10(res["tau0"][0] * args.tg_ratio) if res["tau0"] is not None else y_data
-    t_lo = max(min([t_data, *tgs]) * 0.97, 0.5 * t_data)
+    t_lo = max(min([t_data, *tgs]) * 0.97, 0.6 * t_data)
     _draw(axes[1], args, swap, noswap, res, t_hi, t_lo, max(y_data, y_g + 1.0))
     axes[1].set_title(r"extrapolation to $T_g$ (dotted: outside the fitted range)")
     fig.suptitle(f"KA2 $x_C$ = 0.10, N = {args.n}, $\\rho$ = 1.2: "

@@ -133,3 +133,21 @@ def test_quick_run_end_to_end(sc, tmp_path, capsys):
     # A second invocation finds every stage stored and reproduces the results.
     assert sc.main([*args[:-2]]) == 0
     assert json.loads(js.read_text())["table"] == res["table"]
+
+
+def test_short_equilibration_repeats_the_production(sc, tmp_path):
+    # Demanding 1000 tau of equilibration makes every swap stage "short": the production
+    # must be repeated once from its final configuration, the first one counted as
+    # equilibration and kept on file, and never repeated again.
+    out = tmp_path / "run"
+    args = ["--quick", "--temperatures", "1.5", "--min-equil-taus", "1000", "--out", str(out),
+            "--measure-only"]
+    assert sc.main(args) == 0
+    first = json.loads((out / (sc._tag("swap", 1.5) + ".first.json")).read_text())
+    second = json.loads((out / (sc._tag("swap", 1.5) + ".json")).read_text())
+    assert second["repeated"] and not first.get("repeated")
+    assert second["equil_sweeps"] == first["equil_sweeps"] + first["prod_sweeps"]
+    assert second["first"]["tau"] == first["tau"] and second["tau"] > 0
+    assert second["fs"] != first["fs"]
+    assert sc.main(args) == 0  # stored and already repeated: nothing runs again
+    assert json.loads((out / (sc._tag("swap", 1.5) + ".json")).read_text()) == second
