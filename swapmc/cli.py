@@ -266,15 +266,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupted(err: BaseException) -> bool:
+    """True for Ctrl-C, also when it surfaced from inside a compiled (Numba) call: the
+    interrupt then arrives as ``SystemError: CPUDispatcher(...) returned a result with an
+    exception set`` whose cause is the KeyboardInterrupt."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def run_command(func, args, prog: str = "swapmc") -> int:
     """Call ``func(args)`` as a command: input errors become one line ``<prog>: error: ...``
     on stderr and exit code 1 (2 is argparse's, for command-line usage errors), Ctrl-C
     exit code 130 with a hint to rerun (and resume)."""
     try:
         return func(args)
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
+    except (KeyboardInterrupt, SystemError) as err:
+        if not _interrupted(err):
+            raise
+        # Under mpiexec every rank gets the SIGINT: one line for the job, from rank 0.
+        from .run import mpi_launch_size
+
+        if mpi_launch_size()[1] == 0:
+            print("\ninterrupted; rerun the same command to resume from the last checkpoint",
+                  file=sys.stderr)
         return 130
     except (ValueError, KeyError, NotImplementedError, OSError, ImportError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
