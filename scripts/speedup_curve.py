@@ -337,7 +337,11 @@ def swap_line(r: dict, min_equil_taus: float) -> str:
             f"{r['prod_sweeps']} sweeps, E/N {r['energy']:.4f} (halves "
             f"{r['energy_halves'][0]:.4f}/{r['energy_halves'][1]:.4f}), acc swap "
             f"{r['acc_swap']:.4f} disp {r['acc_displacement']:.3f}, solid-like "
-            f"{r['solid_fraction']:.3f}; {r['wall']:.0f} s")
+            f"{r['solid_fraction']:.3f}; {r['wall']:.0f} s"
+            + (f"; first production (then counted as equilibration): tau "
+               f"{r['first']['tau']:.4g} +- {r['first']['tau_err']:.2g}, E/N halves "
+               f"{r['first']['energy_halves'][0]:.4f}/{r['first']['energy_halves'][1]:.4f}"
+               if r.get("repeated") else ""))
 
 
 def noswap_line(r: dict) -> str:
@@ -650,13 +654,16 @@ def report(args, swap: list, noswap: list, res: dict) -> None:
         for f in fast_laws:
             x = d.get(f)
             if x and math.isfinite(x["tau_fast"]):
-                tau_s = f"{x['tau_fast']:.3g}" + (" (extrap.)" if x["fast_extrapolated"] else "")
+                reach = res["fast"][f].t_range[0] / x["T_g"]  # how far beyond, in 1/T
+                tau_s = f"{x['tau_fast']:.3g}" + (f" (extrap. x{reach:.2g})"
+                                                  if x["fast_extrapolated"] else "")
             else:
                 tau_s = "-"
             line += f" | {tau_s:>28} | {_band(x['speedup'], x['ln_err']) if x else '-':>28}"
         _log(line)
     _log("# T_g error: fit band and tau_0 error; speed-up band: tau_0, the no-swap fit (through "
-         "T_g) and the swap fit, first order. '(extrap.)': T_g outside the swap data.")
+         "T_g) and the swap fit, first order. '(extrap. xk)': T_g below the swap data, "
+         "1/T_g = k / T_min(swap).")
 
 
 COLORS = {"arrhenius": "tab:green", "vft": "tab:orange", "parabolic": "tab:purple",
