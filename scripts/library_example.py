@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from swapmc.analysis.mechanics import t_factor68
 from swapmc.io import atomic_write
 from swapmc.library import Library
 from swapmc.md import ForceField
@@ -188,7 +189,7 @@ def measure(args, glasses: dict) -> dict:
     print(f"\n# stress relaxation after a {args.strain:g} step shear, held {args.duration:g} "
           f"{u['time']}, {args.repeats} repeat(s) per sample; KWW fit of M(t) for t >= "
           f"{args.fit_from:g}")
-    print(f"{'parent T':>8s} {'T':>6s} {'M(0)':>7s} {'M(end)':>7s} {'tau':>16s} "
+    print(f"{'parent T':>8s} {'T':>6s} {'M(0)':>7s} {'M(end) (68 %)':>15s} {'tau':>16s} "
           f"{'beta':>14s} {'M_r':>15s}")
     for parent, systems in glasses.items():
         for temperature in args.temperatures:
@@ -200,17 +201,23 @@ def measure(args, glasses: dict) -> dict:
                                          **npt)
             m = res.modulus
             tail = float(m[int(0.9 * len(m)):].mean())
+            # M at the end of the hold (mean over its last 10 %) for each glass: the spread
+            # over glasses gives its 68 % interval (Student t, G - 1 dof).
+            per_glass = res.glass_curves[:, int(0.9 * len(m)):].mean(axis=1) / args.strain
+            tail_err = (t_factor68(len(per_glass) - 1) * per_glass.std(ddof=1)
+                        / np.sqrt(len(per_glass)) if len(per_glass) > 1 else float("nan"))
             k = res.kww
             # +- is a 68 % interval from the spread over glasses; a parameter at its bound
             # is printed as unconstrained, without an error.
             fit = (f"{k.format('tau', '8.3g')} {k.format('beta', '6.3f')} "
                    f"{k.format('residual_modulus', '7.3f')}"
                    if k is not None else f"KWW fit failed: {res.kww_error}")
-            print(f"{parent:8.4g} {temperature:6.4g} {m[0]:7.3f} {tail:7.3f} {fit}",
-                  flush=True)
+            print(f"{parent:8.4g} {temperature:6.4g} {m[0]:7.3f} "
+                  f"{tail:7.3f} ± {tail_err:5.2f} {fit}", flush=True)
             out["relax"].append({
                 "parent_temperature": parent, "temperature": temperature,
                 "t": res.t.tolist(), "modulus": m.tolist(), "modulus_end": tail,
+                "modulus_end_err": tail_err, "modulus_end_per_glass": per_glass.tolist(),
                 "kww": k.as_dict() if k is not None else None,
                 "kww_error_method": k.error_method if k is not None else None,
                 # The fitted model only over the fitted range (None elsewhere).
