@@ -56,6 +56,7 @@ import datetime
 import json
 import math
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -602,17 +603,18 @@ def plot(results: list, path: str) -> None:
                     key=lambda r: r["point"]["p_swap"])
         if ps:
             x = [r["point"]["p_swap"] for r in ps]
+            # Points only: repeated settings (the default twice) are separate measurements.
             ax[0, 0].errorbar(x, [r["tau"] for r in ps], [r["tau_err"] for r in ps],
-                              marker=marker, capsize=3, label=f"T = {temperature:g}")
+                              marker=marker, ls="none", capsize=3, label=f"T = {temperature:g}")
             ax[0, 1].errorbar(x, [r["tau_cpu"] for r in ps], [r["tau_cpu_err"] for r in ps],
-                              marker=marker, capsize=3, label=f"T = {temperature:g}")
+                              marker=marker, ls="none", capsize=3, label=f"T = {temperature:g}")
         xs = sorted((r for r in sel if r["point"]["replaces"] == "A" and r["point"]["p_swap"]
                      == 0.2 and tuple(r["point"]["weights"]) == (1.0, 1.0)),
                     key=lambda r: r["point"]["x_c"])
-        if len(xs) > 1:
+        if len({r["point"]["x_c"] for r in xs}) > 1:
             ax[1, 0].errorbar([r["point"]["x_c"] for r in xs], [r["tau"] for r in xs],
-                              [r["tau_err"] for r in xs], marker=marker, capsize=3,
-                              label=f"T = {temperature:g}")
+                              [r["tau_err"] for r in xs], marker=marker, ls="none",
+                              capsize=3, label=f"T = {temperature:g}")
     names = [r["point"]["name"] for r in results]
     y = np.arange(len(results))
     ax[1, 1].barh(y, [r["changes_per_particle_per_tau"] for r in results],
@@ -628,9 +630,11 @@ def plot(results: list, path: str) -> None:
     ax[1, 1].set(xlabel="identity changes per particle per τ_α [dimensionless]",
                  title="identity changes per particle per τ_α")
     for a in ax.flat[:3]:
-        if a.lines or a.containers:
+        if a.containers:
             a.legend(fontsize=8)
-        a.set_yscale("log")
+            a.set_ylim(bottom=0)
+        else:
+            a.text(0.5, 0.5, "not measured", ha="center", va="center", transform=a.transAxes)
     fig.suptitle(f"KA2 swap efficiency, N = {results[0]['n']}, ρ = 1.2, "
                  f"F_s of A at q = {results[0]['q']:g} σ_AA⁻¹")
     fig.tight_layout()
@@ -681,8 +685,8 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, flush=True)
 
-    log("command: python scripts/swap_efficiency.py " + " ".join(sys.argv[1:] if argv is None
-                                                                 else argv))
+    log("command: python scripts/swap_efficiency.py "
+        + shlex.join(sys.argv[1:] if argv is None else argv))
     log(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     log(machine_line())
     log(f"model: {PRESET} variants, N = {n}, rho = 1.2, q = default_wavenumber(rho); "
