@@ -439,7 +439,7 @@ def figure(args, out, fits, eqfit) -> None:
             ax.fill_between(g, e - err, e + err, color=color, alpha=0.15, lw=0,
                             label="fit ± 1 s.e.")
     ax.axvspan(grid[0], fit_lo, color="0.9", zorder=0)
-    ax.text(grid[0] * 1.3, ax.get_ylim()[1], "extrapolation", va="top", fontsize=8)
+    ax.text(grid[0] * 1.3, ax.get_ylim()[0], "extrapolation", va="bottom", fontsize=8)
     swap = out["equivalent"]
     for k, e in enumerate(swap):
         c = f"C{(k + 2) % 10}"
@@ -453,7 +453,7 @@ def figure(args, out, fits, eqfit) -> None:
     ax.set_xlabel("cooling rate r [epsilon/k_B per MC sweep]")
     ax.set_ylabel("inherent-structure energy E_IS/N [epsilon]")
     ax.set_title(f"KA2 x_C = 0.10, N = {out['n']}", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
     # Right: equilibrium E_IS(T) and the quench glasses at their fictive temperatures.
     for source, marker, label in (
             ("certified library glass", "s", "swap MC, certified library glasses"),

@@ -164,7 +164,9 @@ def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
     path = os.path.join(directory, f"T{temperature:g}-lineage{lineage}.toml")
     every = max(10, plan["production"] // 2000)
     text = CONFIG.format(lineage=lineage, temperature=temperature, preset=PRESET, n=args.n,
-                         init=init, seed=args.seed * 1000 + lineage,
+                         # absolute: [system] init is read relative to the config's folder
+                         init=init if init == "random" else os.path.abspath(init),
+                         seed=args.seed * 1000 + lineage,
                          equilibration=plan["equilibration"], production=plan["production"],
                          thermo_every=every, checkpoint_every=max(1000, 50 * every),
                          library=os.path.abspath(os.path.join(args.output, "glasses.sqlite")),
