@@ -785,6 +785,12 @@ def analyze(args) -> int:
     if not swap:
         _log(f"# no finished swap stage in {args.out}")
         return 1
+    if args.analyze_only:
+        by_t = {r["T"]: r for r in noswap}
+        for r in swap:
+            _log(swap_line(r, args.min_equil_taus))
+            if r["T"] in by_t:
+                _log(noswap_line(by_t[r["T"]]))
     res = fit_all(args, swap, noswap)
     report(args, swap, noswap, res)
     missing = [T for T in args.temperatures
