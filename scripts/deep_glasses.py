@@ -222,6 +222,8 @@ def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
 def summarise(temperature: float, rows: list[dict]) -> dict:
     cert = [r for r in rows if r["verdict"] == "certified"]
     tau, tau_se = mean_sem(r["tau_alpha"] for r in cert)
+    if len(cert) == 1:
+        tau_se = cert[0]["tau_alpha_stderr"]  # one glass: its own jackknife error
     eis, eis_se = mean_sem(r["is_energy"] for r in cert)
     cpu_h = sum(r["cost_cpu_seconds"] for r in rows) / 3600.0
     wall_h = sum(r["wall_seconds"] for r in rows) / 3600.0
@@ -251,7 +253,8 @@ def print_table(summaries: list[dict]) -> None:
     print("\ncert/core-h: certified glasses per CPU core-hour of this step (from a parent at "
           "the previous T); 'melt': including the parents' steps; 'wall': from the chains' "
           "wall times (inflated by other jobs on a loaded machine). +- standard error over "
-          "glasses; crystal: largest q6 solid-like fraction; R_CC: C-C clustering ratio")
+          "glasses (tau_alpha of a single glass: its jackknife error); crystal: largest q6 "
+          "solid-like fraction; R_CC: C-C clustering ratio")
     print(f"{'T':>5s} {'cert':>6s} {'<tau_alpha> (sweeps)':>21s} {'<sweeps>':>9s} "
           f"{'cert/core-h':>11s} {'(melt)':>7s} {'(wall)':>7s} {'<E_IS/N>':>18s} "
           f"{'crystal':>7s} {'R_CC':>5s}")
@@ -370,10 +373,11 @@ def main(argv=None) -> int:
                         f"{plan['tau_predicted']:.3g} sweeps, {predicted / 60:.1f} core-min "
                         f"for one chain > {left / 60:.1f} core-min left")
                     break
-            print(f"\n## lineage {lineage}, T = {temperature:g}: predicted tau_alpha "
-                  f"{plan['tau_predicted']:.4g} sweeps; equilibration {plan['equilibration']}, "
-                  f"production {plan['production']} (extendable to {plan['max_production']})",
-                  flush=True)
+            if not args.report_only:
+                print(f"\n## lineage {lineage}, T = {temperature:g}: predicted tau_alpha "
+                      f"{plan['tau_predicted']:.4g} sweeps; equilibration "
+                      f"{plan['equilibration']}, production {plan['production']} "
+                      f"(extendable to {plan['max_production']})", flush=True)
             row = run_step(args, temperature, lineage, init, plan, state)
             if row is None:
                 stops[lineage] = f"T = {temperature:g} not in the library (--report-only)"
