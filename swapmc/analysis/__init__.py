@@ -29,7 +29,14 @@ from .mechanics import (
 )
 from .order import crystalline_fraction, first_shell_cutoff, solid_like
 from .structure import first_peak, peak_window, radial_distribution, structure_factor
-from .tau_fits import TauFit, fit_tau
+from .tau_fits import (
+    TauFit,
+    fit_tau,
+    glass_temperature,
+    measured_speedup,
+    speedup,
+    speedup_at_tg,
+)
 
 __all__ = [
     "DMSMean",
@@ -48,6 +55,8 @@ __all__ = [
     "fit_kww_glasses",
     "fit_oscillation",
     "fit_tau",
+    "glass_temperature",
+    "measured_speedup",
     "kww",
     "t_factor68",
     "msd",
@@ -55,6 +64,8 @@ __all__ = [
     "radial_distribution",
     "self_intermediate_scattering",
     "solid_like",
+    "speedup",
+    "speedup_at_tg",
     "structure_factor",
     "tau_alpha",
 ]
