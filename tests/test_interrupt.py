@@ -54,15 +54,23 @@ def test_sigint_during_a_run_exits_130_without_traceback(tmp_path, delay):
         [sys.executable, "-m", "swapmc.cli", "run", "ka2-x10", "-N", "300", "-s", "1000000",
          "-o", str(tmp_path / "r"), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
-        cwd=str(tmp_path))
-    thermo = tmp_path / "r" / "thermo.csv"
-    deadline = time.time() + 120
-    while not thermo.exists():  # sweeping (in compiled code most of the time) by now
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+        cwd=str(tmp_path),
+        # A shell's background jobs (nohup, CI runners) may inherit SIGINT ignored; restore
+        # the default so that the child sees Ctrl-C as a terminal user's process would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        thermo = tmp_path / "r" / "thermo.csv"
+        deadline = time.time() + 120
+        while not thermo.exists():  # sweeping (in compiled code most of the time) by now
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted; rerun the same command" in err
     assert "Traceback" not in err and "SystemError" not in err
