@@ -229,9 +229,13 @@ def test_sigkill_mid_write_loses_nothing_committed(tmp_path):
     reported = set()
     for _ in range(4):
         proc = _writer(path, "k" * 64, 0, 10**7, n=1000)
-        time.sleep(1.0 + rng.uniform(0, 1.5))  # import + some commits, then kill
+        # Wait for the writer's first reported sample (its start-up takes longer on a
+        # loaded machine), then kill it at a random moment among its later commits.
+        first = proc.stdout.readline()
+        time.sleep(rng.uniform(0, 1.5))
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
+        out = first + out
         assert proc.returncode == -signal.SIGKILL
         reported |= {int(line.split()[0]) for line in out.splitlines()
                      if line.split()[1] != "None"}
