@@ -28,6 +28,13 @@ from .mechanics import (
     t_factor68,
 )
 from .order import crystalline_fraction, first_shell_cutoff, solid_like
+from .stability import (
+    EquilibriumFit,
+    RateFit,
+    fit_equilibrium_eis,
+    fit_rate_law,
+    group_mean_sem,
+)
 from .structure import first_peak, peak_window, radial_distribution, structure_factor
 from .tau_fits import (
     TauFit,
@@ -41,8 +48,10 @@ from .tau_fits import (
 __all__ = [
     "DMSMean",
     "DMSResult",
+    "EquilibriumFit",
     "FsTracker",
     "KWWResult",
+    "RateFit",
     "TauFit",
     "average_curves",
     "combine_dms",
@@ -53,9 +62,12 @@ __all__ = [
     "first_shell_cutoff",
     "fit_kww",
     "fit_kww_glasses",
+    "fit_equilibrium_eis",
     "fit_oscillation",
+    "fit_rate_law",
     "fit_tau",
     "glass_temperature",
+    "group_mean_sem",
     "measured_speedup",
     "kww",
     "t_factor68",
