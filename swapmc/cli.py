@@ -48,7 +48,8 @@ def _cmd_run(args) -> int:
           + (f"   V/N = {_pm(prod['volume'], 1.0 / s['n'])} {u['length']}^3   "
              f"rho = {_pm(prod['density'])}" if npt else f"   rho = {s['density']:.6g}"))
     print("  acceptance: " + ", ".join(f"{k} {v:.3g}" for k, v in acc.items() if v is not None))
-    print(f"  frozen step sizes: {s['step_sizes_frozen']}")
+    print("  frozen step sizes: " + ", ".join(
+        f"{k} {v:.4g}" for k, v in s["step_sizes_frozen"].items()))
     if "tau_alpha_sweeps" in s:
         ta, err = s["tau_alpha_sweeps"], s["tau_alpha_stderr_sweeps"]
         if ta is None:
