@@ -23,6 +23,7 @@ moment leaves no corrupt file.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -368,24 +369,12 @@ class Run:
     def _production_means(self) -> dict:
         """Means of U/N, P, V and rho over the production rows of thermo.csv, with blocking
         errors (:func:`swapmc.tempering.statistics.blocking_error`; NaN with < 32 rows)."""
-        cols = {"energy_per_particle": [], "pressure": [], "volume": [], "density": []}
-        with open(self.paths["thermo"]) as fh:
-            header = None
-            for line in fh:
-                if line.startswith("#"):
-                    continue
-                fields = line.rstrip("\n").split(",")
-                if header is None:
-                    header = fields
-                    continue
-                row = dict(zip(header, fields))
-                if row["phase"] == "production":
-                    for k in cols:
-                        cols[k].append(float(row[k]))
+        cols = production_rows(self.paths["thermo"],
+                               ("energy_per_particle", "pressure", "volume", "density"))
         out = {"rows": len(cols["volume"]),
                "method": "mean over production rows of thermo.csv; standard error by "
                          "blocking (Flyvbjerg & Petersen 1989), NaN with fewer than 32 rows"}
-        if not cols["volume"]:
+        if not cols["volume"].size:
             # Production shorter than one thermo interval: the final snapshot is all there
             # is; say so instead of printing nothing.
             mc = self.mc
@@ -396,7 +385,7 @@ class Run:
                 out[k] = {"mean": _finite(snap[k]), "stderr": None}
             return out
         for k, v in cols.items():
-            mean, err = blocking_error(np.asarray(v))
+            mean, err = blocking_error(v)
             out[k] = {"mean": _finite(mean), "stderr": _finite(err)}
         return out
 
@@ -511,6 +500,33 @@ class Run:
         with atomic_write(self.paths["summary"]) as fh:
             json.dump(summary, fh, indent=2)
         return RunResult(self.outdir, summary, files, self.resumed)
+
+
+def production_rows(thermo_path: str, columns) -> dict:
+    """Columns of the production rows of a run's ``thermo.csv``.
+
+    Parameters
+    ----------
+    thermo_path : str
+    columns : sequence of str
+        Column names (see ``THERMO_COLUMNS``).
+
+    Returns
+    -------
+    dict
+        name -> float64 array of shape (rows,).
+    """
+    values = {c: [] for c in columns}
+    with open(thermo_path, newline="") as fh:
+        rows = csv.reader(line for line in fh if not line.startswith("#"))
+        header = next(rows)
+        phase = header.index("phase")
+        index = {c: header.index(c) for c in columns}
+        for row in rows:
+            if row and row[phase] == "production":
+                for c, k in index.items():
+                    values[c].append(float(row[k]))
+    return {c: np.asarray(v, dtype=np.float64) for c, v in values.items()}
 
 
 def tracked_species(choice, names, counts) -> int:

@@ -43,7 +43,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
+
+from ._lsq import numeric_jacobian, scaled_covariance
 
 __all__ = ["RateFit", "EquilibriumFit", "fit_rate_law", "fit_equilibrium_eis",
            "group_mean_sem", "RATE_MODELS"]
@@ -58,34 +60,6 @@ def _vft_law(x, p):
 
 
 RATE_MODELS = {"log": (_log_law, ("c0", "c1")), "vft": (_vft_law, ("E0", "B", "L0"))}
-
-
-def _covariance(jac, sigma, resid, known: bool = True) -> tuple[np.ndarray, float, int]:
-    """Weighted least-squares covariance, inflated by chi^2/dof when the fit is poor.
-
-    With ``known=False`` the errors are one common unknown scatter (``sigma`` all ones) and
-    the covariance is always scaled by the residual variance chi^2/dof (ordinary least
-    squares).
-    """
-    w = 1.0 / sigma**2
-    jtwj = jac.T @ (jac * w[:, None])
-    cov = np.linalg.pinv(jtwj)
-    chi2 = float(np.sum(resid**2 * w))
-    dof = len(resid) - jac.shape[1]
-    if dof > 0 and (not known or chi2 > stats.chi2.ppf(0.95, dof)):
-        cov = cov * chi2 / dof
-    return cov, chi2, dof
-
-
-def _numeric_jacobian(f, x, p) -> np.ndarray:
-    jac = np.empty((len(x), len(p)))
-    for k in range(len(p)):
-        h = 1e-6 * max(1.0, abs(p[k]))
-        up, dn = p.copy(), p.copy()
-        up[k] += h
-        dn[k] -= h
-        jac[:, k] = (f(x, up) - f(x, dn)) / (2 * h)
-    return jac
 
 
 @dataclass
@@ -126,7 +100,7 @@ class RateFit:
         """Delta-method standard error of :meth:`energy`."""
         f = RATE_MODELS[self.model][0]
         x = np.atleast_1d(np.log10(np.asarray(rate, dtype=float)))
-        jac = _numeric_jacobian(f, x, self._p)
+        jac = numeric_jacobian(f, x, self._p)
         return np.sqrt(np.einsum("ij,jk,ik->i", jac, self.cov, jac))
 
     def log10_rate_at(self, energy: float, energy_err: float = 0.0) -> tuple[float, float]:
@@ -221,8 +195,8 @@ def fit_rate_law(rate, energy, energy_err=None, model: str = "log") -> RateFit:
                                      bounds=(lower, [np.inf, np.inf, np.inf]),
                                      x_scale="jac", max_nfev=20_000)
         p = sol.x
-    jac = _numeric_jacobian(f, x, p)
-    cov, chi2, dof = _covariance(jac, s, f(x, p) - e, known)
+    jac = numeric_jacobian(f, x, p)
+    cov, chi2, dof = scaled_covariance(jac, s, f(x, p) - e, known)
     err = np.sqrt(np.clip(np.diag(cov), 0, None))
     return RateFit(model, dict(zip(names, map(float, p))), dict(zip(names, map(float, err))),
                    cov, chi2, dof, (float(x.min()), float(x.max())), _p=np.asarray(p, float))
@@ -296,7 +270,7 @@ def fit_equilibrium_eis(temperature, energy, energy_err=None) -> EquilibriumFit:
     a_mat = np.vstack([np.ones_like(t), 1.0 / t]).T
     w = 1.0 / s**2
     p = np.linalg.solve(a_mat.T @ (a_mat * w[:, None]), a_mat.T @ (w * e))
-    cov, chi2, dof = _covariance(a_mat, s, a_mat @ p - e, known)
+    cov, chi2, dof = scaled_covariance(a_mat, s, a_mat @ p - e, known)
     return EquilibriumFit(float(p[0]), float(p[1]), cov, chi2, dof,
                           (float(t.min()), float(t.max())))
 

@@ -46,7 +46,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
+
+from ._lsq import numeric_jacobian, scaled_covariance
 
 __all__ = ["TauFit", "fit_tau", "MODELS", "glass_temperature", "measured_speedup", "speedup",
            "speedup_at_tg"]
@@ -126,17 +128,7 @@ class TauFit:
 
     def _gradient(self, T) -> np.ndarray:
         """d ln tau / d params at T, shape (len(T), P), by central differences."""
-        T = np.atleast_1d(np.asarray(T, dtype=np.float64))
-        f = MODELS[self.model][0]
-        g = np.empty((T.size, self._p.size))
-        for k in range(self._p.size):
-            h = 1e-6 * max(1.0, abs(self._p[k]))
-            up, dn = self._p.copy(), self._p.copy()
-            up[k] += h
-            dn[k] -= h
-            with np.errstate(invalid="ignore", divide="ignore"):
-                g[:, k] = (f(T, up) - f(T, dn)) / (2 * h)
-        return g
+        return numeric_jacobian(MODELS[self.model][0], T, self._p)
 
     def ln_tau_error(self, T) -> np.ndarray:
         """68 % (one standard error) band half-width of ln tau at T (delta method)."""
@@ -290,22 +282,8 @@ def fit_tau(T, tau, tau_err=None, model: str = "vft") -> TauFit:
             best = sol
     p = best.x
     r = residual(p)
-    chi2 = float(r @ r)
-    dof = T.size - len(names)
-    jac = best.jac
-    try:
-        cov = np.linalg.inv(jac.T @ jac)
-    except np.linalg.LinAlgError:
-        cov = np.linalg.pinv(jac.T @ jac)
-    # With given errors the covariance is used as is unless the fit is inconsistent with
-    # them (chi2 above its 95 % quantile: wrong law or underestimated errors); then it is
-    # scaled by chi2 / dof. Always scaling by max(1, chi2/dof) would over-cover (~0.75-0.8
-    # instead of 0.68 for a correct law with 6-9 points).
-    if not weighted:
-        scale = chi2 / dof
-    else:
-        scale = chi2 / dof if chi2 > stats.chi2.ppf(0.95, dof) else 1.0
-    cov = cov * scale
+    # best.jac is d residual / d p = J / sigma: unit errors on the weighted residuals.
+    cov, chi2, dof = scaled_covariance(best.jac, np.ones_like(r), r, known=weighted)
     errors = {n: float(math.sqrt(max(cov[k, k], 0.0))) for k, n in enumerate(names)}
     return TauFit(model=model, params={n: float(v) for n, v in zip(names, p)}, errors=errors,
                   cov=cov, chi2=chi2, dof=dof, t_range=(float(T.min()), float(T.max())),

@@ -19,7 +19,6 @@ rank writes its own samples (SQLite serialises the writers). Only rank 0 prints.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ from ..analysis import crystalline_fraction
 from ..config import PRESET_SECTIONS
 from ..io import atomic_write
 from ..models.presets import build_preset
-from ..run import Run
+from ..run import Run, production_rows
 from .certify import Certificate, Criteria, certify
 from .settings import (
     QUENCH_FMAX,
@@ -90,15 +89,7 @@ def model_fingerprint(model) -> tuple[str, str | None]:
 
 def production_energies(thermo_path: str) -> np.ndarray:
     """Energy per particle of the production rows of a run's ``thermo.csv``."""
-    values = []
-    with open(thermo_path, newline="") as fh:
-        rows = csv.reader(line for line in fh if not line.startswith("#"))
-        header = next(rows)
-        phase, energy = header.index("phase"), header.index("energy_per_particle")
-        for row in rows:
-            if row and row[phase] == "production":
-                values.append(float(row[energy]))
-    return np.asarray(values)
+    return production_rows(thermo_path, ("energy_per_particle",))["energy_per_particle"]
 
 
 class LibraryBuilder:
