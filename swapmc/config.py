@@ -111,6 +111,18 @@ def _check_keys(section: str, given: dict, allowed, where) -> None:
                           + unknown_keys_message(unknown, allowed, f"[{section}]"))
 
 
+def _model_file_from_folder(user: dict, source: str) -> None:
+    """Take a relative ``[model] file`` (a setfl potential) from the folder of the TOML file
+    ``source`` that names it, as ``[system] init`` is, so a config and its potential can be
+    moved or run from any working directory together."""
+    model = user.get("model")
+    if not isinstance(model, dict):
+        return
+    name = model.get("file")
+    if isinstance(name, str) and name and not os.path.isabs(name):
+        model["file"] = os.path.normpath(os.path.join(os.path.dirname(source), name))
+
+
 def resolve(source: str | None = None, overrides: dict | None = None,
             extra_sections: tuple = ()) -> dict:
     """Resolve a preset name or TOML path (``None``: the default preset) plus overrides.
@@ -156,6 +168,7 @@ def resolve(source: str | None = None, overrides: dict | None = None,
                 and not os.path.isabs(init)):
             user["system"]["init"] = os.path.normpath(
                 os.path.join(os.path.dirname(source), init))
+        _model_file_from_folder(user, source)
     else:
         user = {"preset": source}
         origin = f"preset {source!r}"

@@ -352,3 +352,27 @@ def test_relative_init_is_taken_from_the_config_folder(tmp_path, monkeypatch):
     assert os.path.samefile(resolved["system"]["init"], x)
     # A command-line --init stays relative to the working directory.
     assert resolve(str(cfg), {"system": {"init": "here.xyz"}})["system"]["init"] == "here.xyz"
+
+
+def test_relative_potential_file_is_taken_from_the_config_folder(tmp_path, monkeypatch):
+    from swapmc.io.setfl import write_setfl
+    from swapmc.models.eam import zjw_potential
+    from swapmc.models.presets import load_preset_file
+
+    sub = tmp_path / "project"
+    sub.mkdir()
+    write_setfl(sub / "cuzr.eam.alloy", zjw_potential().setfl)
+    text = ('preset = "cu64zr36"\n[model]\nkind = "eam"\nfile = "cuzr.eam.alloy"\n')
+    (sub / "c.toml").write_text(text)
+    (sub / "p.toml").write_text('base = "cu64zr36"\n' + text.split("\n", 1)[1])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    resolved = resolve(str(sub / "c.toml"))
+    assert os.path.samefile(resolved["model"]["file"], sub / "cuzr.eam.alloy")
+    preset = load_preset_file(str(sub / "p.toml"))
+    assert preset.model.n_species == 2
+    # Not found next to the file: the message names the path it looked at.
+    (sub / "cuzr.eam.alloy").unlink()
+    rc = main(["run", str(sub / "c.toml"), "--sweeps", "10", "-o", "r"])
+    assert rc == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -175,8 +176,9 @@ def build_model(model_data: dict, origin: str = "<model>"):
 
     ``kind = "lj"``: an :class:`LJMixture` from ``species``/``pairs``. ``kind = "eam"``:
     ``potential = "zjw"`` (the built-in Zhou-Johnson-Wadley Cu-Zr) or ``file = "x.eam.fs"``
-    (a LAMMPS eam/alloy or eam/fs setfl file; relative paths are taken from the working
-    directory).
+    (a LAMMPS eam/alloy or eam/fs setfl file; a relative path is taken from the working
+    directory here, and from the TOML file's folder when the table comes from a file read by
+    :func:`load_preset_file` or :func:`swapmc.config.resolve`).
     """
     kind = model_data.get("kind", "lj")
     keys = {"lj": LJ_MODEL_KEYS, "eam": EAM_MODEL_KEYS}.get(kind)
@@ -245,6 +247,12 @@ def load_preset(name: str, overrides: dict | None = None) -> Preset:
 def load_preset_file(path: str) -> Preset:
     """Load a preset from a user's TOML file (it may name a built-in ``base``)."""
     data = load_toml_file(path)
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("file"), str) and model["file"] \
+            and not os.path.isabs(model["file"]):
+        # The potential named in a preset file is found next to it, whatever the cwd.
+        model["file"] = os.path.normpath(os.path.join(os.path.dirname(str(path)),
+                                                      model["file"]))
     base = data.pop("base", None)
     if base is not None:
         data = merge(preset_data(base), data)
