@@ -376,3 +376,14 @@ def test_relative_potential_file_is_taken_from_the_config_folder(tmp_path, monke
     (sub / "cuzr.eam.alloy").unlink()
     rc = main(["run", str(sub / "c.toml"), "--sweeps", "10", "-o", "r"])
     assert rc == 1
+
+
+@pytest.mark.parametrize("field,value", [("min_decays", math.nan), ("max_drift_z", math.inf),
+                                         ("max_fs_final", 1.5), ("drift_blocks", 1),
+                                         ("max_crystalline_fraction", -0.1)])
+def test_certification_criteria_check_themselves(field, value):
+    # Python callers bypass the [library] table's checks; a NaN threshold certifies anything.
+    from swapmc.library import Criteria
+
+    with pytest.raises(ValueError, match=field):
+        Criteria(**{field: value})

@@ -58,6 +58,22 @@ class Criteria:
     drift_blocks: int = 10
     max_crystalline_fraction: float = 0.05
 
+    def __post_init__(self):
+        # Python callers bypass the [library] table's checks; NaN passes every "<=" test and
+        # would certify anything, so the thresholds check themselves.
+        for name in ("min_decays", "max_fs_final", "max_drift_z", "max_crystalline_fraction"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v <= 0:
+                raise ValueError(f"Criteria.{name} must be a finite number > 0, got {v!r}")
+        for name in ("max_fs_final", "max_crystalline_fraction"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"Criteria.{name} is a fraction and must be <= 1, got "
+                                 f"{getattr(self, name)!r}")
+        b = self.drift_blocks
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 2:
+            raise ValueError(f"Criteria.drift_blocks must be an integer >= 2, got {b!r}")
+
     @classmethod
     def from_dict(cls, d: dict) -> Criteria:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
