@@ -301,6 +301,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     metavar=("TMIN", "TMAX"), help="no-swap T range of the MCT power law")
     ap.add_argument("--arrhenius-max", type=float, default=0.6,
                     help="Arrhenius fits use T <= this")
+    ap.add_argument("--more", nargs="+", default=[], metavar="DIR",
+                    help="further measurement directories (another --seed or ladder) whose "
+                         "finished stages join the analysis: every measurement enters the "
+                         "fits, and the table pools those at the same T")
     ap.add_argument("--figure", metavar="PNG", help="Angell plot (log10 tau vs 1/T)")
     ap.add_argument("--json", metavar="FILE", help="machine-readable results")
     args = ap.parse_args(argv)
@@ -486,14 +490,61 @@ def measure(args) -> None:
 
 # ---------------------------------------------------------------------------- analysis
 def _load(args) -> tuple[list, list]:
-    """Finished swap and no-swap results of the ladder's temperatures, decreasing T."""
+    """Finished swap and no-swap results, decreasing T: those of the ladder's temperatures in
+    ``--out`` and every finished stage in each ``--more`` directory (independent measurements,
+    e.g. another seed or ladder); each row records the directory it came from."""
     swap, noswap = [], []
     for T in args.temperatures:
         for mode, out in (("swap", swap), ("noswap", noswap)):
             r = _read_json(os.path.join(args.out, _tag(mode, T) + ".json"))
             if r is not None:
-                out.append(r)
+                out.append({**r, "source": args.out})
+    for directory in args.more:
+        names = sorted(os.listdir(directory))
+        for mode, out in (("swap", swap), ("noswap", noswap)):
+            for name in names:
+                # <mode>_T<T>.json only: not the .first.json kept when a production repeats.
+                if name.startswith(mode + "_T") and name.count(".") == 2 \
+                        and name.endswith(".json"):
+                    r = _read_json(os.path.join(directory, name))
+                    out.append({**r, "source": directory})
+    for rows in (swap, noswap):
+        rows.sort(key=lambda r: -r["T"])
     return swap, noswap
+
+
+def _pool(rows: list) -> list:
+    """One row per temperature: independent measurements at the same T combined.
+
+    ln tau is averaged with weights 1/sigma_ln^2 (sigma_ln = tau_err / tau), its error is
+    1/sqrt(sum of weights), scaled by sqrt(chi2/dof) when the measurements disagree beyond
+    their 95 % chi2 quantile (as the fits do). A single measurement is returned unchanged;
+    rows without a usable error are pooled only if they are alone at their T.
+    """
+    from scipy.stats import chi2 as chi2_dist
+
+    by_t: dict = {}
+    for r in rows:
+        by_t.setdefault(r["T"], []).append(r)
+    pooled = []
+    for T in sorted(by_t, reverse=True):
+        group = by_t[T]
+        usable = _usable(group)
+        if len(group) == 1 or len(usable) < 2:
+            pooled.append({**group[0], "n_runs": 1})
+            continue
+        ln = np.log([r["tau"] for r in usable])
+        w = np.array([(r["tau"] / r["tau_err"]) ** 2 for r in usable])
+        mean = float(np.sum(w * ln) / np.sum(w))
+        err = 1.0 / math.sqrt(float(np.sum(w)))
+        chi2 = float(np.sum(w * (ln - mean) ** 2))
+        dof = len(usable) - 1
+        if chi2 > chi2_dist.ppf(0.95, dof):
+            err *= math.sqrt(chi2 / dof)
+        tau = math.exp(mean)
+        pooled.append({**usable[0], "tau": tau, "tau_err": tau * err, "n_runs": len(usable),
+                       "pool_chi2": chi2})
+    return pooled
 
 
 def _usable(rows: list) -> list:
@@ -539,12 +590,13 @@ def fit_all(args, swap: list, noswap: list) -> dict:
             "arrhenius": _fit(noswap, "arrhenius", t_hi=args.arrhenius_max)}
     fast = {"parabolic": _fit(swap, "parabolic"),
             "arrhenius": _fit(swap, "arrhenius", t_hi=args.arrhenius_max)}
-    by_t = {r["T"]: r for r in noswap}
+    by_t = {r["T"]: r for r in _pool(noswap)}
     rows = []
-    for r in swap:
+    for r in _pool(swap):
         T = r["T"]
         ns = by_t.get(T)
         row = {"T": T, "tau_swap": r["tau"], "tau_swap_err": r["tau_err"],
+               "runs_swap": r["n_runs"], "runs_noswap": ns["n_runs"] if ns else 0,
                "tau_noswap": ns["tau"] if ns else math.nan,
                "tau_noswap_err": ns["tau_err"] if ns else math.nan,
                "tau_noswap_bound": ns["bound"] if ns else math.nan,
@@ -587,7 +639,7 @@ def report(args, swap: list, noswap: list, res: dict) -> None:
             if res["slow"][law] is not None]
     _log("\n## tau_alpha (MC sweeps, +- jackknife standard error) and speed-up "
          "tau_noswap / tau_swap, 68 % band in brackets")
-    head = f"{'T':>6} | {'tau_swap':>16} | {'tau_noswap':>16} | {'measured':>22}"
+    head = f"{'T':>6} | {'tau_swap':>23} | {'tau_noswap':>23} | {'measured':>22}"
     head += "".join(f" | {('extrap. ' + law):>24}" for law in laws)
     _log(head)
     _log("-" * len(head))
@@ -601,8 +653,10 @@ def report(args, swap: list, noswap: list, res: dict) -> None:
         m = row["measured"]
         meas = _band(m["speedup"], m["ln_err"]) if m else (
             f"> {row['lower_bound']:.3g}" if "lower_bound" in row else "-")
-        line = (f"{row['T']:>6g} | {_pm(row['tau_swap'], row['tau_swap_err']):>16} | "
-                f"{ns:>16} | {meas:>22}")
+        sw = _pm(row["tau_swap"], row["tau_swap_err"])
+        sw += f" ({row['runs_swap']})" if row["runs_swap"] > 1 else ""
+        ns += f" ({row['runs_noswap']})" if row["runs_noswap"] > 1 else ""
+        line = f"{row['T']:>6g} | {sw:>23} | {ns:>23} | {meas:>22}"
         for law in laws:
             x = row["extrapolated"].get(law)
             line += f" | {_band(x['speedup'], x['ln_err']) if x else '-':>24}"
@@ -610,7 +664,8 @@ def report(args, swap: list, noswap: list, res: dict) -> None:
     _log("# tau errors: jackknife over 2-3 origin groups (each >= 3 tau); a 68 % interval is "
          "t_{0.84,G-1} x error (1.84 for G = 2, 1.32 for G = 3). Speed-up bands: "
          "exp(+-sigma_ln) with sigma_ln from those errors and, extrapolated, the fit's "
-         "delta-method band; the model error shows only as the spread between laws.")
+         "delta-method band; the model error shows only as the spread between laws. "
+         "'(k)': k independent runs at that T pooled (weighted mean of ln tau).")
 
     _log("\n## Fits of ln tau_alpha(T), weighted by the jackknife errors "
          "(errors scaled by sqrt(chi2/dof) when chi2 exceeds its 95 % quantile)")
@@ -786,11 +841,17 @@ def analyze(args) -> int:
         _log(f"# no finished swap stage in {args.out}")
         return 1
     if args.analyze_only:
-        by_t = {r["T"]: r for r in noswap}
-        for r in swap:
-            _log(swap_line(r, args.min_equil_taus))
-            if r["T"] in by_t:
-                _log(noswap_line(by_t[r["T"]]))
+        for source in [args.out, *args.more]:
+            if args.more:
+                _log(f"# stages in {source}:")
+            by_t = {r["T"]: r for r in noswap if r["source"] == source}
+            for r in swap:
+                if r["source"] == source:
+                    _log(swap_line(r, args.min_equil_taus))
+                    if r["T"] in by_t:
+                        _log(noswap_line(by_t.pop(r["T"])))
+            for r in by_t.values():
+                _log(noswap_line(r))
     res = fit_all(args, swap, noswap)
     report(args, swap, noswap, res)
     missing = [T for T in args.temperatures

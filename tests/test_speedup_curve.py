@@ -151,3 +151,37 @@ def test_short_equilibration_repeats_the_production(sc, tmp_path):
     assert second["fs"] != first["fs"]
     assert sc.main(args) == 0  # stored and already repeated: nothing runs again
     assert json.loads((out / (sc._tag("swap", 1.5) + ".json")).read_text()) == second
+
+
+def test_independent_runs_are_pooled_per_temperature(sc, tmp_path):
+    # Two directories measure the same law at overlapping temperatures: the table pools them
+    # (inverse-variance mean of ln tau), the fits use every run, the second adds new T.
+    arr = np.array([4.0, 2.0])
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for d, temps, rel, scale in ((a, [1.0, 0.7, 0.5], 0.02, 1.0),
+                                 (b, [0.7, 0.5, 0.45], 0.01, 1.03)):
+        for T in temps:
+            tau = scale * math.exp(MODELS["arrhenius"][0](T, arr))
+            for mode in ("swap", "noswap"):
+                (d / (sc._tag(mode, T) + ".json")).write_text(
+                    json.dumps(_row(mode, T, (2.0 if mode == "noswap" else 1.0) * tau, rel)))
+    (b / (sc._tag("swap", 0.7) + ".first.json")).write_text("{not read")
+    js = tmp_path / "r.json"
+    assert sc.main(["--analyze-only", "--out", str(a), "--more", str(b), "--json", str(js),
+                    "--temperatures", "1.0", "0.7", "0.5", "--t-onset", "1.0",
+                    "--arrhenius-max", "1.0"]) == 0
+    res = json.loads(js.read_text())
+    table = {r["T"]: r for r in res["table"]}
+    assert sorted(table) == [0.45, 0.5, 0.7, 1.0]
+    assert table[0.7]["runs_swap"] == 2 and table[1.0]["runs_swap"] == 1
+    # Weights 1/0.02^2 and 1/0.01^2: mean ln tau = ln tau0 + (0 * 1 + ln 1.03 * 4) / 5.
+    tau0 = math.exp(MODELS["arrhenius"][0](0.7, arr))
+    assert table[0.7]["tau_swap"] == pytest.approx(tau0 * math.exp(0.8 * math.log(1.03)),
+                                                   rel=1e-12)
+    # Consistent within errors (a 3 % offset, sigma_ln 0.022): no chi2 inflation.
+    assert table[0.7]["tau_swap_err"] / table[0.7]["tau_swap"] == pytest.approx(
+        1 / math.sqrt(1 / 0.02 ** 2 + 1 / 0.01 ** 2), rel=1e-9)
+    assert table[0.7]["measured"]["speedup"] == pytest.approx(2.0, rel=1e-9)
+    assert len(res["swap"]) == 6 and len(res["noswap"]) == 6
