@@ -1,4 +1,5 @@
-"""Certified KA2 glass libraries as deep as swap Monte Carlo goes, cooling in steps.
+"""Certified glass libraries as deep as swap Monte Carlo goes, cooling in steps (KA2 by
+default; any preset, e.g. a doped Cu-Zr one in kelvin with ``--preset``).
 
 Each *lineage* is a sequence of library builds (``swapmc library build``, one sample each)
 down a temperature ladder: the first step starts from a melt, every later step starts from
@@ -33,6 +34,9 @@ ratio.
 
     python scripts/deep_glasses.py -o deep-glasses             # the recorded run
     python scripts/deep_glasses.py --quick -o /tmp/deep-quick   # < 1 min smoke run
+    python scripts/deep_glasses.py --preset cu50zr50-x10 -T 1200 1100 1000 900 850 800 \
+        --first-tau 300 -o deep-cuzr                            # doped ZJW Cu-Zr, P = 0
+    python scripts/deep_glasses.py --preset cu50zr50-x10 --model-file CuZr_mm.eam.fs ...
 
 Results go to ``OUTPUT/results.json`` (rewritten after every chain, so a kill loses at most
 the chain in flight; rerunning the same command resumes: stored samples are skipped and the
@@ -58,9 +62,9 @@ from swapmc.library.build import build_library
 from swapmc.library.settings import build_fingerprint, chain_directory, resolve
 
 CONFIG = """\
-# KA2 library step written by scripts/deep_glasses.py (lineage {lineage}, T = {temperature})
+# library step written by scripts/deep_glasses.py (lineage {lineage}, T = {temperature})
 preset = "{preset}"
-[state]
+{model}[state]
 temperature = {temperature}
 [system]
 n = {n}
@@ -79,21 +83,28 @@ max_production_sweeps = {max_production}
 """
 
 PRESET = "ka2-x10"
+#: Defaults of the KA2 ladder (epsilon/k_B) and of its first tau_alpha guess (sweeps); other
+#: presets must be given both.
+KA2_LADDER = [0.45, 0.40, 0.36, 0.33, 0.31, 0.29]
+KA2_FIRST_TAU = 4500.0
+#: First-shell radius in units of the mean spacing rho^(-1/3): 1.35 sigma_AA at KA's rho = 1.2
+#: (near the first minimum of the C-centred g(r) of KA2), 3.7 A for Cu-Zr at 0.0585 A^-3.
+SHELL_IN_SPACINGS = 1.35 * 1.2 ** (1.0 / 3.0)
 
 
-def cc_clustering(system, dopant: str = "C", cutoff: float = 1.35) -> float:
+def cc_clustering(system, dopant: str = "C", cutoff: float | None = None) -> float:
     """C-C clustering ratio of one configuration (1: C placed at random among the sites).
 
     Parameters
     ----------
     system : System
-        Orthorhombic cell; positions in sigma_AA.
+        Orthorhombic cell; positions in the model's length unit.
     dopant : str
         Species whose clustering is measured.
-    cutoff : float
-        First-shell radius around a C particle (sigma_AA), the same for every neighbour
-        species so that an ideal gas gives exactly 1 on average (1.35: near the first minimum
-        of the C-centred g(r) of KA2 at rho = 1.2).
+    cutoff : float, optional
+        First-shell radius around a C particle (length unit), the same for every neighbour
+        species so that an ideal gas gives exactly 1 on average. Default:
+        ``SHELL_IN_SPACINGS`` mean spacings (1.35 sigma_AA for KA2 at rho = 1.2).
 
     Returns
     -------
@@ -101,12 +112,16 @@ def cc_clustering(system, dopant: str = "C", cutoff: float = 1.35) -> float:
         (fraction of C among the neighbours of C particles) / ((N_C - 1) / (N - 1)). Demixing
         of C raises it above 1; C avoiding C lowers it below 1.
     """
+    if dopant not in list(system.species_names):
+        return float("nan")
     c = list(system.species_names).index(dopant)
     is_c = system.species == c
     n, n_c = len(is_c), int(is_c.sum())
     if n_c < 2:
         return float("nan")
     lengths = np.diag(system.box.matrix)
+    if cutoff is None:
+        cutoff = SHELL_IN_SPACINGS * (float(np.prod(lengths)) / n) ** (1.0 / 3.0)
     d = system.positions[is_c][:, None, :] - system.positions[None, :, :]
     d -= lengths * np.round(d / lengths)
     r2 = (d * d).sum(axis=-1)
@@ -163,7 +178,10 @@ def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"T{temperature:g}-lineage{lineage}.toml")
     every = max(10, plan["production"] // 2000)
-    text = CONFIG.format(lineage=lineage, temperature=temperature, preset=PRESET, n=args.n,
+    model = "" if not args.model_file else (
+        f'[model]\nkind = "eam"\nfile = "{os.path.abspath(args.model_file)}"\n')
+    text = CONFIG.format(lineage=lineage, temperature=temperature, preset=args.preset,
+                         model=model, n=args.n,
                          # absolute: [system] init is read relative to the config's folder
                          init=init if init == "random" else os.path.abspath(init),
                          seed=args.seed * 1000 + lineage,
@@ -205,7 +223,7 @@ def run_step(args, temperature: float, lineage: int, init: str, plan: dict,
         os.makedirs(os.path.dirname(eq_path), exist_ok=True)
         # Positions and species in the user's order, as the library stores them.
         write_extxyz(eq_path, sample.system)
-        clustering = cc_clustering(sample.inherent)
+        clustering = cc_clustering(sample.inherent, args.dopant)
     return {"temperature": temperature, "lineage": lineage, "config": path,
             "sample_id": sample.id if hasattr(sample, "id") else meta.get("id"),
             "verdict": meta["verdict"], "reasons": meta["reasons"],
@@ -277,12 +295,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--output", default="deep-glasses")
     ap.add_argument("-N", "--n", type=int, default=500)
-    ap.add_argument("-T", "--temperatures", type=float, nargs="+",
-                    default=[0.45, 0.40, 0.36, 0.33, 0.31, 0.29],
-                    help="the ladder, decreasing (epsilon/k_B)")
+    ap.add_argument("--preset", default=PRESET,
+                    help="built-in preset (a doped one: the dopant's clustering is watched)")
+    ap.add_argument("--model-file", default=None,
+                    help="EAM setfl file replacing the preset's built-in potential (e.g. "
+                         "CuZr_mm.eam.fs; the preset's dopant construction applies to it)")
+    ap.add_argument("-T", "--temperatures", type=float, nargs="+", default=None,
+                    help=f"the ladder, decreasing, in the preset's unit (epsilon/k_B or K; "
+                         f"{PRESET}: {KA2_LADDER})")
     ap.add_argument("--lineages", type=int, default=2, help="independent glasses per T")
-    ap.add_argument("--first-tau", type=float, default=4500.0,
-                    help="tau_alpha guess (sweeps) at the first temperature")
+    ap.add_argument("--first-tau", type=float, default=None,
+                    help=f"tau_alpha guess (sweeps) at the first temperature ({PRESET}: "
+                         f"{KA2_FIRST_TAU:g})")
     ap.add_argument("--first-eq-taus", type=float, default=11.0,
                     help="equilibration of the first step (from a melt), in predicted tau")
     ap.add_argument("--tau-safety", type=float, default=1.2)
@@ -300,6 +324,16 @@ def main(argv=None) -> int:
                     help="list what the library holds for this ladder; run nothing new")
     ap.add_argument("--quick", action="store_true", help="tiny everything (smoke test)")
     args = ap.parse_args(argv)
+    if args.preset == PRESET:
+        args.temperatures = args.temperatures or list(KA2_LADDER)
+        args.first_tau = args.first_tau or KA2_FIRST_TAU
+    elif args.temperatures is None or args.first_tau is None:
+        raise SystemExit(f"--preset {args.preset}: give the ladder (-T) and --first-tau")
+    from swapmc.models import load_preset
+
+    species = list(load_preset(args.preset).model.species)
+    # The dopant is the species the dopant construction adds, last in every doped preset.
+    args.dopant = species[-1] if len(species) > 2 else None
     if args.quick:
         args.n, args.temperatures, args.lineages = 200, [1.2, 1.0], 2
         args.first_tau, args.min_sweeps, args.first_eq_taus = 250.0, 600, 4.0
@@ -313,7 +347,8 @@ def main(argv=None) -> int:
         with open(results_path) as fh:
             old = json.load(fh)
         state = {"cpu": old.get("cpu", {}), "resumed": old.get("resumed", {})}
-    print(f"# KA2 ({PRESET}) N = {args.n}, {args.lineages} lineage(s), ladder "
+    print(f"# {args.preset}{' on ' + args.model_file if args.model_file else ''} "
+          f"N = {args.n}, {args.lineages} lineage(s), ladder "
           f"{args.temperatures}, budget {args.budget_core_minutes:g} core-minutes", flush=True)
     # Lineage after lineage: the first one goes as deep as the budget allows, later ones add
     # independent glasses at the temperatures already reached (and may go deeper).
