@@ -27,6 +27,15 @@ from .mechanics import (
     kww,
     t_factor68,
 )
+from .nonaffine import (
+    DEFAULT_D2MIN_CUTOFF,
+    Localization,
+    affine_map,
+    d2min,
+    localization,
+    neighbour_bonds,
+    nonaffine_displacement,
+)
 from .order import crystalline_fraction, first_shell_cutoff, solid_like
 from .stability import (
     EquilibriumFit,
@@ -46,16 +55,20 @@ from .tau_fits import (
 )
 
 __all__ = [
+    "DEFAULT_D2MIN_CUTOFF",
     "DMSMean",
     "DMSResult",
     "EquilibriumFit",
     "FsTracker",
     "KWWResult",
+    "Localization",
     "RateFit",
     "TauFit",
+    "affine_map",
     "average_curves",
     "combine_dms",
     "crystalline_fraction",
+    "d2min",
     "debye_modulus",
     "default_wavenumber",
     "first_peak",
@@ -70,8 +83,11 @@ __all__ = [
     "group_mean_sem",
     "measured_speedup",
     "kww",
+    "localization",
     "t_factor68",
     "msd",
+    "neighbour_bonds",
+    "nonaffine_displacement",
     "peak_window",
     "radial_distribution",
     "self_intermediate_scattering",

@@ -17,7 +17,8 @@ One frame is (the second line, one line in the file, is broken here for width)::
   files), ``image`` (periodic image counters, unwrapped = pos + image @ h.T) and, for MD
   states only, ``vel`` (length / time units). With ``element_names`` (see
   :func:`write_extxyz`) a ``type_name`` column is added; when the species masses are known,
-  ``masses`` and ``mass`` columns (mass units) are added.
+  ``masses`` and ``mass`` columns (mass units) are added. Callers may append their own
+  per-atom columns (``columns``, e.g. D²_min), which OVITO imports as user properties.
 * Floats are written with Python's ``repr`` (the shortest string that parses back to the
   same float64), so a write/read round trip is bit-identical.
 * Frames of a trajectory are simply concatenated; :func:`iter_extxyz` reads them one by one.
@@ -156,11 +157,49 @@ def _species_column(names: Sequence[str], element_names: Mapping | None) -> list
     return symbols
 
 
+def _extra_columns(columns: Mapping | None, n: int, taken) -> list:
+    """Validated extra per-atom columns: [(name, kind "R"/"I", rows as lists)]."""
+    if not columns:
+        return []
+    out = []
+    for key, values in columns.items():
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise ValueError(f"column name {key!r} must be an identifier "
+                             "([A-Za-z_][A-Za-z0-9_]*)")
+        if key.lower() in taken:
+            raise ValueError(f"column name {key!r} is already used by the writer "
+                             f"({', '.join(sorted(taken))})")
+        arr = np.asarray(values)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+            raise ValueError(f"column {key!r} must have shape ({n},) or ({n}, k), got "
+                             f"{np.shape(values)}")
+        if arr.dtype.kind in "biu":
+            kind, arr = "I", arr.astype(np.int64)
+        elif arr.dtype.kind == "f":
+            kind, arr = "R", arr.astype(np.float64)
+            bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
+            if bad.size:
+                # OVITO's importer does not read nan/inf; refuse rather than write them.
+                raise ValueError(f"column {key!r} has a non-finite value at particle "
+                                 f"{int(bad[0])} ({bad.size} such particles)")
+        else:
+            raise TypeError(f"column {key!r} must hold integers or floats, got dtype "
+                            f"{arr.dtype}")
+        taken = taken | {key.lower()}
+        out.append((key, kind, arr.tolist()))
+    return out
+
+
 def _format_frame(system: System, info: Mapping | None, element_names: Mapping | None,
-                  masses=None) -> str:
+                  masses=None, columns: Mapping | None = None) -> str:
     names = system.species_names
     symbols = _species_column(names, element_names)
     mass = _resolve_masses(system, masses, unit_default=False)
+    extra = _extra_columns(columns, system.n, frozenset(
+        {"species", "pos", "type", "type_name", "masses", "mass", "image", "map_shift",
+         "vel", "velo"}))
     lattice = " ".join(repr(float(x)) for x in system.box.matrix.T.ravel())
     props = ["species:S:1", "pos:R:3", "type:I:1"]
     row_fmt = ["%s %r %r %r %d"]
@@ -179,6 +218,9 @@ def _format_frame(system: System, info: Mapping | None, element_names: Mapping |
     if has_vel:
         props.append("vel:R:3")
         row_fmt.append("%r %r %r")
+    for key, kind, rows in extra:
+        props.append(f"{key}:{kind}:{len(rows[0])}")
+        row_fmt.append(" ".join(["%r" if kind == "R" else "%d"] * len(rows[0])))
     header = (
         f'{system.n}\nLattice="{lattice}" Properties={":".join(props)} pbc="T T T"'
         f"{_format_info(info)}\n"
@@ -202,6 +244,8 @@ def _format_frame(system: System, info: Mapping | None, element_names: Mapping |
         row.extend(img[i])
         if has_vel:
             row.extend(vel[i])
+        for _, _, rows in extra:
+            row.extend(rows[i])
         lines.append(fmt % tuple(row))
     return header + "".join(lines)
 
@@ -214,6 +258,7 @@ def write_extxyz(
     append: bool = False,
     element_names: Mapping[str, str] | None = None,
     masses: Sequence[float] | Mapping[str, float] | None = None,
+    columns: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Write one extended-XYZ frame.
 
@@ -252,14 +297,22 @@ def write_extxyz(
         (ASE: ``atoms.get_masses()``) and ``mass:R:1`` (OVITO: the Mass property), so
         neither program substitutes the mass of the element shown (58.69 for KA's A drawn
         as Ni, 1.0 for a dopant X). Otherwise no mass columns are written.
+    columns : mapping of str to array_like, optional
+        Extra per-atom columns after the standard ones, in the mapping's order, e.g.
+        ``{"d2min": d2 (N,), "u_na": u (N, 3)}``: float arrays become ``name:R:k``
+        (written exactly, finite values only), integer or bool arrays ``name:I:k``. Names
+        must be identifiers not used by the standard columns. OVITO imports each as a user
+        property of that name (colour by it directly); ASE exposes ``atoms.arrays[name]``;
+        :func:`read_extxyz` ignores them.
 
     Raises
     ------
     ValueError
         For an unusable info key or value, a species name containing whitespace, an
-        incomplete ``element_names`` or wrong masses. Nothing is written in that case.
+        incomplete ``element_names``, wrong masses, or an extra column with a bad name,
+        shape or a non-finite value. Nothing is written in that case.
     TypeError
-        For an info value of unsupported type.
+        For an info value or extra column of unsupported type.
 
     Notes
     -----
@@ -286,7 +339,7 @@ def write_extxyz(
     Positions and the cell are identical in both programs (ASE's ``atoms.cell`` rows are
     the edge vectors a, b, c, i.e. ``box.matrix.T``).
     """
-    frame = _format_frame(system, info, element_names, masses)
+    frame = _format_frame(system, info, element_names, masses, columns)
     if hasattr(target, "write"):
         target.write(frame)
         return
