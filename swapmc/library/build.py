@@ -13,8 +13,20 @@ Crash safety and resumption come from the two layers: the library keeps only who
 build loses at most the sweeps since each running chain's last checkpoint. Rerunning the same
 command skips the chains already stored and resumes the others from their checkpoints.
 
-With MPI, rank 0 lists the missing chains and every rank takes every size-th of them; each
-rank writes its own samples (SQLite serialises the writers). Only rank 0 prints.
+Every worker (each rank of ``mpiexec -n K``, and each of any number of separate jobs on one
+library file) claims its next chain through the library (:meth:`Library.claim_chain`): the
+lowest chain that is neither stored nor held by a live claim. No rank idles while chains of
+unequal length remain, and since chain k is seeded from (seed, k) whoever runs it, the
+samples equal a serial build's. A claim is a lease of ``[library] lease_seconds`` (600 s by
+default), renewed every third of it at the chain's thermo rows and checkpoints; storing the
+sample ends the claim in the same transaction. A chain whose worker died becomes claimable
+when its lease expires (at once when that worker ran on this host and its process is gone),
+and the next worker resumes it from the checkpoint in its work directory. A worker whose
+lease expired but which finishes anyway is harmless: the first sample stored for a chain is
+kept and the second writes nothing (both are the same sample), and the work directory is
+left to the worker that holds the claim. A chain whose work directory is locked by a live
+process (a worker whose lease lapsed while it kept running) is left to that process. Only
+rank 0 prints.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +46,7 @@ from .._toml import dumps_toml
 from ..analysis import crystalline_fraction
 from ..config import PRESET_SECTIONS
 from ..io import atomic_write
+from ..io.lock import DirectoryBusyError
 from ..models.presets import build_preset
 from ..run import Run, production_rows
 from .certify import Certificate, Criteria, certify
@@ -45,7 +58,7 @@ from .settings import (
     chain_template,
     resolve,
 )
-from .store import Library
+from .store import Library, Worker
 
 
 @dataclass
@@ -62,12 +75,16 @@ class BuildResult:
         Sample ids stored by this rank in this invocation.
     counts : dict
         ``{"certified": k, "failed": m}`` of the whole build at the end.
+    chains : list of int
+        Chains this rank ran to the end (claimed, run, quenched and stored, or found stored
+        by another worker at the end), in order.
     """
 
     path: str
     build: str
     made: list
     counts: dict
+    chains: list = field(default_factory=list)
 
 
 def model_fingerprint(model) -> tuple[str, str | None]:
@@ -92,6 +109,56 @@ def production_energies(thermo_path: str) -> np.ndarray:
     return production_rows(thermo_path, ("energy_per_particle",))["energy_per_particle"]
 
 
+class _Lease:
+    """This worker's claim on the chain it runs, renewed every third of the lease.
+
+    :meth:`beat` is called often (every thermo row and checkpoint of the chain); it costs a
+    clock reading except when a renewal is due, which is one short library transaction.
+    """
+
+    def __init__(self, library: Library, build: str, chain: int, worker: Worker,
+                 seconds: float, clock, log):
+        self.library, self.build, self.chain, self.worker = library, build, chain, worker
+        self.seconds, self.clock, self.log = seconds, clock, log
+        self.due = clock() + seconds / 3
+        self.held = True
+
+    def beat(self) -> None:
+        now = self.clock()
+        if now < self.due:
+            return
+        held = self.library.renew_claim(self.build, self.chain, self.worker, self.seconds,
+                                        now=now)
+        self.due = now + self.seconds / 3
+        if self.held and not held:
+            # Another worker took the chain (this lease had lapsed) or stored it. Going on is
+            # still correct: the same sample results, and the first one stored is kept.
+            self.log(f"chain {self.chain:5d}: lease lapsed and the chain was claimed or stored "
+                     "by another worker; finishing it anyway (the first sample stored is kept)")
+        self.held = held
+
+
+class _ChainRun(Run):
+    """A chain's :class:`~swapmc.run.Run` that calls ``beat`` after every thermo row and
+    checkpoint, the cadence at which a chain shows it is alive.
+
+    These two event methods are the points where a run returns from its compiled sweeps,
+    so the renewal needs no thread (which a compiled block would stall anyway).
+    """
+
+    def __init__(self, cfg: dict, beat, **kwargs):
+        super().__init__(cfg, **kwargs)
+        self._beat = beat
+
+    def _thermo_row(self, phase: str):
+        super()._thermo_row(phase)
+        self._beat()
+
+    def _checkpoint(self):
+        super()._checkpoint()
+        self._beat()
+
+
 class LibraryBuilder:
     """Drives one build (see the module docstring).
 
@@ -103,11 +170,14 @@ class LibraryBuilder:
         :func:`swapmc.tempering.comm.get_comm` result (serial by default).
     log : callable
         Receives one line per event; called on rank 0 only.
+    clock : callable
+        Unix time in seconds, for claims and leases (``time.time``; tests move it).
     """
 
-    def __init__(self, cfg: dict, comm=None, log=print):
+    def __init__(self, cfg: dict, comm=None, log=print, clock=time.time):
         from ..tempering.comm import SerialComm
 
+        self.clock = clock
         self.cfg = cfg
         self.comm = comm or SerialComm()
         self.log = log if self.comm.rank == 0 else (lambda *a, **k: None)
@@ -123,7 +193,7 @@ class LibraryBuilder:
         self.fmax = QUENCH_FMAX[self.model.units] if fmax == "auto" else float(fmax)
 
     # ------------------------------------------------------------------ one chain
-    def _run_chain(self, chain: int) -> tuple[Run, Certificate, float, float]:
+    def _run_chain(self, chain: int, beat=lambda: None) -> tuple[Run, Certificate, float, float]:
         cfg = json.loads(json.dumps(self.template))  # deep copy of plain data
         cfg["run"]["seed"] = chain_seed(self.cfg["run"]["seed"], chain)
         cfg["output"]["directory"] = chain_directory(self.cfg, self.build, chain)
@@ -137,7 +207,7 @@ class LibraryBuilder:
                 cfg["run"]["production_sweeps"] = int(json.load(fh)["production_sweeps"])
         while True:
             # Rank 0 shows the progress of its own chain (stderr); other ranks stay quiet.
-            run = Run(cfg, progress=self.show_progress, log=lambda *a, **k: None)
+            run = _ChainRun(cfg, beat, progress=self.show_progress, log=lambda *a, **k: None)
             # Wall time of the chain so far, summed over every process that worked on it.
             summary = run.execute().summary
             wall, cpu = summary["wall_seconds"], summary["cpu_seconds"]
@@ -157,6 +227,7 @@ class LibraryBuilder:
             cfg["run"]["production_sweeps"] = int(min(limit, wanted))
             with atomic_write(target_file) as fh:
                 json.dump({"production_sweeps": cfg["run"]["production_sweeps"]}, fh)
+            beat()
 
     def _certify(self, run: Run, quenched: bool, quench=None) -> Certificate:
         t, fs = run.tracker.self_intermediate_scattering()
@@ -169,17 +240,44 @@ class LibraryBuilder:
                        quench_converged=quenched, criteria=self.criteria,
                        sample_spacing=run.cfg["output"]["thermo_every"])
 
-    def make_sample(self, chain: int, library: Library) -> int | None:
-        """Run, certify, quench and store chain ``chain``; returns the sample id (None if
-        another process stored the same chain first)."""
+    def make_sample(self, chain: int, library: Library, worker: Worker | None = None
+                    ) -> int | None:
+        """Run, certify, quench and store chain ``chain``.
+
+        Parameters
+        ----------
+        chain : int
+            Chain index.
+        library : Library
+            Opened for writing.
+        worker : Worker, optional
+            The worker holding the claim on ``chain``: its lease is renewed while the chain
+            runs and ends when the sample is stored. Without it the chain is made unclaimed.
+
+        Returns
+        -------
+        int or None
+            The sample id, or None when another worker stored the same chain first.
+
+        Raises
+        ------
+        DirectoryBusyError
+            A live process holds the chain's work directory.
+        """
         from ..md.forcefield import ForceField
         from ..md.minimize import fire
 
-        run, cert, chain_wall, chain_cpu = self._run_chain(chain)
+        beat = lambda: None  # noqa: E731
+        if worker is not None:
+            beat = _Lease(library, self.build, chain, worker, self.lib_cfg["lease_seconds"],
+                          self.clock, self.log).beat
+        run, cert, chain_wall, chain_cpu = self._run_chain(chain, beat)
+        beat()
         t0, c0 = time.perf_counter(), time.process_time()
         system = run.mc.system()
         quench = fire(system, ForceField(self.model), fmax=self.fmax,
                       max_steps=self.lib_cfg["quench_max_steps"])
+        beat()
         cert = self._certify(run, quenched=quench.converged)
         mc = run.mc
         acc = mc.acceptance()
@@ -215,12 +313,32 @@ class LibraryBuilder:
             "is_max_force": float(quench.max_force), "wall_seconds": wall,
             "cpu_seconds": cpu,
         }
-        sample_id = library.add_sample(meta, system, quench.system)
-        shutil.rmtree(run.outdir, ignore_errors=True)
-        self._report(chain, sample_id, meta, cert)
+        if worker is None:
+            sample_id, holder = library.add_sample(meta, system, quench.system), None
+        else:
+            outcome = library.add_claimed_sample(meta, system, quench.system, worker,
+                                                 now=self.clock())
+            sample_id, holder = outcome.sample_id, outcome.taken_over_by
+        if holder is None:
+            shutil.rmtree(run.outdir, ignore_errors=True)
+        # else: the worker that took the chain over still works in that directory and
+        # removes it when it finds the chain stored.
+        self._report(chain, sample_id, meta, cert, library)
         return sample_id
 
-    def _report(self, chain, sample_id, meta, cert) -> None:
+    def _report(self, chain, sample_id, meta, cert, library) -> None:
+        if sample_id is None:
+            # The stored sample wins. It should be this very result (the chain's seed and
+            # checkpoints fix it), which is checked, so that a difference is not silent.
+            (stored,) = [s for s in library.query(build=self.build, verdict=None)
+                         if s.meta["chain"] == chain]
+            same = (stored.meta["energy"] == meta["energy"]
+                    and stored.meta["is_energy"] == meta["is_energy"])
+            self.log(f"chain {chain:5d}: already stored by another worker (sample "
+                     f"{stored.id}); this result is dropped"
+                     + ("" if same else f" although it differs (E/N {meta['energy']:.8f} vs "
+                        f"{stored.meta['energy']:.8f} stored)"))
+            return
         tau = "-" if meta["tau_alpha"] is None else f"{meta['tau_alpha']:.4g}"
         text = (f"chain {chain:5d} -> sample {sample_id}: {cert.verdict:9s} "
                 f"tau_alpha {tau} sweeps ({cert.decays:.1f} x in {meta['production_sweeps']}), "
@@ -248,30 +366,70 @@ class LibraryBuilder:
                     if text is not None:
                         lib.add_potential(self.model_hash, self.model.setfl_kind, text)
                     done = lib.done_chains(self.build)
-                return self.model_hash, [k for k in range(wanted) if k not in done]
+                    held = {c["chain"] for c in lib.claims(self.build, now=self.clock())
+                            if c["live"] and c["chain"] < wanted}
+                missing = [k for k in range(wanted) if k not in done]
+                return self.model_hash, missing, len(held - done)
             return None
 
         prepared = agree(self.comm, prepare)
-        self.model_hash, missing = self.comm.bcast(prepared, root=0)
-        mine = missing[self.comm.rank::self.comm.size]
+        self.model_hash, missing, elsewhere = self.comm.bcast(prepared, root=0)
         self.log(f"library {path}: build {self.build[:16]}, {wanted} sample(s) wanted, "
                  f"{wanted - len(missing)} stored, {len(missing)} to make on "
-                 f"{self.comm.size} process(es)")
-        made = []
+                 f"{self.comm.size} process(es)"
+                 + (f" ({elsewhere} of them in flight in other jobs)" if elsewhere else ""))
+        made, chains = [], []
+        worker = Worker.this_process(self.comm.rank)
         with abort_on_error(self.comm):
             with Library(path, create=True) as lib:
-                for chain in mine:
-                    sample_id = self.make_sample(chain, lib)
+                skipped: set[int] = set()
+                while True:
+                    claim = lib.claim_chain(self.build, wanted, worker,
+                                            self.lib_cfg["lease_seconds"], now=self.clock(),
+                                            exclude=skipped)
+                    if claim is None:
+                        break
+                    if claim.previous is not None:
+                        directory = chain_directory(self.cfg, self.build, claim.chain)
+                        resumes = os.path.exists(os.path.join(directory, "checkpoint.npz"))
+                        self.log(f"chain {claim.chain:5d}: taking over from "
+                                 f"{claim.previous.describe()}, which holds it no longer "
+                                 "(lease expired or process gone); "
+                                 + ("resuming from its checkpoint" if resumes
+                                    else "starting it afresh (no checkpoint)"))
+                    try:
+                        sample_id = self.make_sample(claim.chain, lib, worker)
+                    except DirectoryBusyError as err:
+                        # The lease lapsed but its holder still runs the chain: leave it.
+                        lib.release_claim(self.build, claim.chain, worker)
+                        skipped.add(claim.chain)
+                        self.log(f"chain {claim.chain:5d}: left to the process running it "
+                                 f"({err})")
+                        continue
+                    except BaseException:
+                        # Give the chain back at once (Ctrl-C, an error), so another worker
+                        # need not wait for the lease; a failure to do so is not the news.
+                        try:
+                            lib.release_claim(self.build, claim.chain, worker)
+                        except Exception:
+                            pass
+                        raise
+                    chains.append(claim.chain)
                     if sample_id is not None:
                         made.append(sample_id)
-        self.comm.barrier()
+        per_rank = self.comm.allgather(chains)
         with Library(path) as lib:
             counts = lib.count(self.build)
+            held = [c["chain"] for c in lib.claims(self.build, now=self.clock()) if c["live"]]
         if self.comm.rank == 0:
             self._remove_empty_work_directory()
+        if self.comm.size > 1:
+            self.log("chains run per rank: " + "; ".join(
+                f"rank {r}: {sorted(c)}" for r, c in enumerate(per_rank)))
         self.log(f"library {path}: build {self.build[:16]} holds {counts['certified']} "
-                 f"certified and {counts['failed']} failed sample(s)")
-        return BuildResult(path, self.build, made, counts)
+                 f"certified and {counts['failed']} failed sample(s)"
+                 + (f"; chain(s) {held} still in flight in other jobs" if held else ""))
+        return BuildResult(path, self.build, made, counts, chains)
 
     def _remove_empty_work_directory(self) -> None:
         work = os.path.join(self.lib_cfg["work_directory"], self.build[:16])
@@ -283,7 +441,7 @@ class LibraryBuilder:
 
 
 def build_library(source: str | None = None, overrides: dict | None = None, comm=None,
-                  log=print) -> BuildResult:
+                  log=print, clock=time.time) -> BuildResult:
     """Resolve a library config and build (or continue building) it.
 
     Parameters
@@ -296,5 +454,8 @@ def build_library(source: str | None = None, overrides: dict | None = None, comm
         From :func:`swapmc.tempering.comm.get_comm`; serial by default.
     log : callable
         Progress lines (rank 0 only).
+    clock : callable
+        Unix time in seconds, for claims and leases (``time.time``).
     """
-    return LibraryBuilder(resolve(source, overrides), comm=comm, log=log).execute()
+    return LibraryBuilder(resolve(source, overrides), comm=comm, log=log,
+                          clock=clock).execute()

@@ -174,8 +174,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b = sub.add_parser("build", formatter_class=HelpFormatter,
                        help="make (or continue making) the samples of a config",
                        description="Run `samples` independent chains of a run config with a "
-                       "[library] table; rerunning the same command continues; under "
-                       "`mpiexec -n K` the chains are shared among K ranks.")
+                       "[library] table; rerunning the same command continues. Every rank of "
+                       "`mpiexec -n K`, and every other build job on the same library file, "
+                       "claims its next chain through the library, so any number of them "
+                       "share the chains without duplicates ([library] lease_seconds: a "
+                       "chain whose worker stopped is free for others after that long; "
+                       "default 600 s).")
     b.add_argument("source", nargs="?", default=None,
                    help="config.toml with a [library] table, or a preset name (default: "
                         "the ka2-x10 preset)")

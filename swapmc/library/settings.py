@@ -15,9 +15,17 @@ describes *one chain*, plus a ``[library]`` table::
     samples = 100
     max_production_sweeps = 200000   # extend a chain whose F_s has not decayed enough
 
-Everything except ``samples``, ``path`` and ``work_directory`` enters the build fingerprint:
-rerunning the same command continues the same build (and asking for more samples extends
-it), while changing the protocol starts a new build in the same library file.
+Everything except ``samples``, ``path``, ``work_directory`` and ``lease_seconds`` enters the
+build fingerprint: rerunning the same command continues the same build (and asking for more
+samples extends it), while changing the protocol starts a new build in the same library file.
+
+``lease_seconds`` (default 600) is how long a claimed chain stays reserved for its worker
+without news from it: workers renew their lease every third of it while the chain runs, and
+a chain whose worker stopped renewing (killed, out of wall time on another node) can be
+claimed by any other worker after that long. It should exceed the longest stretch between two
+renewals (the wall time between two thermo rows or checkpoints of a chain, its start-up
+including compilation, and its quench); a shorter lease does not change the samples, but a
+chain may then be taken over and partly run twice.
 """
 
 from __future__ import annotations
@@ -40,11 +48,12 @@ LIBRARY_DEFAULTS = {
     "max_production_sweeps": 0,  # 0: never extend production
     "quench_fmax": "auto",  # FIRE force tolerance: 1e-6 (LJ) or 1e-5 eV/Å (metal)
     "quench_max_steps": 200_000,
+    "lease_seconds": 600.0,  # a claimed chain is free for others after this long unrenewed
     **{k: f.default for k, f in Criteria.__dataclass_fields__.items()},
 }
 
 # Keys that do not change what a sample is (so not part of the build fingerprint).
-NOT_FINGERPRINTED = ("samples", "path", "work_directory")
+NOT_FINGERPRINTED = ("samples", "path", "work_directory", "lease_seconds")
 QUENCH_FMAX = {"lj": 1e-6, "metal": 1e-5}
 
 
@@ -86,6 +95,14 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
                 or v <= 0):
             raise ConfigError(f"{where(key)}: [library] {key} must be a finite number > 0, "
                               f"got {v!r}")
+    lease = lib["lease_seconds"]
+    # Each renewal is one synchronised write to the library, so a lease of under a second
+    # would keep the file busy; an infinite one would never free a dead worker's chain.
+    if (isinstance(lease, bool) or not isinstance(lease, (int, float)) or not math.isfinite(lease)
+            or lease < 1):
+        raise ConfigError(f"{where('lease_seconds')}: [library] lease_seconds must be a finite "
+                          f"number of seconds >= 1, got {lease!r}")
+    lib["lease_seconds"] = float(lease)
     extend = lib["max_production_sweeps"]
     if isinstance(extend, bool) or not isinstance(extend, int) or extend < 0:
         raise ConfigError(f"{origin}: [library] max_production_sweeps must be an integer >= 0")

@@ -12,6 +12,18 @@ UNIQUE constraint), so rerunning a build can never duplicate a sample. Metadata 
 columns, so queries are SQL. The file needs a file system with working POSIX locks (local
 disks, Lustre/GPFS with locking enabled; not NFS without ``lockd``).
 
+Claims and leases
+-----------------
+Workers (MPI ranks and separate jobs alike) share the chains of a build through the
+``claims`` table: a worker takes the lowest chain that is neither stored nor held by a live
+claim (:meth:`Library.claim_chain`, one ``BEGIN IMMEDIATE`` transaction), renews its lease
+while the chain runs (:meth:`Library.renew_claim`) and gives the claim up in the transaction
+that stores the sample (:meth:`Library.add_claimed_sample`). A claim is live until its lease
+expires; a claim whose owner is on this host and no longer runs (its pid is gone, or now
+belongs to a process started at another time) is dead at once, so rerunning a killed build
+on the same machine does not wait for the lease. Leases compare wall clocks of different
+hosts, which NTP keeps within far less than a lease.
+
 Layout
 ------
 ``builds``: one row per library build (the fingerprint of its config, the model, the
@@ -20,16 +32,22 @@ resolved config as TOML). ``samples``: one row per chain with every metadata col
 and the cell (lengths + tilts, float64) as raw little-endian bytes, i.e. at full precision,
 for the ``equilibrium`` and ``inherent`` structure of each sample. ``potentials``: the setfl
 text of every EAM potential used, keyed by its SHA-256, so an exported sample can be taken to
-LAMMPS with exactly its potential.
+LAMMPS with exactly its potential. ``claims``: one row per chain being made (build, chain,
+the owner's token, host, pid, MPI rank and process start time, and the claim, heartbeat and
+expiry times in Unix seconds); files written before claims existed gain the table when next
+opened for writing, and read without it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,6 +132,19 @@ CREATE TABLE IF NOT EXISTS structures (
 );
 CREATE TABLE IF NOT EXISTS potentials (model_hash TEXT PRIMARY KEY, kind TEXT NOT NULL,
                                        text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+    build TEXT NOT NULL,
+    chain INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    started TEXT,
+    claimed REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (build, chain)
+);
 """
 
 # Writers wait this long for a busy database (other ranks committing) before giving up.
@@ -126,6 +157,125 @@ class LibraryError(OSError):
 
 def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _uri(path: str, mode: str) -> str:
+    """SQLite URI of a file path: ``#``, ``?``, ``%`` and spaces would otherwise end the path
+    or be decoded (``x%41.sqlite`` would open ``xA.sqlite``)."""
+    return f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of a running process (clock ticks since boot, from ``/proc``), or None
+    when there is no such process (a zombie counts as gone) or no ``/proc``."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself hold spaces or ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _process_alive(pid: int, started: str | None) -> bool:
+    """Whether process ``pid`` of this host still runs (and is the same process, when its
+    start time is known: pids are reused)."""
+    if os.path.isdir("/proc/self"):
+        now = _process_start(pid)
+        return now is not None and (started is None or now == started)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+@dataclass(frozen=True)
+class Worker:
+    """The owner of claims: one process (one MPI rank) of one build job.
+
+    Attributes
+    ----------
+    token : str
+        Random, unique to this process; a claim belongs to whoever holds its token.
+    host : str
+        Host name.
+    pid : int
+        Process id on ``host``.
+    rank : int
+        MPI rank (0 without MPI).
+    started : str or None
+        Start time of the process on ``host`` (``/proc``), which tells a reused pid apart.
+    """
+
+    token: str
+    host: str
+    pid: int
+    rank: int = 0
+    started: str | None = None
+
+    @classmethod
+    def this_process(cls, rank: int = 0) -> Worker:
+        """The worker identity of the calling process."""
+        return cls(secrets.token_hex(8), socket.gethostname(), os.getpid(), int(rank),
+                   _process_start(os.getpid()))
+
+    def describe(self) -> str:
+        return f"pid {self.pid} (rank {self.rank}) on host {self.host}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A chain taken by :meth:`Library.claim_chain`.
+
+    Attributes
+    ----------
+    chain : int
+        The chain index.
+    previous : Worker or None
+        The owner of an expired or dead claim on the chain that this claim replaces (its
+        work directory may hold a checkpoint to resume from), or None.
+    """
+
+    chain: int
+    previous: Worker | None = None
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What :meth:`Library.add_claimed_sample` did.
+
+    Attributes
+    ----------
+    sample_id : int or None
+        The new sample id, or None when the chain was already stored (nothing written).
+    taken_over_by : Worker or None
+        Another worker holding a live claim on the chain when the sample was stored: this
+        worker's lease had expired and the chain was claimed again. That worker still uses
+        the chain's work directory (and will find the chain stored when it finishes).
+    """
+
+    sample_id: int | None
+    taken_over_by: Worker | None = None
+
+
+def _owner(row: sqlite3.Row) -> Worker:
+    return Worker(row["token"], row["host"], int(row["pid"]), int(row["rank"]), row["started"])
+
+
+def _live(row: sqlite3.Row, now: float, me: Worker) -> bool:
+    """Whether a claim row still binds workers other than its owner: its lease has not
+    expired and, when its owner ran on this host, that process still runs."""
+    if row["expires"] <= now:
+        return False
+    if row["host"] == me.host and row["token"] != me.token:
+        return _process_alive(row["pid"], row["started"])
+    return True
 
 
 @dataclass
@@ -191,8 +341,8 @@ class Library:
             if create:
                 directory = os.path.dirname(os.path.abspath(self.path))
                 os.makedirs(directory, exist_ok=True)
-                self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
-                                           isolation_level=None)
+                self._db = sqlite3.connect(_uri(self.path, "rwc"), uri=True,
+                                           timeout=BUSY_TIMEOUT_S, isolation_level=None)
             else:
                 self._db = self._open_for_reading()
             self._db.row_factory = sqlite3.Row
@@ -231,13 +381,12 @@ class Library:
         # Opened read-write but with writes refused (query_only): after a writer was killed
         # mid-transaction, the first reader must be able to roll the leftover journal back,
         # which a read-only connection cannot do. Without write permission, plain read-only.
-        base = "file:" + os.path.abspath(self.path)
         try:
-            db = sqlite3.connect(base + "?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S,
+            db = sqlite3.connect(_uri(self.path, "rw"), uri=True, timeout=BUSY_TIMEOUT_S,
                                  isolation_level=None)
             db.execute("PRAGMA query_only = ON")
         except sqlite3.OperationalError:
-            db = sqlite3.connect(base + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+            db = sqlite3.connect(_uri(self.path, "ro"), uri=True, timeout=BUSY_TIMEOUT_S,
                                  isolation_level=None)
         return db
 
@@ -310,6 +459,109 @@ class Library:
                                (model_hash,)).fetchone()
         return None if row is None else (row[0], row[1])
 
+    # ------------------------------------------------------------------ claims
+    def claim_chain(self, build: str, wanted: int, worker: Worker, lease_s: float,
+                    now: float | None = None, exclude: Iterable[int] = ()) -> Claim | None:
+        """Claim the lowest chain of a build that nobody has stored or holds.
+
+        Parameters
+        ----------
+        build : str
+            Build fingerprint.
+        wanted : int
+            Chains ``0 .. wanted - 1`` are candidates.
+        worker : Worker
+            The claiming process.
+        lease_s : float
+            Lease length in seconds: the claim binds other workers until ``now + lease_s``
+            unless renewed (:meth:`renew_claim`).
+        now : float, optional
+            Unix time (default: the clock); given by tests.
+        exclude : iterable of int
+            Chains this worker does not want (e.g. found busy in their work directory).
+
+        Returns
+        -------
+        Claim or None
+            The chain claimed, or None when every candidate is stored, excluded or held by a
+            live claim of another worker.
+        """
+        now = time.time() if now is None else float(now)
+        with self._transaction() as db:
+            busy = {int(c) for c in exclude}
+            busy |= {int(r[0]) for r in db.execute("SELECT chain FROM samples WHERE build = ?",
+                                                   (build,))}
+            rows = {int(r["chain"]): r for r in db.execute(
+                "SELECT * FROM claims WHERE build = ?", (build,))}
+            busy |= {c for c, r in rows.items() if _live(r, now, worker)}
+            chain = next((k for k in range(int(wanted)) if k not in busy), None)
+            if chain is None:
+                return None
+            row = rows.get(chain)
+            previous = None if row is None or row["token"] == worker.token else _owner(row)
+            self._write_claim(db, build, chain, worker, lease_s, now, claimed=now)
+        return Claim(chain, previous)
+
+    def renew_claim(self, build: str, chain: int, worker: Worker, lease_s: float,
+                    now: float | None = None) -> bool:
+        """Extend this worker's lease on a chain to ``now + lease_s``.
+
+        A claim that lapsed meanwhile is taken back unless another worker now holds it
+        live, so a worker that was merely slow keeps its chain when nobody else wanted it.
+
+        Returns
+        -------
+        bool
+            True when the chain is (again) this worker's; False when it has been stored, or
+            another worker holds a live claim on it.
+        """
+        now = time.time() if now is None else float(now)
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM samples WHERE build = ? AND chain = ?",
+                          (build, int(chain))).fetchone():
+                return False
+            row = db.execute("SELECT * FROM claims WHERE build = ? AND chain = ?",
+                             (build, int(chain))).fetchone()
+            if row is not None and row["token"] != worker.token and _live(row, now, worker):
+                return False
+            if row is not None and row["token"] == worker.token:
+                db.execute("UPDATE claims SET heartbeat = ?, expires = ? WHERE build = ? AND "
+                           "chain = ?", (now, now + lease_s, build, int(chain)))
+            else:
+                self._write_claim(db, build, int(chain), worker, lease_s, now, claimed=now)
+        return True
+
+    def release_claim(self, build: str, chain: int, worker: Worker) -> None:
+        """Give up this worker's claim on a chain without storing it (the chain becomes
+        claimable at once); a claim held by another worker is left alone."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM claims WHERE build = ? AND chain = ? AND token = ?",
+                       (build, int(chain), worker.token))
+
+    def claims(self, build: str | None = None, now: float | None = None) -> list[dict]:
+        """Every claim (of one build), in chain order, each as a dict of its columns plus
+        ``live`` (whether it still binds other workers than its owner)."""
+        now = time.time() if now is None else float(now)
+        sql, args = "SELECT * FROM claims", []
+        if build is not None:
+            sql += " WHERE build = ?"
+            args.append(build)
+        try:
+            rows = self._db.execute(sql + " ORDER BY build, chain", args).fetchall()
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                return []  # a file written before claims existed, opened read-only
+            raise
+        me = Worker("", socket.gethostname(), os.getpid())
+        return [{**dict(r), "live": _live(r, now, me)} for r in rows]
+
+    @staticmethod
+    def _write_claim(db, build, chain, worker, lease_s, now, claimed) -> None:
+        db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (build, int(chain), worker.token, worker.host, int(worker.pid),
+                    int(worker.rank), worker.started, float(claimed), float(now),
+                    float(now) + float(lease_s)))
+
     # ------------------------------------------------------------------ samples
     def add_sample(self, meta: dict, equilibrium: System, inherent: System | None) -> int | None:
         """Store one sample and its structures in a single transaction.
@@ -330,6 +582,47 @@ class Library:
             The new sample id, or None when ``(build, chain)`` was already stored (by an
             earlier run or another process) — nothing is written then.
         """
+        values = self._sample_values(meta)
+        with self._transaction() as db:
+            sample_id = self._insert_sample(db, values, equilibrium, inherent)
+            # A stored chain is done: claims on it no longer mean anything.
+            db.execute("DELETE FROM claims WHERE build = ? AND chain = ?",
+                       (meta["build"], meta["chain"]))
+        return sample_id
+
+    def add_claimed_sample(self, meta: dict, equilibrium: System, inherent: System | None,
+                           worker: Worker, now: float | None = None) -> StoreOutcome:
+        """Store the sample of a claimed chain and end every claim on it, in one transaction.
+
+        The first complete sample of a ``(build, chain)`` is kept. A chain's result is a
+        function of the build and the chain index alone (chain ``k`` is seeded from
+        ``(seed, k)`` and resumes bit-identically from its checkpoints), so a worker whose
+        lease expired but which finishes anyway stores the same sample the worker that took
+        the chain over would; whichever commits second writes nothing.
+
+        Parameters
+        ----------
+        meta, equilibrium, inherent
+            As for :meth:`add_sample`.
+        worker : Worker
+            The worker that claimed the chain.
+        now : float, optional
+            Unix time (default: the clock).
+        """
+        now = time.time() if now is None else float(now)
+        values = self._sample_values(meta)
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM claims WHERE build = ? AND chain = ?",
+                             (meta["build"], meta["chain"])).fetchone()
+            sample_id = self._insert_sample(db, values, equilibrium, inherent)
+            db.execute("DELETE FROM claims WHERE build = ? AND chain = ?",
+                       (meta["build"], meta["chain"]))
+        other = (row is not None and row["token"] != worker.token
+                 and _live(row, now, worker))
+        return StoreOutcome(sample_id, _owner(row) if other else None)
+
+    @staticmethod
+    def _sample_values(meta: dict) -> list:
         from .. import __version__
 
         meta = dict(meta)
@@ -350,23 +643,27 @@ class Library:
             elif isinstance(v, np.generic):
                 v = v.item()
             values.append(v)
-        with self._transaction() as db:
-            cur = db.execute(
-                f"INSERT OR IGNORE INTO samples ({', '.join(COLUMN_NAMES)}) "
-                f"VALUES ({', '.join('?' * len(COLUMN_NAMES))})", values)
-            if cur.rowcount == 0:
-                return None
-            sample_id = int(cur.lastrowid)
-            for kind, system in (("equilibrium", equilibrium), ("inherent", inherent)):
-                if system is None:
-                    continue
-                cell = np.concatenate([system.box.lengths, system.box.tilts])
-                db.execute("INSERT INTO structures VALUES (?, ?, ?, ?, ?, ?)", (
-                    sample_id, kind,
-                    np.ascontiguousarray(system.positions, "<f8").tobytes(),
-                    np.ascontiguousarray(system.images, "<i8").tobytes(),
-                    np.ascontiguousarray(system.species, "<i4").tobytes(),
-                    np.ascontiguousarray(cell, "<f8").tobytes()))
+        return values
+
+    @staticmethod
+    def _insert_sample(db, values: list, equilibrium: System,
+                       inherent: System | None) -> int | None:
+        cur = db.execute(
+            f"INSERT OR IGNORE INTO samples ({', '.join(COLUMN_NAMES)}) "
+            f"VALUES ({', '.join('?' * len(COLUMN_NAMES))})", values)
+        if cur.rowcount == 0:
+            return None
+        sample_id = int(cur.lastrowid)
+        for kind, system in (("equilibrium", equilibrium), ("inherent", inherent)):
+            if system is None:
+                continue
+            cell = np.concatenate([system.box.lengths, system.box.tilts])
+            db.execute("INSERT INTO structures VALUES (?, ?, ?, ?, ?, ?)", (
+                sample_id, kind,
+                np.ascontiguousarray(system.positions, "<f8").tobytes(),
+                np.ascontiguousarray(system.images, "<i8").tobytes(),
+                np.ascontiguousarray(system.species, "<i4").tobytes(),
+                np.ascontiguousarray(cell, "<f8").tobytes()))
         return sample_id
 
     def query(self, *, ids=None, model: str | None = None, build: str | None = None,
