@@ -1,10 +1,60 @@
-"""Figures of a run directory (matplotlib is the optional ``plot`` extra)."""
+"""Figures of swapmc results (matplotlib is the optional ``plot`` extra; Agg backend).
+
+``plot_run`` draws a ``swapmc run`` directory: ``thermo.png`` (U/N, P, the density of an
+isobaric run, acceptances against MC sweeps, phases shaded) and ``fs.png`` (F_s(q, t) with
+the 1/e line and tau_alpha with its error band, and the MSD). The ``*_figure`` functions
+build the figures of ``swapmc dms`` and ``swapmc relax`` from their results.
+
+Every axis carries its unit: reduced LJ units (epsilon_AA, sigma_AA, tau_LJ) or metal units
+(eV, Å, ps, GPa, K), and MC time in sweeps. The figure builders return the
+:class:`matplotlib.figure.Figure`, so callers (and tests) can read labels back.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from typing import NamedTuple
 
 import numpy as np
+
+__all__ = ["LogBinned", "dms_figures", "log_bin", "plot_run", "relaxation_figure",
+           "run_figures", "save_figures", "unit_power", "unit_text"]
+
+# Unit strings as swapmc writes them (swapmc.units.LABELS and the MD protocols' units) and
+# how an axis shows them (matplotlib mathtext; DejaVu Sans has the Å glyph).
+_UNIT_TEXT = {
+    "epsilon_AA": r"$\varepsilon_{AA}$",
+    "sigma_AA": r"$\sigma_{AA}$",
+    "epsilon_AA/k_B": r"$\varepsilon_{AA}/k_B$",
+    "epsilon_AA/sigma_AA^3": r"$\varepsilon_{AA}/\sigma_{AA}^3$",
+    "epsilon": r"$\varepsilon_{AA}$",
+    "epsilon/k_B": r"$\varepsilon_{AA}/k_B$",
+    "epsilon/sigma^3": r"$\varepsilon_{AA}/\sigma_{AA}^3$",
+    "tau_LJ": r"$\tau_\mathrm{LJ}$",
+    "1/sigma_AA^3": r"$\sigma_{AA}^{-3}$",
+    "Angstrom": "Å",
+    "1/Angstrom^3": r"Å$^{-3}$",
+    "eV": "eV",
+    "K": "K",
+    "GPa": "GPa",
+    "ps": "ps",
+    "MC sweeps": "MC sweeps",
+}
+
+
+def unit_text(unit: str) -> str:
+    """How an axis label shows a unit string of swapmc (``"sigma_AA"`` -> σ_AA)."""
+    return _UNIT_TEXT.get(unit, unit)
+
+
+def unit_power(unit: str, power: int) -> str:
+    """A unit raised to a power for an axis label (``"sigma_AA", -1`` -> σ_AA⁻¹)."""
+    text = unit_text(unit)
+    if len(text) > 1 and text.startswith("$") and text.endswith("$"):
+        return text[:-1] + "^{" + str(power) + "}$"
+    return text + "$^{" + str(power) + "}$"
 
 
 def _pyplot():
@@ -20,6 +70,97 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str) -> str:
+    plt = _pyplot()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- binning
+class LogBinned(NamedTuple):
+    """A time series averaged in logarithmic time bins (:func:`log_bin`).
+
+    Attributes
+    ----------
+    t : ndarray
+        Mean time of the points in each non-empty bin.
+    mean : ndarray
+        Mean of y over the bin's points; for several curves, the mean over curves of each
+        curve's bin mean.
+    sem : ndarray
+        Standard error of ``mean``: over the curves (several curves), else over the bin's
+        points (one curve; NaN for a bin of one point). The points of one curve are
+        correlated in time, so the one-curve value is a lower bound.
+    count : ndarray of int
+        Points (time samples) in each bin.
+    edges : ndarray
+        Edges of the non-empty bins, shape (len(t), 2).
+    """
+
+    t: np.ndarray
+    mean: np.ndarray
+    sem: np.ndarray
+    count: np.ndarray
+    edges: np.ndarray
+
+
+def log_bin(t, y, per_decade: int = 10) -> LogBinned:
+    """Average a relaxation curve in bins equally spaced in log t.
+
+    A curve recorded at equal time steps has most of its points at long times, where a log
+    axis squeezes them into a noisy band; binning gives each decade the same number of
+    points and a standard error per bin.
+
+    Parameters
+    ----------
+    t : array_like, shape (K,)
+        Times; points with t <= 0 (no place on a log axis) are left out.
+    y : array_like, shape (K,) or (G, K)
+        One curve, or G curves (e.g. one per glass) sampled at ``t``.
+    per_decade : int
+        Bins per decade of t. Bins start at the smallest positive t; empty bins (at short
+        times, where the samples are sparser than the bins) are dropped.
+
+    Returns
+    -------
+    LogBinned
+    """
+    t = np.asarray(t, dtype=float)
+    y = np.asarray(y, dtype=float)
+    curves = y[None, :] if y.ndim == 1 else y
+    if curves.shape[-1] != t.size:
+        raise ValueError(f"t has {t.size} points, y has {curves.shape[-1]}")
+    if per_decade < 1:
+        raise ValueError(f"per_decade must be >= 1, got {per_decade}")
+    keep = np.isfinite(t) & (t > 0)
+    t, curves = t[keep], curves[:, keep]
+    if t.size == 0:
+        empty = np.empty(0)
+        return LogBinned(empty, empty, empty, np.empty(0, int), np.empty((0, 2)))
+    lo = math.log10(t.min())
+    index = np.floor((np.log10(t) - lo) * per_decade + 1e-9).astype(int)
+    n_bins = int(index.max()) + 1
+    count = np.bincount(index, minlength=n_bins)
+    full = np.nonzero(count)[0]
+    t_mean = np.bincount(index, weights=t, minlength=n_bins)[full] / count[full]
+    bin_means = np.stack([np.bincount(index, weights=c, minlength=n_bins)[full] / count[full]
+                          for c in curves])
+    if curves.shape[0] >= 2:
+        mean = bin_means.mean(axis=0)
+        sem = bin_means.std(axis=0, ddof=1) / math.sqrt(curves.shape[0])
+    else:
+        mean = bin_means[0]
+        sq = np.bincount(index, weights=curves[0] ** 2, minlength=n_bins)[full]
+        n = count[full]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.where(n > 1, (sq - n * mean**2) / np.maximum(n - 1, 1), np.nan)
+            sem = np.sqrt(np.maximum(var, 0.0) / n)
+    edges = 10.0 ** (lo + np.stack([full, full + 1], axis=1) / per_decade)
+    return LogBinned(t_mean, mean, sem, count[full], edges)
+
+
+# ----------------------------------------------------------------------------- run
 def _read_csv(path):
     """Columns of a swapmc CSV file; a truncated or damaged file (a row with a missing
     field or a non-number, e.g. cut off by a full disk) is reported with its line."""
@@ -48,63 +189,406 @@ def _read_csv(path):
     return {h: [r[k] for r in rows] for k, h in enumerate(header)}
 
 
+def _header_units(path) -> dict:
+    """The units named in a thermo.csv comment line ("units: energy eV, length Angstrom, ..."),
+    as {quantity: unit}."""
+    with open(path) as fh:
+        first = fh.readline()
+    if "units:" not in first:
+        return {}
+    part = first.split("units:", 1)[1].split(";", 1)[0]
+    units = {}
+    for item in part.split(","):
+        words = item.split()
+        if len(words) == 2:
+            units[words[0]] = words[1]
+    return units
+
+
+def _run_units(directory, summary) -> dict:
+    from .units import LABELS
+
+    units = dict(LABELS["lj"])
+    units.update(_header_units(os.path.join(directory, "thermo.csv")))
+    if summary and isinstance(summary.get("units"), dict):
+        units.update(summary["units"])
+    units.setdefault("time", "MC sweeps")
+    return units
+
+
+def _summary(directory):
+    path = os.path.join(directory, "summary.json")
+    if not os.path.exists(path):
+        return None  # a run still going: its thermo.csv can be drawn all the same
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _floats(column):
+    return np.array([float(v) for v in column], dtype=float)
+
+
+def _mean_band(ax, summary, key, x0, x1, color):
+    """The production mean +- its standard error from summary.json, over the production."""
+    entry = ((summary or {}).get("production") or {}).get(key) or {}
+    mean, err = entry.get("mean"), entry.get("stderr")
+    if mean is None:
+        return
+    ax.hlines(mean, x0, x1, color=color, lw=1.2, ls="--", zorder=3,
+              label="production mean" + (r" $\pm$ s.e." if err else ""))
+    if err:
+        ax.fill_between([x0, x1], mean - err, mean + err, color=color, alpha=0.25, lw=0,
+                        zorder=2)
+
+
+def run_figures(directory: str) -> dict:
+    """The figures of a run directory, not yet saved: ``{"thermo.png": Figure, ...}``.
+
+    ``thermo.png`` always; ``fs.png`` when the run measured F_s (``fs.csv``). A run still in
+    progress (no ``summary.json`` yet) is drawn from its ``thermo.csv``.
+    """
+    plt = _pyplot()
+    thermo = os.path.join(directory, "thermo.csv")
+    if not os.path.exists(thermo):
+        raise FileNotFoundError(f"{thermo} not found: is {directory!r} a swapmc run directory?")
+    summary = _summary(directory)
+    units = _run_units(directory, summary)
+    t = _read_csv(thermo)
+    sweep = _floats(t["sweep"])
+    phases = np.array(t["phase"])
+    temperature = _floats(t["temperature"])
+    volume = _floats(t["volume"])
+    density = _floats(t["density"])
+    acc_volume = _floats(t["acc_volume"])
+    # Isobaric: volume moves were tried (finite acceptance) or the volume moved.
+    isobaric = bool(np.any(np.isfinite(acc_volume))) or (
+        volume.size > 1 and float(np.ptp(volume)) > 1e-12 * float(np.max(volume)))
+    n_panels = 4 if isobaric else 3
+    fig, axes = plt.subplots(n_panels, 1, figsize=(7.5, 2.1 * n_panels + 0.9), sharex=True)
+    tu = unit_text(units["time"])
+    e_u, p_u, l_u = (unit_text(units["energy"]), unit_text(units["pressure"]),
+                     units["length"])
+    prod = phases == "production"
+    x0, x1 = (sweep[prod].min(), sweep[prod].max()) if prod.any() else (None, None)
+    from matplotlib.patches import Patch
+
+    t_unit = unit_text(units["temperature"])
+    shading = []
+    for name, color in (("melt", "#f4cccc"), ("equilibration", "#fff2cc")):
+        sel = phases == name
+        if sel.any():
+            # A row is logged at the end of its interval: the phase began one row earlier.
+            first = int(np.argmax(sel))
+            lo = sweep[first - 1] if first > 0 else 0.0
+            for ax in axes:
+                ax.axvspan(lo, sweep[sel].max(), color=color, lw=0, zorder=0)
+            shading.append(Patch(color=color,
+                                 label=f"{name}, T = {temperature[sel][-1]:g} {t_unit}"))
+    axes[0].plot(sweep, _floats(t["energy_per_particle"]), lw=0.8, color="C0")
+    axes[0].set_ylabel(f"U/N ({e_u})")
+    if x0 is not None:
+        _mean_band(axes[0], summary, "energy_per_particle", x0, x1, "C3")
+    axes[1].plot(sweep, _floats(t["pressure"]), lw=0.8, color="C0")
+    axes[1].set_ylabel(f"P ({p_u})")
+    if x0 is not None:
+        _mean_band(axes[1], summary, "pressure", x0, x1, "C3")
+    imposed = (summary or {}).get("pressure_imposed")
+    if imposed is not None:
+        axes[1].axhline(imposed, color="k", lw=0.8, ls=":", label=f"imposed P = {imposed:g}")
+    axes[1].legend(fontsize=7, loc="upper right")
+    k = 2
+    if isobaric:
+        ax = axes[k]
+        ax.plot(sweep, density, lw=0.8, color="C2")
+        ax.set_ylabel(rf"$\rho = N/V$ ({unit_power(l_u, -3)})")
+        if x0 is not None:
+            _mean_band(ax, summary, "density", x0, x1, "C3")
+        k += 1
+    ax = axes[k]
+    for col, label in (("acc_displacement", "displacement"), ("acc_swap", "swap"),
+                       ("acc_volume", "volume")):
+        if col not in t:
+            continue
+        y = _floats(t[col])
+        if np.any(np.isfinite(y) & (y > 0)):
+            ax.plot(sweep, y, lw=0.8, label=label)
+    ax.set_ylabel("acceptance ratio")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7, loc="best", ncol=3)
+    ax.set_xlabel(f"{tu}")
+    ax.set_xlim(0, sweep.max() if sweep.size else 1)
+    if shading:
+        axes[0].legend(handles=shading, fontsize=7, loc="best")
+    title = []
+    if summary:
+        title.append(f"{summary.get('preset', '')}, N = {summary.get('n')}")
+    if temperature.size:
+        title.append(f"T = {temperature[-1]:g} {t_unit}")
+    if not isobaric and density.size:
+        title.append(rf"NVT at $\rho$ = {density[-1]:.4g} {unit_power(l_u, -3)}")
+    elif imposed is not None:
+        title.append(f"NPT at P = {imposed:g} {p_u}")
+    else:
+        title.append("NPT")
+    fig.suptitle(", ".join(title), fontsize=10)
+    fig.align_ylabels(axes)
+    fig.tight_layout()
+    figures = {"thermo.png": fig}
+
+    fs_path = os.path.join(directory, "fs.csv")
+    if os.path.exists(fs_path):
+        figures["fs.png"] = _fs_figure(plt, fs_path, summary, units)
+    return figures
+
+
+def _fs_figure(plt, fs_path, summary, units):
+    f = _read_csv(fs_path)
+    tt = _floats(f["t"])
+    sel = tt > 0
+    s = summary or {}
+    q = s.get("fs_q")
+    species = s.get("fs_species", "")
+    tau, err = s.get("tau_alpha_sweeps"), s.get("tau_alpha_stderr_sweeps")
+    tu = unit_text(units["time"])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    label = f"species {species}" if species else "tracked species"
+    a1.semilogx(tt[sel], _floats(f["fs"])[sel], "o-", ms=2.5, lw=1.2, color="C0", label=label)
+    a1.axhline(np.exp(-1), color="grey", ls=":", lw=1)
+    a1.text(tt[sel].min() if sel.any() else 1, np.exp(-1), " 1/e", va="bottom",
+            color="grey", fontsize=8)
+    if tau is not None:
+        for ax in (a1, a2):
+            ax.axvline(tau, color="C3", lw=1)
+            if err:
+                ax.axvspan(tau - err, tau + err, color="C3", alpha=0.2, lw=0)
+        value = (rf"$\tau_\alpha$ = {tau:.3g} ± {err:.2g} {units['time']}" if err else
+                 rf"$\tau_\alpha$ = {tau:.3g} {units['time']}" + "\n(no error bar: production "
+                 r"< 6 $\tau_\alpha$)")
+        a1.plot([], [], color="C3", label=value)
+    a1.set_xlabel(f"t ({tu})")
+    a1.set_ylabel(r"$F_s(q, t)$")
+    a1.set_ylim(-0.05, 1.05)
+    if q is not None:
+        a1.set_title(f"self-intermediate scattering at q = {q:.4g} "
+                     f"{unit_power(units['length'], -1)}", fontsize=9)
+    a1.legend(fontsize=8, loc="lower left")
+    msd = _floats(f["msd"])[sel]
+    a2.loglog(tt[sel], msd, "o-", ms=2.5, lw=1.2, color="C0", label=label)
+    if tau is not None:
+        a2.plot([], [], color="C3", label=r"$\tau_\alpha$")
+    a2.set_xlabel(f"t ({tu})")
+    a2.set_ylabel(f"MSD ({unit_power(units['length'], 2)})")
+    a2.set_title("mean squared displacement", fontsize=9)
+    a2.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def save_figures(figures: dict, directory: str) -> list[str]:
+    """Save ``{file name: Figure}`` into ``directory`` (PNG, 150 dpi) and close them.
+
+    Returns
+    -------
+    list of str
+        The paths written.
+    """
+    return [_save(fig, os.path.join(directory, name)) for name, fig in figures.items()]
+
+
 def plot_run(directory: str) -> list[str]:
-    """Draw ``thermo.png`` (U/N, P and acceptances vs sweeps, phases shaded) and, when the
-    run measured it, ``fs.png`` (F_s(q, t) and MSD vs sweeps, log time axis).
+    """Draw ``thermo.png`` and, when the run measured it, ``fs.png`` into a run directory.
 
     Returns
     -------
     list of str
         Paths of the written figures.
     """
+    return save_figures(run_figures(directory), directory)
+
+
+# ----------------------------------------------------------------------------- MD
+def _temperature_colors(temperatures):
+    """A colour per temperature, cold (dark blue) to hot (orange): the dark end of plasma,
+    whose middle stays readable on white (coolwarm's pale middle does not)."""
     plt = _pyplot()
-    written = []
-    thermo = os.path.join(directory, "thermo.csv")
-    if not os.path.exists(thermo):
-        raise FileNotFoundError(f"{thermo} not found: is {directory!r} a swapmc run directory?")
-    t = _read_csv(thermo)
-    sweep = np.array(t["sweep"], float)
-    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
-    phases = np.array(t["phase"])
-    for name, color in (("melt", "#f4cccc"), ("equilibration", "#fff2cc")):
-        sel = sweep[phases == name]
-        if sel.size:
-            for ax in axes:
-                ax.axvspan(sel.min(), sel.max(), color=color, lw=0)
-    axes[0].plot(sweep, np.array(t["energy_per_particle"], float), lw=0.8)
-    axes[0].set_ylabel("U / N")
-    axes[1].plot(sweep, np.array(t["pressure"], float), lw=0.8)
-    axes[1].set_ylabel("P")
-    for col, label in (("acc_displacement", "displacement"), ("acc_swap", "swap"),
-                       ("acc_volume", "volume")):
-        y = np.array(t[col], float)
-        if np.any(np.isfinite(y)):
-            axes[2].plot(sweep, y, lw=0.8, label=label)
-    axes[2].set_ylabel("acceptance")
-    axes[2].set_yscale("log")
-    axes[2].legend(fontsize=8)
-    axes[2].set_xlabel("MC sweeps (shaded: melt, equilibration)")
+    temps = sorted(set(float(t) for t in temperatures))
+    cmap = plt.get_cmap("plasma")
+    if len(temps) == 1:
+        return {temps[0]: "C0"}
+    return {t: cmap(0.8 * k / (len(temps) - 1)) for k, t in enumerate(temps)}
+
+
+def dms_figures(rows, *, stress_unit: str, time_unit: str, temperature_unit: str,
+                modulus: str = "G") -> dict:
+    """Figures of a DMS sweep: ``dms.png`` and, with two or more temperatures,
+    ``tan_delta_T.png``.
+
+    ``dms.png``: the storage modulus M' (solid) and loss modulus M'' (dashed) against the
+    angular frequency on one axis, tan delta on its own axis, one colour per temperature;
+    the top axis gives the period.
+
+    Parameters
+    ----------
+    rows : sequence of dict or DMSRow
+        With ``temperature, omega, m_storage, m_storage_err, m_loss, m_loss_err,
+        tan_delta, tan_delta_err`` (:meth:`swapmc.md.protocols.DMSRow.as_dict`).
+    stress_unit, time_unit, temperature_unit : str
+        As the protocols write them (e.g. ``"GPa"``, ``"ps"``, ``"K"``).
+    modulus : str
+        Symbol of the modulus (G for shear, E_V for uniaxial).
+
+    Returns
+    -------
+    dict
+        ``{file name: Figure}``.
+    """
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    rows = [r if isinstance(r, dict) else r.as_dict() for r in rows]
+    su, tu, temp_u = unit_text(stress_unit), unit_text(time_unit), unit_text(temperature_unit)
+    colors = _temperature_colors(r["temperature"] for r in rows)
+    sym = "E_V" if modulus.startswith("E") else "G"
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.3))
+    for temp, color in colors.items():
+        sel = sorted((r for r in rows if float(r["temperature"]) == temp),
+                     key=lambda r: r["omega"])
+        w = [r["omega"] for r in sel]
+        a1.errorbar(w, [r["m_storage"] for r in sel], [r["m_storage_err"] for r in sel],
+                    marker="o", ms=4, ls="-", color=color, capsize=2)
+        a1.errorbar(w, [r["m_loss"] for r in sel], [r["m_loss_err"] for r in sel],
+                    marker="s", ms=4, ls="--", color=color, capsize=2, mfc="white")
+        a2.errorbar(w, [r["tan_delta"] for r in sel], [r["tan_delta_err"] for r in sel],
+                    marker="o", ms=4, ls="-", color=color, capsize=2,
+                    label=f"T = {temp:g} {temp_u}")
+    values = [r[k] for r in rows for k in ("m_storage", "m_loss")]
+    if values and min(values) > 0:
+        a1.set_yscale("log")  # M'' is often 10-100 times smaller than M'
+    omegas = [r["omega"] for r in rows]
+    span = max(omegas) / min(omegas) if omegas and min(omegas) > 0 else 1.0
+    for ax in (a1, a2):
+        ax.set_xscale("log")
+        ax.set_xlabel(rf"$\omega$ (rad/{tu})")
+        _plain_log_ticks(ax.xaxis, span)
+        top = ax.secondary_xaxis("top", functions=(_period, _period))
+        top.set_xlabel(f"period 2π/ω ({tu})", fontsize=9)
+        _plain_log_ticks(top.xaxis, span)
+    a1.set_ylabel(rf"${sym}'$, ${sym}''$ ({su})")
+    a2.set_ylabel(r"tan $\delta$ = " + rf"${sym}''/{sym}'$")
+    a2.axhline(0.0, color="0.7", lw=0.8)
+    style = [Line2D([], [], color="k", marker="o", ls="-", label=f"${sym}'$ storage"),
+             Line2D([], [], color="k", marker="s", mfc="white", ls="--",
+                    label=f"${sym}''$ loss")]
+    # Line style names the quantity here; the colours (temperatures) are named beside.
+    a1.legend(handles=style, fontsize=8, loc="best")
+    a2.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out = os.path.join(directory, "thermo.png")
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    written.append(out)
-    fs_path = os.path.join(directory, "fs.csv")
-    if os.path.exists(fs_path):
-        f = _read_csv(fs_path)
-        tt = np.array(f["t"], float)
-        sel = tt > 0
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
-        a1.semilogx(tt[sel], np.array(f["fs"], float)[sel])
-        a1.axhline(np.exp(-1), color="grey", ls=":")
-        a1.set_xlabel("t (MC sweeps)")
-        a1.set_ylabel("F_s(q, t)")
-        a2.loglog(tt[sel], np.array(f["msd"], float)[sel])
-        a2.set_xlabel("t (MC sweeps)")
-        a2.set_ylabel("MSD")
-        fig.tight_layout()
-        out = os.path.join(directory, "fs.png")
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
-        written.append(out)
-    return written
+    figures = {"dms.png": fig}
+    if len(colors) < 2:
+        return figures  # one temperature: tan delta(T) would be single points
+    fig, ax = plt.subplots(figsize=(6.5, 4.3))
+    omegas = sorted({r["omega"] for r in rows})
+    cmap = plt.get_cmap("viridis")
+    for k, omega in enumerate(omegas):
+        sel = sorted((r for r in rows if r["omega"] == omega), key=lambda r: r["temperature"])
+        ax.errorbar([r["temperature"] for r in sel], [r["tan_delta"] for r in sel],
+                    [r["tan_delta_err"] for r in sel], marker="o", ms=4, capsize=2,
+                    color=cmap(0.85 * k / max(len(omegas) - 1, 1)),
+                    label=f"period {2 * math.pi / omega:.3g} {tu}")
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    ax.set_xlabel(f"T ({temp_u})")
+    ax.set_ylabel(r"tan $\delta$ = " + rf"${sym}''/{sym}'$")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    figures["tan_delta_T.png"] = fig
+    return figures
+
+
+def _plain_log_ticks(axis, span: float) -> None:
+    """Plain numbers on a log axis ("0.5, 1, 2"), minor ticks labelled too when the data span
+    (largest / smallest value) is under a decade and a half, where a log axis would show one
+    major tick or none (matplotlib would write 2 x 10^0)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain if span < 30 else NullFormatter())
+
+
+def _period(x):
+    # 2 pi / x is its own inverse; guard the zero matplotlib may probe.
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore"):
+        return np.where(x > 0, 2.0 * np.pi / np.where(x > 0, x, 1.0), np.inf)
+
+
+def _kww_text(k, name: str, fmt: str) -> str:
+    """A KWW parameter for a legend: "12.3 ± 1.1", "12.3 (at bound)" or "12.3"."""
+    value = getattr(k, name)
+    if not k.constrained(name):
+        return f"{value:{fmt}} (at bound)"
+    err = getattr(k, name + "_err", None)
+    if err is None or not math.isfinite(err):
+        return f"{value:{fmt}}"
+    return f"{value:{fmt}} ± {err:.2g}"
+
+
+def relaxation_figure(results, *, stress_unit: str, time_unit: str, temperature_unit: str,
+                      modulus: str = "G", per_decade: int = 8):
+    """Stress relaxation M(t) after a step strain, log-binned, one colour per temperature.
+
+    Each curve is averaged in log-t bins (:func:`log_bin`): the mean over glasses of each
+    glass's bin mean, with the standard error over glasses as a band (over the repeats of a
+    single glass; none for a single curve). The KWW fit is drawn only over the time range it
+    was fitted to.
+
+    Parameters
+    ----------
+    results : sequence of (temperature, RelaxationResult)
+        :func:`swapmc.md.protocols.step_strain_relaxation` results.
+    stress_unit, time_unit, temperature_unit : str
+    modulus : str
+        Symbol of the modulus (G for shear, E_V for uniaxial).
+    per_decade : int
+        Bins per decade of time.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    su, tu, temp_u = unit_text(stress_unit), unit_text(time_unit), unit_text(temperature_unit)
+    colors = _temperature_colors(temp for temp, _ in results)
+    sym = "E_V" if modulus.startswith("E") else "G"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for temp, r in results:
+        color = colors[float(temp)]
+        glass_curves = getattr(r, "glass_curves", None)
+        if glass_curves is not None and glass_curves.shape[0] >= 2:
+            curves = glass_curves
+        elif r.curves.shape[0] >= 2:
+            curves = r.curves
+        else:
+            curves = r.curves[0]
+        b = log_bin(r.t, np.asarray(curves) / r.strain, per_decade)
+        # Points for the data and a line for the fit, so the fit stays visible where it
+        # goes through the points.
+        ax.plot(b.t, b.mean, "o", ms=3.5, color=color, label=f"T = {temp:g} {temp_u}")
+        if curves.ndim == 2:
+            ax.fill_between(b.t, b.mean - b.sem, b.mean + b.sem, color=color, alpha=0.25,
+                            lw=0)
+        k = r.kww
+        if k is not None:
+            lo, hi = k.fit_range
+            lo = max(lo, b.t.min()) if b.t.size else lo
+            tf = np.geomspace(lo, hi, 200)
+            ax.plot(tf, k.modulus(tf), "--", color=color, lw=1.6, zorder=4,
+                    label=(rf"KWW: $\tau$ = {_kww_text(k, 'tau', '.3g')} {tu}, "
+                           rf"$\beta$ = {_kww_text(k, 'beta', '.2f')}"))
+    ax.set_xscale("log")
+    ax.set_xlabel(f"t ({tu})")
+    ax.set_ylabel(rf"${sym}(t)$ ({su})")
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -4,8 +4,10 @@
 Each command reads one or more configuration files (extended XYZ such as ``final.xyz`` of
 ``swapmc run``, or LAMMPS data), takes the model from a preset name (``--preset``) or a
 TOML config (``--model``), prints a table with units and writes CSV + JSON (atomically) and,
-when matplotlib is installed, PNG plots into the output directory. Wire it with
-``add_parsers(subparsers)``.
+when matplotlib is installed, PNG plots (:mod:`swapmc.plotting`) into the output directory.
+Results go to standard output; a progress bar in MD steps (FIRE steps for ``minimize``) with
+the current stage goes to standard error (rank 0 only; ``--no-progress`` turns it off). Wire
+it with ``add_parsers(subparsers)``.
 
 ``dms`` and ``relax`` deform a fixed cell. When the model has a pressure (the EAM presets:
 NPT at 0 GPa) or ``--pressure`` is given, each sample is first equilibrated at (T, P) for
@@ -204,6 +206,30 @@ def _pyplot():
     return plt
 
 
+def _progress_bar(args, unit: str = "MD steps"):
+    """The progress bar of a command on standard error (rank 0 only; off with
+    ``--no-progress``); its total is set by the first report of the protocol."""
+    from ..progress import Progress
+
+    return Progress(None, enabled=not getattr(args, "no_progress", False), unit=unit)
+
+
+def _reporter(bar, index: int = 0, count: int = 1):
+    """A protocol's ``step_progress`` drawn on ``bar``, for call ``index`` of ``count``
+    calls of equal length (e.g. one per temperature)."""
+    def report(done, total, stage):
+        if bar.total != total * count:
+            bar.set_total(total * count)
+        bar.update(index * total + done, stage)
+
+    return report
+
+
+def _finish_bar(bar) -> None:
+    bar.update(bar.total or bar.done, "done", force=True)
+    bar.close()
+
+
 def _units(model):
     from .protocols import STRESS_UNIT, TIME_UNIT
 
@@ -228,6 +254,9 @@ def _add_model_args(p) -> None:
                    help="output directory (default: swapmc-<command>)")
     p.add_argument("--seed", type=int, default=1,
                    help="random seed, an integer >= 0 (velocities, thermostat)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on standard error (default: shown; on a terminal "
+                   "redrawn in place, in a log file one line every 30 s)")
 
 
 def _add_md_args(p) -> None:
@@ -328,8 +357,21 @@ def cmd_minimize(args) -> int:
     print(f"{'file':30s} {'N':>7s} {'E_IS/N [' + energy + ']':>18s} {'max|F|':>10s} "
           f"{'steps':>7s}  converged")
     records = []
-    for path, system in zip(args.configurations, systems):
-        r = fire(system, ff, fmax=args.fmax, max_steps=args.max_steps)
+    bar = _progress_bar(args, unit="FIRE steps")
+    base = 0
+    for i, (path, system) in enumerate(zip(args.configurations, systems)):
+        name = f"{os.path.basename(path)} ({i + 1}/{len(systems)}): "
+
+        def report(done, _max_steps, stage, base=base, name=name):
+            bar.update(base + done, name + stage)
+
+        try:
+            r = fire(system, ff, fmax=args.fmax, max_steps=args.max_steps,
+                     step_progress=report)
+        except BaseException:
+            bar.close()
+            raise
+        base += r.steps
         # One file: inherent.*; several: <name>_inherent.* so they do not collide.
         stem = ("inherent" if len(systems) == 1
                 else os.path.splitext(os.path.basename(path))[0] + "_inherent")
@@ -340,12 +382,13 @@ def cmd_minimize(args) -> int:
         masses = list(getattr(model, "masses", [])) or None
         write_lammps_data(data, r.system, masses=masses,
                           comment=f"inherent structure of {os.path.basename(path)}")
-        print(f"{os.path.basename(path):30s} {system.n:7d} {r.energy_per_particle:18.8f} "
-              f"{r.max_force:10.2e} {r.steps:7d}  {r.converged}")
+        bar.write(f"{os.path.basename(path):30s} {system.n:7d} {r.energy_per_particle:18.8f} "
+                  f"{r.max_force:10.2e} {r.steps:7d}  {r.converged}")
         records.append({"file": path, "n": system.n, "energy_per_particle":
                         r.energy_per_particle, "energy": r.energy, "max_force": r.max_force,
                         "steps": r.steps, "converged": r.converged, "extxyz": xyz,
                         "lammps_data": data})
+    _finish_bar(bar)
     _write_json(os.path.join(out, "minimize.json"),
                 {"model": label, "energy_unit": energy, "fmax": args.fmax,
                  "results": records})
@@ -384,22 +427,30 @@ def cmd_dms(args) -> int:
             f"{'+-':>8s} {'N/V':>10s}")
     print(head)
 
+    bar = _progress_bar(args)
+
     def show(r):
-        print(f"{r.temperature:14.5g} {r.omega:16.5g} {r.period:10.4g} {r.m_storage:12.5g} "
-              f"{r.m_storage_err:8.2g} {r.m_loss:10.4g} {r.m_loss_err:8.2g} "
-              f"{r.tan_delta:10.4g} {r.tan_delta_err:8.2g} {r.density:10.5g}", flush=True)
+        bar.write(f"{r.temperature:14.5g} {r.omega:16.5g} {r.period:10.4g} {r.m_storage:12.5g} "
+                  f"{r.m_storage_err:8.2g} {r.m_loss:10.4g} {r.m_loss_err:8.2g} "
+                  f"{r.tan_delta:10.4g} {r.tan_delta_err:8.2g} {r.density:10.5g}")
 
     print("+- : half-width of a 68 % interval (Student-t): "
           + ("spread over the glasses (input samples)" if len(systems) >= 2 else
              "spread over the cycles of one run; one glass, so glass-to-glass scatter is "
              "not included"))
-    rows = dms_sweep(systems, ff, omegas=omegas, temperatures=args.temperature,
-                     strain_amplitude=args.amplitude, n_cycles=args.cycles, mode=args.mode,
-                     dt=args.dt, thermostat=args.thermostat, tau=args.tau_t,
-                     equilibration_steps=args.equilibration_steps, pressure=pressure,
-                     npt_steps=npt_steps, barostat_tau=args.tau_p,
-                     remap_velocities=args.remap_velocities,
-                     rng=np.random.default_rng(args.seed), progress=show)
+    try:
+        rows = dms_sweep(systems, ff, omegas=omegas, temperatures=args.temperature,
+                         strain_amplitude=args.amplitude, n_cycles=args.cycles,
+                         mode=args.mode, dt=args.dt, thermostat=args.thermostat,
+                         tau=args.tau_t, equilibration_steps=args.equilibration_steps,
+                         pressure=pressure, npt_steps=npt_steps, barostat_tau=args.tau_p,
+                         remap_velocities=args.remap_velocities,
+                         rng=np.random.default_rng(args.seed), progress=show,
+                         step_progress=_reporter(bar))
+    except BaseException:
+        bar.close()
+        raise
+    _finish_bar(bar)
     # One NPT stage per (T, sample), shared by every frequency at that T.
     first = {}
     for r in rows:
@@ -423,51 +474,14 @@ def cmd_dms(args) -> int:
               for t, e, s in zip(r.runs[0].t, r.runs[0].strain, r.runs[0].stress)]
     _write_csv(os.path.join(out, "dms_series.csv"),
                ["temperature", "omega", "t", "strain", "stress"], series)
-    plt = _pyplot()
-    if plt is not None:
-        _plot_dms(plt, rows, args.temperature, omegas, su, tu, temp_u, out)
+    if _pyplot() is not None:
+        from ..plotting import dms_figures, save_figures
+
+        save_figures(dms_figures(rows, stress_unit=su, time_unit=tu,
+                                 temperature_unit=temp_u, modulus=MODULUS_NAME[args.mode]),
+                     out)
     print(f"wrote {out}/")
     return 0
-
-
-def _plot_dms(plt, rows, temperatures, omegas, su, tu, temp_u, out) -> None:
-    """dms.png: M'(omega), M''(omega) and tan delta(omega) per T; with two or more
-    temperatures also tan_delta_T.png: tan delta(T), one line per omega."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for temp in temperatures:
-        sel = [r for r in rows if r.temperature == temp]
-        w = [r.omega for r in sel]
-        axes[0].errorbar(w, [r.m_storage for r in sel], [r.m_storage_err for r in sel],
-                         marker="o", label=f"M' T={temp:g}")
-        axes[0].errorbar(w, [r.m_loss for r in sel], [r.m_loss_err for r in sel],
-                         marker="s", ls="--", label=f"M'' T={temp:g}")
-        axes[1].errorbar(w, [r.tan_delta for r in sel], [r.tan_delta_err for r in sel],
-                         marker="o", label=f"T={temp:g}")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel(f"omega [1/{tu}]")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel(f"modulus [{su}]")
-    axes[1].set_ylabel("tan delta")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "dms.png"), dpi=120)
-    plt.close(fig)
-    if len(set(temperatures)) < 2:
-        return  # a single point per frequency is no curve
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for omega in omegas:
-        sel = sorted((r for r in rows if r.omega == omega), key=lambda r: r.temperature)
-        ax.errorbar([r.temperature for r in sel], [r.tan_delta for r in sel],
-                    [r.tan_delta_err for r in sel], marker="o", capsize=2,
-                    label=f"omega = {omega:.4g} rad/{tu} (period {2 * math.pi / omega:.4g} "
-                    f"{tu})")
-    ax.axhline(0.0, color="0.7", lw=0.8)
-    ax.set_xlabel(f"T [{temp_u}]")
-    ax.set_ylabel("tan delta = M'' / M'")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "tan_delta_T.png"), dpi=120)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- relax
@@ -502,29 +516,35 @@ def cmd_relax(args) -> int:
           f"{'beta':>20s} {'Delta M':>10s} {'M_r':>20s} {'N/V':>10s}")
     csv_rows, summary = [], []
     results = []
-    for temp in args.temperature:
-        r = step_strain_relaxation(systems, ff, temperature=temp, strain=args.strain,
-                                   mode=args.mode, duration=args.duration, dt=args.dt,
-                                   thermostat=args.thermostat, tau=args.tau_t,
-                                   equilibration_steps=args.equilibration_steps,
-                                   decorrelation_steps=args.decorrelation_steps,
-                                   repeats=args.repeats, sample_every=args.sample_every,
-                                   fit_from=args.fit_from, pressure=pressure,
-                                   npt_steps=npt_steps, barostat_tau=args.tau_p, rng=rng)
+    bar = _progress_bar(args)
+    show = bar.write
+    for index, temp in enumerate(args.temperature):
+        try:
+            r = step_strain_relaxation(
+                systems, ff, temperature=temp, strain=args.strain, mode=args.mode,
+                duration=args.duration, dt=args.dt, thermostat=args.thermostat,
+                tau=args.tau_t, equilibration_steps=args.equilibration_steps,
+                decorrelation_steps=args.decorrelation_steps, repeats=args.repeats,
+                sample_every=args.sample_every, fit_from=args.fit_from, pressure=pressure,
+                npt_steps=npt_steps, barostat_tau=args.tau_p, rng=rng,
+                step_progress=_reporter(bar, index, len(args.temperature)))
+        except BaseException:
+            bar.close()
+            raise
         results.append((temp, r))
         k = r.kww
         tail = max(1, len(r.t) // 10)
         m_end = float(np.mean(r.modulus[-tail:]))
         if k is not None:
-            print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g} "
-                  f"{k.format('tau', '.4g'):>20s} {k.format('beta', '.3f'):>20s} "
-                  f"{k.delta_modulus:10.4g} {k.format('residual_modulus', '.4g'):>20s} "
-                  f"{r.density:10.5g}")
-            print(f"{'':14s} fit t = [{k.fit_range[0]:.4g}, {k.fit_range[1]:.4g}] {tu}; "
-                  f"errors: {k.error_method}")
+            show(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g} "
+                 f"{k.format('tau', '.4g'):>20s} {k.format('beta', '.3f'):>20s} "
+                 f"{k.delta_modulus:10.4g} {k.format('residual_modulus', '.4g'):>20s} "
+                 f"{r.density:10.5g}")
+            show(f"{'':14s} fit t = [{k.fit_range[0]:.4g}, {k.fit_range[1]:.4g}] {tu}; "
+                 f"errors: {k.error_method}")
         else:
-            print(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g}  KWW fit failed "
-                  f"(N/V = {r.density:.5g}): {r.kww_error}")
+            show(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g}  KWW fit failed "
+                 f"(N/V = {r.density:.5g}): {r.kww_error}")
         # The fitted model only over the fitted range (NaN elsewhere).
         fit_curve = np.full_like(r.t, np.nan)
         if k is not None:
@@ -538,6 +558,7 @@ def cmd_relax(args) -> int:
                         "density": r.density,
                         "kww": k.as_dict() if k is not None else None,
                         "kww_error": r.kww_error})
+    _finish_bar(bar)
     npt_records = _npt_report([(temp, r.npt) for temp, r in results], model,
                               [os.path.basename(p) for p in args.configurations])
     _write_csv(os.path.join(out, "relax.csv"),
@@ -550,26 +571,12 @@ def cmd_relax(args) -> int:
         "pressure": pressure, "npt_steps": npt_steps,
         "equilibration_steps": args.equilibration_steps, "seed": args.seed,
         "configurations": args.configurations, "results": summary, "npt": npt_records})
-    plt = _pyplot()
-    if plt is not None:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for temp, r in results:
-            pos = r.t > 0
-            line = ax.plot(r.t[pos], r.modulus[pos], lw=1, label=f"T={temp:g}")[0]
-            if r.kww is not None:
-                k = r.kww
-                # Draw the fit only where it was fitted.
-                tf = r.t[(r.t >= k.fit_range[0]) & (r.t <= k.fit_range[1]) & pos]
-                ax.plot(tf, k.modulus(tf), "--", color=line.get_color(),
-                        label=f"KWW fit, t >= {k.fit_range[0]:.3g}: tau = "
-                        f"{k.format('tau', '.3g')}, beta = {k.format('beta', '.2f')}")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"t [{tu}]")
-        ax.set_ylabel(f"M(t) = sigma/eps_0 [{su}]")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "relax.png"), dpi=120)
-        plt.close(fig)
+    if _pyplot() is not None:
+        from ..plotting import relaxation_figure, save_figures
+
+        save_figures({"relax.png": relaxation_figure(
+            results, stress_unit=su, time_unit=tu, temperature_unit=temp_u,
+            modulus=MODULUS_NAME[args.mode])}, out)
     print(f"wrote {out}/")
     return 0
 

@@ -65,7 +65,7 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
          dt: float | None = None, dt_max: float | None = None, max_move: float = 0.1,
          n_min: int = 20, f_inc: float = 1.1, f_dec: float = 0.5, alpha_start: float = 0.25,
          f_alpha: float = 0.99, dt_min: float | None = None, initial_delay: bool = True,
-         max_uphill: int = 2000) -> MinimizeResult:
+         max_uphill: int = 2000, step_progress=None) -> MinimizeResult:
     """Minimise the potential energy at fixed cell with FIRE 2.0.
 
     Parameters
@@ -89,6 +89,10 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
         Do not shrink dt or reset alpha during the first ``n_min`` iterations.
     max_uphill : int
         Stop (``converged`` False) after this many consecutive iterations with P <= 0.
+    step_progress : callable, optional
+        ``step_progress(steps, max_steps, stage)`` at the start, every 10 iterations and at
+        the end, ``stage`` giving the largest force (e.g. ``"FIRE max|F|=3.1e-04"``); for a
+        progress bar (this function prints nothing).
 
     Returns
     -------
@@ -121,6 +125,8 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
     n_neg = 0
     steps = 0
     f_now = float(np.sqrt((forces * forces).sum(axis=1).max()))
+    if step_progress is not None:
+        step_progress(0, max_steps, f"FIRE max|F|={f_now:.1e}")
     while f_now >= fmax and steps < max_steps:
         power = float(np.vdot(forces, v))
         if power > 0.0:
@@ -158,6 +164,10 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
         energy = evaluate()
         steps += 1
         f_now = float(np.sqrt((forces * forces).sum(axis=1).max()))
+        if step_progress is not None and steps % 10 == 0:
+            step_progress(steps, max_steps, f"FIRE max|F|={f_now:.1e}")
+    if step_progress is not None and steps % 10:
+        step_progress(steps, max_steps, f"FIRE max|F|={f_now:.1e}")
     box = system.box
     wrapped, shifts = box.wrap(pos)
     out = System(wrapped, species.copy(), system.species_names, box, images=images + shifts)

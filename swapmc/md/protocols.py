@@ -28,6 +28,12 @@ another temperature, or at P = 0 with a different density, can first be equilibr
 (T, P) by :func:`npt_equilibrate` (isotropic stochastic cell rescaling); the protocols do
 this when given a ``pressure`` (user unit: epsilon/sigma^3 or GPa) and then deform the cell
 of the mean (T, P) volume.
+
+Every protocol takes an optional ``step_progress(done, total, stage)``: ``done`` of the
+``total`` MD steps of that call are finished, and ``stage`` says what runs now (e.g.
+``"NPT T=0.4 P=0"``). It is called at the start of each stage and every few steps, ``done``
+never decreases and the last call has ``done == total``. The protocols only report; drawing
+a bar is the command line's business. The trajectories are the same with and without it.
 """
 
 from __future__ import annotations
@@ -173,15 +179,59 @@ def _with_velocities(system: System, ff: ForceField, temperature: float,
     return s
 
 
+# Steps between two progress reports: a Python call per 10 steps costs nothing next to
+# 10 force evaluations, and is often enough for a bar redrawn a few times a second.
+_TICK = 10
+
+
+def _run_reporting(md: MD, n_steps: int, report, base: int, total: int, stage,
+                   callback=None, every: int = 1, **kwargs) -> None:
+    """``md.run(n_steps, callback, every, **kwargs)`` that also reports ``base`` + the steps
+    run so far to ``report(done, total, stage)`` (``stage`` is a string or a function of the
+    steps run)."""
+    n_steps = int(n_steps)
+    if report is None:
+        md.run(n_steps, callback=callback, every=every, **kwargs)
+        return
+    label = stage if callable(stage) else (lambda k: stage)
+    start = md.step
+    report(base, total, label(0))
+
+    def observe(m):
+        # The observer keeps its own cadence in md.step, exactly as MD.run applies it.
+        if callback is not None and m.step % every == 0:
+            callback(m)
+        k = m.step - start
+        if k % _TICK == 0 or k == n_steps:
+            report(base + k, total, label(k))
+
+    md.run(n_steps, callback=observe, every=1, **kwargs)
+
+
+def _offset(report, base: int, total: int, suffix: str = ""):
+    """The report of a nested protocol call that starts after ``base`` of the caller's
+    ``total`` steps, ``suffix`` appended to its stage (None without a report)."""
+    if report is None:
+        return None
+    return lambda done, _total, stage: report(base + done, total, stage + suffix)
+
+
+def _glass_suffix(index: int, count: int) -> str:
+    """", glass 2/6" for the stage text of several samples; nothing for one."""
+    return f", glass {index + 1}/{count}" if count > 1 else ""
+
+
 def equilibrate(system: System, ff: ForceField, *, temperature: float, steps: int,
                 dt: float | None = None, rng: np.random.Generator | None = None,
                 thermostat: str = "bussi", tau: float | None = None,
-                friction: float | None = None, redraw_velocities: bool = True) -> System:
+                friction: float | None = None, redraw_velocities: bool = True,
+                step_progress=None) -> System:
     """Heat to ``temperature`` and run NVT for ``steps`` steps (fixed cell).
 
     Velocities are drawn from Maxwell-Boltzmann (zero total momentum) when the system has
     none or ``redraw_velocities``. This function keeps the cell; :func:`npt_equilibrate`
-    relaxes it to a pressure first (EAM glasses at P = 0).
+    relaxes it to a pressure first (EAM glasses at P = 0). ``step_progress`` receives the
+    steps done (see the module docstring).
 
     Returns
     -------
@@ -193,7 +243,7 @@ def equilibrate(system: System, ff: ForceField, *, temperature: float, steps: in
     s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
     th = make_thermostat(ff, temperature, rng, thermostat, tau, friction, dt)
     md = MD(s, ff, dt, thermostat=th)
-    md.run(int(steps))
+    _run_reporting(md, steps, step_progress, 0, int(steps), f"NVT T={temperature:g}")
     return md.system
 
 
@@ -246,7 +296,7 @@ def npt_equilibrate(system: System, ff: ForceField, *, temperature: float, press
                     rng: np.random.Generator | None = None, thermostat: str = "bussi",
                     tau: float | None = None, friction: float | None = None,
                     barostat_tau: float | None = None, compressibility: float | None = None,
-                    redraw_velocities: bool = True) -> NPTResult:
+                    redraw_velocities: bool = True, step_progress=None) -> NPTResult:
     """Equilibrate at (T, P) with an isotropic barostat, then fix the cell at the mean volume.
 
     Runs ``steps`` steps of velocity Verlet with the thermostat and
@@ -289,6 +339,8 @@ def npt_equilibrate(system: System, ff: ForceField, *, temperature: float, press
         Sets only how fast the volume relaxes, not the distribution sampled.
     redraw_velocities : bool
         Draw fresh Maxwell-Boltzmann velocities even if the system has some.
+    step_progress : callable, optional
+        ``step_progress(done, total, stage)`` (see the module docstring).
 
     Returns
     -------
@@ -306,14 +358,16 @@ def npt_equilibrate(system: System, ff: ForceField, *, temperature: float, press
                                  100.0 * dt if barostat_tau is None else barostat_tau, rng,
                                  compressibility=compressibility)
     md = MD(s, ff, dt, thermostat=th, barostat=baro)
-    md.run(steps // 2)
+    stage = f"NPT T={temperature:g} P={pressure:g}"
+    _run_reporting(md, steps // 2, step_progress, 0, steps, stage)
     ps, vs = [], []
 
     def record(m):
         ps.append(m.pressure())
         vs.append(m.volume)
 
-    md.run(steps - steps // 2, callback=record)
+    _run_reporting(md, steps - steps // 2, step_progress, steps // 2, steps, stage,
+                   callback=record)
     # 16 blocks (not 32): the volume decorrelates over ~tau_p, i.e. ~100 samples, and the
     # blocks must outgrow that for the error not to be underestimated.
     p_mean, p_err = blocking_error(ps, min_blocks=16)
@@ -335,7 +389,8 @@ def _npt_steps(pressure, npt_steps) -> int:
 
 
 def _npt_stage(system, ff, *, temperature, pressure, npt_steps, dt, rng, thermostat, tau,
-               friction, barostat_tau, compressibility, redraw_velocities):
+               friction, barostat_tau, compressibility, redraw_velocities,
+               step_progress=None):
     """:func:`npt_equilibrate` when a pressure (and a non-zero step count) is given, else
     None."""
     n_npt = _npt_steps(pressure, npt_steps)
@@ -345,23 +400,28 @@ def _npt_stage(system, ff, *, temperature, pressure, npt_steps, dt, rng, thermos
                            steps=n_npt, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
                            friction=friction, barostat_tau=barostat_tau,
                            compressibility=compressibility,
-                           redraw_velocities=redraw_velocities)
+                           redraw_velocities=redraw_velocities, step_progress=step_progress)
 
 
 def _prepare(system, ff, *, temperature, steps, pressure, npt_steps, dt, rng, thermostat,
-             tau, friction, barostat_tau, compressibility, redraw_velocities=True):
+             tau, friction, barostat_tau, compressibility, redraw_velocities=True,
+             step_progress=None):
     """Optional NPT stage, then ``steps`` NVT steps at the fixed cell; (state, NPTResult or
     None)."""
+    n_npt = _npt_steps(pressure, npt_steps)
+    total = n_npt + int(steps)
     npt = _npt_stage(system, ff, temperature=temperature, pressure=pressure,
                      npt_steps=npt_steps, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
                      friction=friction, barostat_tau=barostat_tau,
-                     compressibility=compressibility, redraw_velocities=redraw_velocities)
+                     compressibility=compressibility, redraw_velocities=redraw_velocities,
+                     step_progress=_offset(step_progress, 0, total))
     if npt is not None:
         system = npt.system
     # After NPT the velocities are already at T: keep them.
     state = equilibrate(system, ff, temperature=temperature, steps=steps, dt=dt, rng=rng,
                         thermostat=thermostat, tau=tau, friction=friction,
-                        redraw_velocities=redraw_velocities and npt is None)
+                        redraw_velocities=redraw_velocities and npt is None,
+                        step_progress=_offset(step_progress, n_npt, total))
     return state, npt
 
 
@@ -411,7 +471,8 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
                        barostat_tau: float | None = None,
                        compressibility: float | None = None,
                        remap_velocities: bool = False,
-                       rng: np.random.Generator | None = None) -> OscillationRun:
+                       rng: np.random.Generator | None = None,
+                       step_progress=None) -> OscillationRun:
     """Dynamic mechanical spectroscopy at one frequency: eps(t) = eps_A sin(omega t).
 
     The cell follows ``strained_cell(h0, eps(t), mode)`` with an affine remap of the positions
@@ -462,6 +523,8 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
         Apply v -> M^-1 v after each affine remap (SLLOD-consistent peculiar velocities).
     rng : numpy.random.Generator, optional
         Velocities, thermostat and barostat noise.
+    step_progress : callable, optional
+        ``step_progress(done, total, stage)`` (see the module docstring).
 
     Returns
     -------
@@ -480,10 +543,14 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
         raise ValueError(f"period {period} is only {steps_per_period:.1f} time steps; "
                          "use a smaller dt or a longer period")
     every = max(1, int(steps_per_period // 100)) if sample_every is None else int(sample_every)
+    n_npt = _npt_steps(pressure, npt_steps)
+    n_steps = _oscillation_steps(period, dt, n_cycles)
+    total = n_npt + int(equilibration_steps) + n_steps
     npt = _npt_stage(system, ff, temperature=temperature, pressure=pressure,
                      npt_steps=npt_steps, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
                      friction=friction, barostat_tau=barostat_tau,
-                     compressibility=compressibility, redraw_velocities=redraw_velocities)
+                     compressibility=compressibility, redraw_velocities=redraw_velocities,
+                     step_progress=_offset(step_progress, 0, total))
     if npt is not None:
         s = npt.system
     else:
@@ -497,10 +564,10 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
     for e in (strain_amplitude, -strain_amplitude):
         check_cell(strained_cell(h0, e, mode), ff.cutoff, ff.skin)
     if equilibration_steps:
-        md.run(int(equilibration_steps))
+        _run_reporting(md, equilibration_steps, step_progress, n_npt, total,
+                       f"NVT T={temperature:g}")
     omega = 2.0 * math.pi / period
     t_start = md.time
-    n_steps = int(math.ceil(n_cycles * steps_per_period)) + 1
     ts, eps, sig, temps = [], [], [], []
 
     def deform(time):
@@ -513,9 +580,13 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
         sig.append(conjugate_stress(m.stress(), mode))
         temps.append(m.temperature)
 
+    def stage(k):
+        return (f"DMS T={temperature:g} omega={omega:.3g} cycle "
+                f"{min(n_cycles, int(k / steps_per_period) + 1)}/{n_cycles}")
+
     record(md)
-    md.run(n_steps, callback=record, every=every, deform=deform,
-           remap_velocities=remap_velocities)
+    _run_reporting(md, n_steps, step_progress, total - n_steps, total, stage, callback=record,
+                   every=every, deform=deform, remap_velocities=remap_velocities)
     t = np.array(ts)
     y = np.array(sig)
     res = fit_oscillation(t, y, strain_amplitude, omega, discard_cycles=discard_cycles,
@@ -523,6 +594,12 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
                           time_unit=TIME_UNIT[ff.units])
     return OscillationRun(res, t, np.array(eps), y, float(np.mean(temps)), mode, md.system,
                           npt)
+
+
+def _oscillation_steps(period: float, dt: float, n_cycles: int) -> int:
+    """MD steps of an oscillation of ``n_cycles`` periods (one more for the last sample)."""
+    steps_per_period = period / dt  # this order of operations, as the oscillation rounds it
+    return int(math.ceil(n_cycles * steps_per_period)) + 1
 
 
 @dataclass
@@ -566,7 +643,7 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
               friction=None, equilibration_steps=1000, sample_every=None, discard_cycles=1,
               detrend=False, pressure=None, npt_steps=None, barostat_tau=None,
               compressibility=None, remap_velocities=False, rng=None,
-              progress=None) -> list[DMSRow]:
+              progress=None, step_progress=None) -> list[DMSRow]:
     """DMS over frequencies and temperatures, averaged over samples.
 
     Each sample is equilibrated once per temperature (fresh velocities; with a ``pressure``
@@ -588,6 +665,10 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
         Default :data:`DEFAULT_NPT_STEPS` when a pressure is given.
     progress : callable, optional
         ``progress(row)`` after each (T, omega) point (e.g. to print the table as it grows).
+    step_progress : callable, optional
+        ``step_progress(done, total, stage)``: MD steps of the whole sweep (see the module
+        docstring); the stage names the temperature and the glass, e.g.
+        ``"DMS T=0.4 omega=0.0628 cycle 3/7, glass 2/6"``.
     Other parameters
         As :func:`oscillatory_strain` and :func:`npt_equilibrate`.
 
@@ -605,24 +686,40 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
     if not systems:
         raise ValueError("no samples")
     rng = np.random.default_rng() if rng is None else rng
+    n_glass = len(systems)
+    step = DEFAULT_DT[ff.units] if dt is None else float(dt)
+    n_prepare = _npt_steps(pressure, npt_steps) + int(equilibration_steps)
+    n_osc = {omega: _oscillation_steps(2.0 * math.pi / omega, step, n_cycles)
+             for omega in omegas}
+    total = len(temperatures) * n_glass * (n_prepare + sum(n_osc.values()))
+    done = 0
     rows = []
     for temp in temperatures:
-        prepared = [_prepare(s, ff, temperature=temp, steps=equilibration_steps,
-                             pressure=pressure, npt_steps=npt_steps, dt=dt, rng=rng,
-                             thermostat=thermostat, tau=tau, friction=friction,
-                             barostat_tau=barostat_tau, compressibility=compressibility)
-                    for s in systems]
+        prepared = []
+        for i, s in enumerate(systems):
+            prepared.append(_prepare(
+                s, ff, temperature=temp, steps=equilibration_steps, pressure=pressure,
+                npt_steps=npt_steps, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
+                friction=friction, barostat_tau=barostat_tau,
+                compressibility=compressibility,
+                step_progress=_offset(step_progress, done, total,
+                                      _glass_suffix(i, n_glass))))
+            done += n_prepare
         states = [p[0] for p in prepared]
         npts = [p[1] for p in prepared if p[1] is not None]
         density = float(np.mean([s.n / s.box.volume for s in states]))
         for omega in omegas:
-            runs = [oscillatory_strain(s, ff, temperature=temp, period=2.0 * math.pi / omega,
-                                       strain_amplitude=strain_amplitude, n_cycles=n_cycles,
-                                       mode=mode, dt=dt, thermostat=thermostat, tau=tau,
-                                       friction=friction, sample_every=sample_every,
-                                       discard_cycles=discard_cycles, detrend=detrend,
-                                       remap_velocities=remap_velocities, rng=rng)
-                    for s in states]
+            runs = []
+            for i, s in enumerate(states):
+                runs.append(oscillatory_strain(
+                    s, ff, temperature=temp, period=2.0 * math.pi / omega,
+                    strain_amplitude=strain_amplitude, n_cycles=n_cycles, mode=mode, dt=dt,
+                    thermostat=thermostat, tau=tau, friction=friction,
+                    sample_every=sample_every, discard_cycles=discard_cycles,
+                    detrend=detrend, remap_velocities=remap_velocities, rng=rng,
+                    step_progress=_offset(step_progress, done, total,
+                                          _glass_suffix(i, n_glass))))
+                done += n_osc[omega]
             results = [r.result for r in runs]
             if len(results) >= 2:
                 m: DMSMean = combine_dms(results)
@@ -708,7 +805,8 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
                            pressure: float | None = None, npt_steps: int | None = None,
                            barostat_tau: float | None = None,
                            compressibility: float | None = None,
-                           rng: np.random.Generator | None = None) -> RelaxationResult:
+                           rng: np.random.Generator | None = None,
+                           step_progress=None) -> RelaxationResult:
     """Stress relaxation after an instantaneous affine step strain held fixed.
 
     Per sample: equilibrate (with a ``pressure``, first ``npt_steps`` steps at (T, P) by
@@ -753,6 +851,9 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
     pressure, npt_steps, barostat_tau, compressibility
         Optional NPT stage, as in :func:`dms_sweep`.
     rng : numpy.random.Generator, optional
+    step_progress : callable, optional
+        ``step_progress(done, total, stage)``: MD steps of all samples and repeats (see the
+        module docstring), e.g. stage ``"hold T=0.4 +eps, repeat 1/4, glass 2/6"``.
 
     Returns
     -------
@@ -770,19 +871,29 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
         raise ValueError("duration too short for 5 samples")
     curves, npts, densities, glass = [], [], [], []
     t_rec = None
+    signs = (1.0, -1.0) if symmetric else (1.0,)
+    n_glass, n_repeats = len(systems), int(repeats)
+    n_prepare = _npt_steps(pressure, npt_steps) + int(equilibration_steps)
+    n_repeat = int(decorrelation_steps) + n_hold * len(signs)
+    total = n_glass * (n_prepare + n_repeats * n_repeat)
+    done = 0
     for g, system in enumerate(systems):
+        suffix = _glass_suffix(g, n_glass)
         state, npt = _prepare(system, ff, temperature=temperature, steps=equilibration_steps,
                               pressure=pressure, npt_steps=npt_steps, dt=dt, rng=rng,
                               thermostat=thermostat, tau=tau, friction=friction,
-                              barostat_tau=barostat_tau, compressibility=compressibility)
+                              barostat_tau=barostat_tau, compressibility=compressibility,
+                              step_progress=_offset(step_progress, done, total, suffix))
+        done += n_prepare
         if npt is not None:
             npts.append(npt)
         densities.append(state.n / state.box.volume)
-        for _ in range(int(repeats)):
+        for r in range(n_repeats):
             state = equilibrate(state, ff, temperature=temperature, steps=decorrelation_steps,
                                 dt=dt, rng=rng, thermostat=thermostat, tau=tau,
-                                friction=friction, redraw_velocities=True)
-            signs = (1.0, -1.0) if symmetric else (1.0,)
+                                friction=friction, redraw_velocities=True,
+                                step_progress=_offset(step_progress, done, total, suffix))
+            done += int(decorrelation_steps)
             seed = int(rng.integers(2**63))
             branch = []
             for sign in signs:
@@ -799,7 +910,11 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
                     ts.append(m.time - t0)
                     ys.append(conjugate_stress(m.stress(), mode))
 
-                md.run(n_hold, callback=record, every=sample_every)
+                _run_reporting(md, n_hold, step_progress, done, total,
+                               f"hold T={temperature:g} {'+' if sign > 0 else '-'}eps, repeat "
+                               f"{r + 1}/{n_repeats}{suffix}", callback=record,
+                               every=sample_every)
+                done += n_hold
                 branch.append(np.array(ys))
                 t_rec = np.array(ts)
             curves.append(0.5 * (branch[0] - branch[1]) if symmetric else branch[0])
