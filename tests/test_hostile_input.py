@@ -387,3 +387,11 @@ def test_certification_criteria_check_themselves(field, value):
 
     with pytest.raises(ValueError, match=field):
         Criteria(**{field: value})
+
+
+def test_library_fraction_thresholds_above_one_name_the_line(tmp_path, capsys):
+    cfg = tmp_path / "lib.toml"
+    cfg.write_text('preset = "ka2-x10"\n[library]\nsamples = 1\nmax_fs_final = 2.0\n')
+    assert main(["library", "build", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "lib.toml:4" in err and "max_fs_final" in err and "Traceback" not in err

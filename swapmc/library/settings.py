@@ -95,6 +95,10 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
                 or v <= 0):
             raise ConfigError(f"{where(key)}: [library] {key} must be a finite number > 0, "
                               f"got {v!r}")
+    for key in ("max_fs_final", "max_crystalline_fraction"):
+        if lib[key] > 1:
+            raise ConfigError(f"{where(key)}: [library] {key} is a fraction and must be <= 1, "
+                              f"got {lib[key]!r}")
     lease = lib["lease_seconds"]
     # Each renewal is one synchronised write to the library, so a lease of under a second
     # would keep the file busy; an infinite one would never free a dead worker's chain.
