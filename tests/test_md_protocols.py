@@ -19,7 +19,7 @@ import pytest
 
 from swapmc.analysis.mechanics import t_factor68
 from swapmc.build import composition_counts, lattice_configuration, random_configuration
-from swapmc.io import write_extxyz
+from swapmc.io import read_extxyz, write_extxyz
 from swapmc.md import MD, BussiThermostat, ForceField, fire
 from swapmc.md.cli import add_parsers
 from swapmc.md.protocols import (
@@ -342,6 +342,18 @@ def test_cli_minimize(tiny_config, tmp_path, capsys):
     rec = json.loads((out / "minimize.json").read_text())["results"][0]
     assert rec["converged"] and rec["energy_per_particle"] < -6.0
     assert (out / "inherent.xyz").exists() and (out / "inherent.data").exists()
+    # As final.xyz: chemical symbols for ASE, model names kept, and the model's masses (the
+    # dopant's included) in a per-atom column.
+    header = (out / "inherent.xyz").read_text().splitlines()[1]
+    assert "masses:R:1" in header and "type_name:S:1" in header
+    back = read_extxyz(str(out / "inherent.xyz"))
+    assert tuple(back.species_names) == ("A", "B", "C")
+    model = load_preset("ka2-x10").model
+    masses = dict(zip(model.species, model.masses))
+    for line in (out / "inherent.xyz").read_text().splitlines()[2:]:
+        symbol, _, _, _, _, name, mass = line.split()[:7]
+        assert symbol == {"A": "Ni", "B": "P", "C": "Co"}[name]
+        assert float(mass) == masses[name]
 
 
 def test_cli_dms(tiny_config, tmp_path, capsys):

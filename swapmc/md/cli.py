@@ -58,6 +58,16 @@ def load_preset_of(preset: str | None, model_toml: str | None, configurations=()
     return pre, str(cfg.get("preset") or source)
 
 
+def elements_of(preset: str | None, model_toml: str | None, configurations=()) -> dict:
+    """The chemical symbols the model's species are shown as (``[elements]`` of the same
+    config :func:`load_preset_of` reads), e.g. ``{"A": "Ni", "B": "P", "C": "Co"}`` for KA2;
+    empty for models named after elements (Cu-Zr)."""
+    from ..config import DEFAULT_PRESET, resolve
+
+    source = model_toml or preset or _run_config_of(configurations) or DEFAULT_PRESET
+    return dict(resolve(source).get("elements", {}))
+
+
 def _run_config_of(configurations) -> str | None:
     """The ``config.toml`` beside the input files (the run that wrote them), or None.
 
@@ -350,6 +360,7 @@ def cmd_minimize(args) -> int:
                 positive_int=(("max_steps", "--max-steps"),), **_COMMON_CHECKS)
     pre, label, systems, ff = _load_inputs(args)
     model = pre.model
+    elements = elements_of(args.preset, args.model, args.configurations)
     _, _, _, energy = _units(model)
     out = args.output or "swapmc-minimize"
     os.makedirs(out, exist_ok=True)
@@ -378,8 +389,11 @@ def cmd_minimize(args) -> int:
         xyz = os.path.join(out, stem + ".xyz")
         data = os.path.join(out, stem + ".data")
         info = {"energy_per_particle": r.energy_per_particle, "source": os.path.basename(path)}
-        write_extxyz(xyz, r.system, info=info)  # replaced atomically
         masses = list(getattr(model, "masses", [])) or None
+        # Element symbols and masses as final.xyz has them, so ASE and OVITO read the
+        # inherent structure with the model's masses (the dopant's included).
+        write_extxyz(xyz, r.system, info=info, element_names=elements or None,
+                     masses=masses)  # replaced atomically
         write_lammps_data(data, r.system, masses=masses,
                           comment=f"inherent structure of {os.path.basename(path)}")
         bar.write(f"{os.path.basename(path):30s} {system.n:7d} {r.energy_per_particle:18.8f} "
