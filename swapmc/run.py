@@ -6,7 +6,12 @@ Order of operations (the contract that makes kill + resume bit-identical):
    one stored in it (except ``run.production_sweeps``, which may grow to extend a run); the
    sampler, the F_s tracker and every random stream are restored and the append-only outputs
    (``thermo.csv``, ``trajectory.xyz``) are truncated back to their size at the checkpoint.
-   Otherwise the initial configuration is built and the melt phase starts.
+   A checkpoint that is damaged (empty, truncated, failing its CRC, missing or malformed
+   arrays, non-finite positions, recorded file sizes the outputs no longer have) is replaced
+   by the one before it, ``checkpoint.prev.npz``, with a warning; the damaged file is kept
+   as ``checkpoint.damaged.npz``. If neither is usable the run stops with one line naming
+   the files and what is wrong with them. Without any checkpoint the initial configuration
+   is built and the melt phase starts.
 2. Phases run in order: ``melt`` (at ``system.melt_temperature``, generated configurations
    only), ``equilibration`` (step sizes tuned every ``run.tune_every`` sweeps) and
    ``production`` (step sizes frozen). Sweeps are counted globally across phases.
@@ -18,7 +23,17 @@ Order of operations (the contract that makes kill + resume bit-identical):
    rerunning a finished run only reprints its summary).
 
 Every file is written atomically or appended and rolled back on resume, so a kill at any
-moment leaves no corrupt file.
+moment leaves no corrupt file. Each new checkpoint first moves the one it replaces to
+``checkpoint.prev.npz`` (:func:`~swapmc.io.atomic.atomic_write` with ``previous``), so at
+every instant at least one complete checkpoint exists, and the append-only outputs can be
+cut back to whichever of the two is resumed: each records the sizes the outputs had when it
+was written, and the older one's sizes are a prefix of the newer one's.
+
+In NPT runs, volume moves that would shrink the box edge below twice the cut-off are
+rejected (minimum image). A box that keeps hitting that wall does not sample the imposed
+pressure: the run warns when more than ``WALL_WARN_FRACTION`` of the volume moves between
+two thermo rows hit it (once per phase), and at the end when that fraction of the
+production volume moves did; ``summary.json`` then carries ``pressure_note``.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -44,8 +60,10 @@ from .io import (
     write_extxyz,
     write_lammps_data,
 )
+from .io.atomic import DamagedFileError, read_npz
 from .io.lock import DirectoryLock
 from .mc import MonteCarlo, MoveSettings
+from .mc.sampler import StateError, check_state
 from .models.presets import build_preset
 from .progress import Progress
 from .system import ConfigurationError, System
@@ -55,6 +73,50 @@ from .units import LABELS
 PHASES = ("melt", "equilibration", "production")
 THERMO_COLUMNS = ["sweep", "phase", "temperature", "energy_per_particle", "pressure", "volume",
                   "density", "acc_displacement", "acc_swap", "acc_volume", "displacement_step"]
+# Fraction of volume moves rejected at the 2 r_c box-edge wall above which the run warns
+# that the imposed pressure is not sampled (a rare touch during compression is harmless).
+WALL_WARN_FRACTION = 0.01
+# Checkpoint files in an output directory: the latest, the one it replaced, and a latest
+# one found damaged on resume (set aside, so that it never becomes the fallback).
+CHECKPOINT_FILES = {"checkpoint": "checkpoint.npz", "previous": "checkpoint.prev.npz",
+                    "damaged": "checkpoint.damaged.npz"}
+# Fields of a run checkpoint's JSON run_header: name -> (check, what it must be).
+_RUN_HEADER = {
+    "config": (lambda v: isinstance(v, dict), "a table"),
+    "phase_index": (lambda v: type(v) is int and 0 <= v <= len(PHASES), "a phase number"),
+    "phase_done": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "needs_melt": (lambda v: type(v) is bool, "true or false"),
+    "elapsed": (lambda v: type(v) in (int, float), "a number"),
+    "last_counts": (lambda v: np.shape(v) == (3, 2), "a 3 x 2 table"),
+    "tune_base": (lambda v: np.shape(v) == (3, 2), "a 3 x 2 table"),
+    "file_sizes": (lambda v: isinstance(v, dict) and all(
+        k in ("thermo", "trajectory") and (x is None or type(x) is int and x >= 0)
+        for k, x in v.items()), "a table of file sizes"),
+    "has_fs": (lambda v: type(v) is bool, "true or false"),
+}
+
+
+class CheckpointDamage(ValueError):
+    """A checkpoint file that cannot be resumed from (the message says why)."""
+
+
+class CheckpointUnusable(ConfigurationError):
+    """No checkpoint of an output directory can be resumed from (every one is damaged).
+
+    Attributes
+    ----------
+    problems : dict
+        Checkpoint path -> what is wrong with it.
+    """
+
+    def __init__(self, message: str, problems: dict):
+        super().__init__(message)
+        self.problems = dict(problems)
+
+
+def warn_stderr(text: str) -> None:
+    """Default warning channel of runs: one ``warning: ...`` line on standard error."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -115,11 +177,17 @@ class Run:
         Override ``output.progress`` (e.g. False on MPI ranks other than 0).
     log : callable, optional
         Where one-line messages go (``print`` by default; pass a no-op to silence).
+    warn : callable, optional
+        Where warnings go (a checkpoint fallback, volume moves at the 2 r_c wall). By
+        default one ``warning: ...`` line on standard error (printed above the progress bar
+        when one is drawn), so that warnings stay visible when ``log`` is silenced.
     """
 
-    def __init__(self, cfg: dict, progress: bool | None = None, log=print):
+    def __init__(self, cfg: dict, progress: bool | None = None, log=print, warn=None):
         self.cfg = cfg
         self.log = log
+        self.warn = self._warn_stderr if warn is None else warn
+        self._progress: Progress | None = None
         self.show_progress = cfg["output"]["progress"] if progress is None else progress
         preset_part = {k: v for k, v in cfg.items() if k in PRESET_SECTIONS}
         self.preset = build_preset(preset_part, f"preset {cfg['preset']!r}")
@@ -139,6 +207,8 @@ class Run:
                 ("fs", "fs.csv"),
             ]
         }
+        self.checkpoint_files = {k: os.path.join(self.outdir, v)
+                                 for k, v in CHECKPOINT_FILES.items()}
         self.resumed = False
         self.tracker: FsTracker | None = None
         self.phase_index = 0
@@ -147,6 +217,17 @@ class Run:
         self.cpu_before = 0.0
         self._last_counts = np.zeros((3, 2), np.int64)
         self._tune_base = np.zeros((3, 2), np.int64)
+        # Wall rejections at the last thermo row, and [sweep, volume attempts, wall
+        # rejections] when production started (None before).
+        self._last_wall = 0
+        self._wall_base: list | None = None
+        self._wall_warned: set = set()
+
+    def _warn_stderr(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.write(f"warning: {text}", file=sys.stderr)
+        else:
+            warn_stderr(text)
 
     # -------------------------------------------------------------- phases
     def _phase_plan(self, needs_melt: bool) -> list[tuple[str, int, float, bool]]:
@@ -178,56 +259,172 @@ class Run:
         self._write_thermo_header()
 
     def _resume(self) -> bool:
-        path = self.paths["checkpoint"]
-        if not os.path.exists(path):
+        """Resume from the latest usable checkpoint; False when there is none.
+
+        The latest checkpoint is tried first, then the previous one. A damaged latest one
+        is set aside as ``checkpoint.damaged.npz`` (so the next checkpoint does not rotate
+        it into the fallback slot) and a warning says what was wrong and what is redone.
+        A checkpoint of a different run is refused outright: that is a user's mistake, not
+        damage, and falling back would hide it.
+        """
+        files = self.checkpoint_files
+        latest, previous = files["checkpoint"], files["previous"]
+        if not (os.path.exists(latest) or os.path.exists(previous)):
             return False
+        problems = {}
+        for path in (latest, previous):
+            if not os.path.exists(path):
+                continue
+            try:
+                restored = self._read_checkpoint(path)
+            except CheckpointDamage as err:
+                problems[path] = str(err)
+                continue
+            break
+        else:
+            raise CheckpointUnusable(self._unusable(problems), problems)
+        self._adopt(restored)
+        sweep = self.mc.sweeps_done
+        if latest in problems:
+            # The damaged file's own header often survives (a flipped bit in one array):
+            # it tells how far the run had got.
+            reached = _peek_sweeps(latest)
+            os.replace(latest, files["damaged"])
+            redo = (f"sweeps {sweep}..{reached} ({reached - sweep}) are redone"
+                    if reached is not None and reached >= sweep else
+                    f"the sweeps after {sweep} are redone")
+            self.warn(f"{latest}: {problems[latest]}; resuming from the previous checkpoint "
+                      f"{os.path.basename(previous)} at sweep {sweep} instead: {redo}, and "
+                      f"the outputs are cut back to that sweep (the damaged file is kept as "
+                      f"{os.path.basename(files['damaged'])})")
+        elif path == previous:
+            self.log(f"{latest} is missing (the run stopped while replacing it): resuming "
+                     f"from {os.path.basename(previous)} at sweep {sweep}")
+        return True
+
+    def _unusable(self, problems: dict) -> str:
+        """One line for 'no checkpoint can be resumed', naming every file and its problem."""
+        latest, previous = self.checkpoint_files["checkpoint"], self.checkpoint_files["previous"]
+        advice = ("this run cannot resume; to run it again from the start, write it to "
+                  "another output directory (-o)")
+        if latest not in problems:  # missing: the run stopped while replacing it
+            return (f"{previous}: {problems[previous]} ({os.path.basename(latest)} is "
+                    f"missing); {advice}")
+        if previous not in problems:
+            return (f"{latest}: {problems[latest]}; there is no previous checkpoint "
+                    f"({os.path.basename(previous)}) to fall back to; {advice}")
+        return (f"{latest}: {problems[latest]}; the previous checkpoint "
+                f"{os.path.basename(previous)} is unusable too: {problems[previous]}; {advice}")
+
+    def _read_checkpoint(self, path: str) -> dict:
+        """Read, check and restore one checkpoint without touching any output file.
+
+        Returns
+        -------
+        dict
+            What :meth:`_adopt` needs (the restored sampler, tracker and run header).
+
+        Raises
+        ------
+        CheckpointDamage
+            When the file is damaged or inconsistent (the message names the field).
+        ConfigError
+            When it is intact but belongs to another run, or the run would shrink.
+        """
         try:
-            with np.load(path, allow_pickle=False) as data:
-                ck = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as err:
-            raise ConfigurationError(f"cannot read checkpoint {path}: {err}") from None
-        run_header = json.loads(str(ck["run_header"]))
+            ck = read_npz(path)
+        except DamagedFileError as err:
+            raise CheckpointDamage(str(err)) from None
+        if "run_header" not in ck:
+            raise CheckpointDamage("array 'run_header' is missing")
+        try:
+            run_header = json.loads(str(ck["run_header"]))
+        except ValueError as err:
+            raise CheckpointDamage(f"array 'run_header' is not valid JSON ({err})") from None
+        if not isinstance(run_header, dict):
+            raise CheckpointDamage("array 'run_header' is not a JSON object")
+        for key, (ok, what) in _RUN_HEADER.items():
+            if key not in run_header:
+                raise CheckpointDamage(f"run_header field {key!r} is missing")
+            if not ok(run_header[key]):
+                raise CheckpointDamage(f"run_header field {key!r} is not {what}")
         stored = run_header["config"]
-        diff = differences(fingerprint(stored), fingerprint(self.cfg))
-        done = stored["run"]["production_sweeps"]
-        if not diff and self.cfg["run"]["production_sweeps"] < done:
-            # Lowering the target would make the stored run and the checkpoint disagree on
-            # its length, and a later extension would no longer equal a fresh longer run.
-            raise ConfigError(
-                f"{self.outdir} holds a run with production_sweeps = {done}; a rerun may "
-                f"extend it (production_sweeps >= {done}) but not shorten it. For a shorter "
-                "run use another output directory.")
+        try:
+            diff = differences(fingerprint(stored), fingerprint(self.cfg))
+            done = stored["run"]["production_sweeps"]
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointDamage(f"run_header field 'config' is malformed ({err!r})") from None
         if diff:
             raise ConfigError(
                 f"checkpoint {path} belongs to a different run:\n  " + "\n  ".join(diff)
                 + "\nRerun with the settings the checkpoint has, or write this run to "
                 "another output directory (-o)."
             )
-        system = System(ck["pos"], ck["species"], tuple(json.loads(str(ck["header"]))[
-            "species_names"]), _box(ck["lengths"]), images=ck["images"])
+        if self.cfg["run"]["production_sweeps"] < done:
+            # Lowering the target would make the stored run and the checkpoint disagree on
+            # its length, and a later extension would no longer equal a fresh longer run.
+            raise ConfigError(
+                f"{self.outdir} holds a run with production_sweeps = {done}; a rerun may "
+                f"extend it (production_sweeps >= {done}) but not shorten it. For a shorter "
+                "run use another output directory.")
+        state = {k: ck[k] for k in ck if not k.startswith(("run_", "fs_"))}
+        try:
+            header = check_state(state)
+            system = System(ck["pos"], ck["species"], tuple(header["species_names"]),
+                            _box(ck["lengths"]), images=ck["images"])
+            mc = sampler_for(self.cfg, self.preset, system, 0)
+            mc.load_state_dict(state)
+        except StateError as err:
+            raise CheckpointDamage(str(err)) from None
+        except ValueError as err:  # System or sampler refusing the stored configuration
+            raise CheckpointDamage(f"inconsistent configuration ({err})") from None
+        tracker = None
+        if run_header["has_fs"]:
+            try:
+                tracker = FsTracker.from_state_dict(
+                    {k[3:]: ck[k] for k in ck if k.startswith("fs_")})
+            except KeyError as err:
+                raise CheckpointDamage(f"array 'fs_{err.args[0]}' is missing") from None
+            except (ValueError, TypeError) as err:
+                raise CheckpointDamage(f"F_s tracker state: {err}") from None
+        for name, size in run_header["file_sizes"].items():
+            target = self.paths[name]
+            if size is None:
+                continue
+            if not os.path.exists(target):
+                raise CheckpointDamage(f"{target} is missing (the checkpoint needs its first "
+                                       f"{size} bytes)")
+            if os.path.getsize(target) < size:
+                raise CheckpointDamage(f"{target} has {os.path.getsize(target)} bytes, fewer "
+                                       f"than the {size} recorded at this checkpoint")
+        return {"mc": mc, "tracker": tracker, "run_header": run_header}
+
+    def _adopt(self, restored: dict) -> None:
+        """Take over a checked checkpoint and cut the append-only outputs back to it."""
+        run_header = restored["run_header"]
+        self.mc = restored["mc"]
+        self.tracker = restored["tracker"]
         self.needs_melt = run_header["needs_melt"]
-        self.mc = sampler_for(self.cfg, self.preset, system, 0)
-        self.mc.load_state_dict({k: ck[k] for k in ck if not k.startswith(("run_", "fs_"))})
         self.phase_index = run_header["phase_index"]
         self.phase_done = run_header["phase_done"]
         self.elapsed_before = run_header["elapsed"]
         self.cpu_before = run_header.get("cpu", 0.0)
         self._last_counts = np.array(run_header["last_counts"], np.int64)
         self._tune_base = np.array(run_header["tune_base"], np.int64)
-        if run_header["has_fs"]:
-            self.tracker = FsTracker.from_state_dict(
-                {k[3:]: ck[k] for k in ck if k.startswith("fs_")}
-            )
+        mc = self.mc
+        # Checkpoints written before the wall counter existed: it starts here.
+        self._last_wall = run_header.get("last_wall", mc.wall_rejections)
+        self._wall_base = run_header.get("production_wall_base")
+        if self._wall_base is None and self.phase_index >= PHASES.index("production") and (
+                "production_wall_base" not in run_header):
+            self._wall_base = [mc.sweeps_done, int(mc.counts[2, 0]), mc.wall_rejections]
         for name, size in run_header["file_sizes"].items():
             if size is None:
                 if os.path.exists(self.paths[name]):
                     os.remove(self.paths[name])
             else:
-                if not os.path.exists(self.paths[name]):
-                    raise ConfigurationError(f"{self.paths[name]} is missing; cannot resume")
                 truncate_file(self.paths[name], size)
         self.resumed = True
-        return True
 
     def _write_thermo_header(self):
         with open(self.paths["thermo"], "w") as fh:
@@ -243,6 +440,18 @@ class Run:
         mc = self.mc
         diff = mc.counts - self._last_counts
         self._last_counts = mc.counts.copy()
+        wall = mc.wall_rejections - self._last_wall
+        self._last_wall = mc.wall_rejections
+        if (diff[2, 0] and wall > WALL_WARN_FRACTION * diff[2, 0]
+                and phase not in self._wall_warned):
+            self._wall_warned.add(phase)
+            self.warn(f"{self.outdir}: {phase}, sweep {mc.sweeps_done}: {wall} of {diff[2, 0]} "
+                      f"volume moves since the last thermo row "
+                      f"({100.0 * wall / diff[2, 0]:.1f} %) were rejected because the box edge "
+                      f"would fall below 2 r_c = {mc.min_box_edge:.4g} (the minimum-image "
+                      f"limit): the box is at its smallest allowed size and the imposed "
+                      f"pressure P = {mc.pressure_imposed:g} {self.units['pressure']} is not "
+                      f"reached; {self._wall_advice()} (said once per phase)")
         acc = [diff[k, 1] / diff[k, 0] if diff[k, 0] else float("nan") for k in range(3)]
         row = [mc.sweeps_done, phase, mc.temperature, mc.energy / mc.n, mc.pressure(),
                mc.volume, mc.n / mc.volume, *acc, mc.delta]
@@ -276,13 +485,18 @@ class Run:
             "tune_base": self._tune_base.tolist(),
             "file_sizes": sizes,
             "has_fs": self.tracker is not None,
+            "last_wall": self._last_wall,
+            "production_wall_base": self._wall_base,
             "version": __version__,
         }
         arrays = dict(state)
         arrays["run_header"] = json.dumps(header)
         if self.tracker is not None:
             arrays.update({"fs_" + k: v for k, v in self.tracker.state_dict().items()})
-        with atomic_write(self.paths["checkpoint"], "wb", encoding=None) as fh:
+        # The checkpoint being replaced stays as checkpoint.prev.npz: the fallback if this
+        # one is found damaged on resume.
+        with atomic_write(self.paths["checkpoint"], "wb", encoding=None,
+                          previous=self.checkpoint_files["previous"]) as fh:
             np.savez(fh, **arrays)
 
     def _start_tracker(self):
@@ -316,7 +530,7 @@ class Run:
         total = sum(p[1] for p in plan)
         mc = self.mc
         out = self.cfg["output"]
-        progress = Progress(total, enabled=self.show_progress)
+        progress = self._progress = Progress(total, enabled=self.show_progress)
         if self.resumed:
             self.log(f"resuming {self.outdir} at sweep {mc.sweeps_done} "
                      f"({plan[self.phase_index][0] if self.phase_index < 3 else 'done'})")
@@ -325,6 +539,8 @@ class Run:
             mc.temperature = float(temperature)
             if name == "production" and self.phase_done == 0 and self.tracker is None:
                 self._start_tracker()
+            if name == "production" and self._wall_base is None:
+                self._wall_base = [mc.sweeps_done, int(mc.counts[2, 0]), mc.wall_rejections]
             while self.phase_done < length:
                 block = length - self.phase_done
                 g = mc.sweeps_done
@@ -360,11 +576,47 @@ class Run:
             self.phase_done = 0
         progress.update(mc.sweeps_done, "done", force=True)
         progress.close()
+        self._progress = None
         # The final checkpoint sits at the end of production, so that rerunning with more
         # production sweeps extends the run exactly as if it had never stopped.
         self.phase_index, self.phase_done = len(plan) - 1, plan[-1][1]
         self._checkpoint()
         return self._finish()
+
+    def _wall_advice(self) -> str:
+        return ("use more particles (the box edge must stay above 2 r_c at the density this "
+                "pressure gives) or a lower pressure")
+
+    def _volume_wall(self) -> dict | None:
+        """Production volume moves rejected at the 2 r_c wall (None without volume moves).
+
+        Returns
+        -------
+        dict or None
+            ``min_box_edge``, ``attempts`` and ``rejected`` (production volume moves, from
+            sweep ``from_sweep``), ``fraction`` (None without attempts), ``total_rejected``
+            (the whole run, from sweep ``counted_from_sweep``) and ``note`` (None unless the
+            fraction exceeds ``WALL_WARN_FRACTION``).
+        """
+        mc = self.mc
+        if mc.pressure_imposed is None:
+            return None
+        base = self._wall_base or [mc.sweeps_done, int(mc.counts[2, 0]), mc.wall_rejections]
+        attempts = int(mc.counts[2, 0]) - base[1]
+        rejected = mc.wall_rejections - base[2]
+        fraction = rejected / attempts if attempts else None
+        note = None
+        if fraction is not None and fraction > WALL_WARN_FRACTION:
+            note = (f"the imposed pressure P = {mc.pressure_imposed:g} {self.units['pressure']} "
+                    f"was not sampled: {rejected} of {attempts} production volume moves "
+                    f"({100.0 * fraction:.1f} %) were rejected because the box edge would fall "
+                    f"below 2 r_c = {mc.min_box_edge:.4g} (the minimum-image limit), so the box "
+                    "sat at its smallest allowed size and the mean P is that of this box; "
+                    f"{self._wall_advice()}")
+        return {"min_box_edge": mc.min_box_edge, "from_sweep": base[0], "attempts": attempts,
+                "rejected": rejected, "fraction": fraction,
+                "total_rejected": mc.wall_rejections,
+                "counted_from_sweep": mc.wall_counted_from, "note": note}
 
     def _production_means(self) -> dict:
         """Means of U/N, P, V and rho over the production rows of thermo.csv, with blocking
@@ -465,6 +717,7 @@ class Run:
             "final_pressure": mc.pressure(),
             "final_volume": mc.volume,
             "final_density": mc.n / mc.volume,
+            "volume_wall": self._volume_wall(),
             "step_sizes_frozen": mc.step_sizes(),
             "acceptance_total": {k: (None if np.isnan(v) else float(v))
                                  for k, v in mc.acceptance().items()},
@@ -474,6 +727,11 @@ class Run:
             # cost of a run; the CPU time is what a core-hour figure needs.
             "cpu_seconds": self.cpu_before + time.process_time() - self.c0,
         }
+        wall = summary["volume_wall"]
+        if wall is not None and wall["note"] is not None:
+            # The production mean of P is that of a box held at its smallest size.
+            summary["pressure_note"] = wall["note"]
+            self.warn(f"{self.outdir}: {wall['note']}")
         if self.tracker is not None:
             summary.update(self._relaxation_summary())
         from .io import lammps_pair_lines, write_lammps_input
@@ -547,6 +805,16 @@ def tracked_species(choice, names, counts) -> int:
         raise ConfigError(f"[diagnostics] fs_species = {choice!r} is not a species of the model; "
                           f"choose 'auto' or one of {list(names)}")
     return list(names).index(choice)
+
+
+def _peek_sweeps(path: str) -> int | None:
+    """The sweep count in a (possibly damaged) checkpoint's sampler header, if readable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            value = json.loads(str(data["header"]))["sweeps_done"]
+    except Exception:  # any damage: the caller then says less
+        return None
+    return value if type(value) is int else None
 
 
 def _finite(x):

@@ -9,6 +9,9 @@ either the old complete version or the new complete version, never half of each:
   to disk, and only then renamed onto the target. ``os.replace`` is atomic on POSIX and on
   Windows when source and target are on the same file system, which is why the temporary
   file lives next to the target rather than in ``/tmp``;
+* a checkpoint can keep the version it replaces (``atomic_write(..., previous=...)``), so
+  that a checkpoint found damaged on restart (a disk fault, a file cut short by a full
+  disk) has an intact predecessor to fall back to;
 * append-only files (trajectories, logs) cannot be replaced wholesale, so a restart
   remembers their size at the last checkpoint and cuts them back with
   :func:`truncate_file`, discarding frames written after the checkpoint (and any frame the
@@ -20,11 +23,15 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-__all__ = ["atomic_write", "fsync_directory", "truncate_file"]
+import numpy as np
+
+__all__ = ["DamagedFileError", "atomic_write", "fsync_directory", "read_npz", "truncate_file"]
 
 _ALLOWED_MODES = ("w", "wt", "wb")
 
@@ -79,6 +86,7 @@ def atomic_write(
     mode: str = "w",
     encoding: str | None = "utf-8",
     newline: str | None = None,
+    previous: str | os.PathLike | None = None,
 ) -> Iterator[IO]:
     """Open a file for writing such that the target is replaced all at once or not at all.
 
@@ -102,6 +110,17 @@ def atomic_write(
     newline : str or None
         Passed to :func:`open` in text mode; ``"\\n"`` gives identical files on all
         platforms.
+    previous : str or os.PathLike, optional
+        Keep the file being replaced under this name, replacing any older one there, so
+        that a later reader can fall back to it if the new file
+        turns out to be damaged. The order is: new contents flushed to the temporary file,
+        then ``path`` renamed to ``previous``, then the temporary file renamed to ``path``.
+        A kill at any moment therefore leaves at least one complete version: the old
+        ``path`` (and old ``previous``) before the first rename, only ``previous`` (the
+        old ``path``) between the two renames, and the new ``path`` plus the old one as
+        ``previous`` after them. A reader must try ``path`` first and ``previous`` when
+        ``path`` is missing or damaged. Only the base name is used: the previous version
+        lives next to the target, since a rename cannot cross file systems.
 
     Yields
     ------
@@ -143,6 +162,8 @@ def atomic_write(
             yield f
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and os.path.exists(target):
+            os.replace(target, os.path.join(directory, os.path.basename(os.fspath(previous))))
         os.replace(tmp, target)
     except BaseException:
         # BaseException, not Exception: a KeyboardInterrupt must not leave the temporary
@@ -191,3 +212,45 @@ def truncate_file(path: str | os.PathLike, size: int) -> None:
         f.truncate(size)
         f.flush()
         os.fsync(f.fileno())
+
+
+class DamagedFileError(ValueError):
+    """A file that should hold a complete checkpoint cannot be read back whole."""
+
+
+def read_npz(path: str | os.PathLike) -> dict:
+    """Read every array of an ``.npz`` file, verifying each one completely.
+
+    Reading each member to its end makes :mod:`zipfile` compare its CRC-32, so a flipped bit
+    anywhere in the data is caught here rather than resumed from.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An existing file written by ``np.savez``.
+
+    Returns
+    -------
+    dict
+        Member name -> array.
+
+    Raises
+    ------
+    DamagedFileError
+        For an empty, truncated or corrupt file; the message says what was found (without
+        the path, which the caller adds).
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError as err:
+        raise DamagedFileError(f"cannot be read ({err.strerror})") from None
+    if size == 0:
+        raise DamagedFileError("empty (0 bytes)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    # MemoryError: a damaged array header can claim an absurd shape.
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+            MemoryError) as err:
+        text = " ".join(str(err).split()) or "no detail"
+        raise DamagedFileError(f"truncated or corrupt ({type(err).__name__}: {text})") from None

@@ -16,7 +16,9 @@ Shared state arrays (mutated in place):
 ``counts``: shape (3, 2), attempts/acceptances for displacement, swap, volume.
 ``class_counts``: shape (n_classes, 2), swap attempts/acceptances per pair class.
 ``nstats``: [0] global list builds, [1] moves evaluated with the O(N) fallback,
-[2] particle refreshes.
+[2] particle refreshes, [3] volume moves rejected because the trial box edge would be shorter
+than 2 rc_max (the minimum-image wall; a box pinned there does not sample the imposed
+pressure).
 """
 
 import numpy as np

@@ -104,6 +104,7 @@ def run_attempts_eam(
             s, dlnv, allowed = propose_volume(lengths, lnv_step, fstate[2], rng)
             acc_u = rng.random()
             if not allowed:
+                nstats[3] += 1
                 continue
             if list_covers_scaled(pos, ref, lengths, fstate[2], s, fstate[1]):
                 e_new, _w = energy_virial(pos, species, lengths, s, frho, rhor, z2r, sc, nr,

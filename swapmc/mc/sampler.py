@@ -18,8 +18,18 @@ from ..units import BOLTZMANN, PRESSURE_TO_INTERNAL
 from .moves import MoveSettings
 
 MOVE_TYPES = ("displacement", "swap", "volume")
-# Version of the checkpoint layout written by MonteCarlo.state_dict; bump on any change.
+# Version of the checkpoint layout written by MonteCarlo.state_dict; bump on any change that
+# older readers cannot follow. (nstats grew a fourth counter, the volume wall, within format 2:
+# a three-entry nstats still loads, see load_state_dict.)
 STATE_FORMAT = 2
+# Entries of ``nstats`` (see kernels/mc_common.py); [3] counts volume moves rejected because
+# the trial box edge would be shorter than 2 r_c (the minimum-image limit).
+N_STATS = 4
+WALL = 3
+
+
+class StateError(ValueError):
+    """A checkpoint's sampler state is incomplete or inconsistent (names the field)."""
 
 
 class EnergyDriftError(RuntimeError):
@@ -147,7 +157,10 @@ class MonteCarlo:
         self.rng = make_rng(seed)
         self.counts = np.zeros((3, 2), np.int64)
         self.class_counts = np.zeros((max(1, len(self.moves.swap_classes)), 2), np.int64)
-        self.nstats = np.zeros(3, np.int64)
+        self.nstats = np.zeros(N_STATS, np.int64)
+        # First sweep covered by nstats[WALL] (> 0 only after resuming a checkpoint written
+        # before the wall counter existed).
+        self.wall_counted_from = 0
         self.sweeps_done = 0
         self.equilibration_sweeps_done = 0
         self.tuned = False
@@ -412,7 +425,20 @@ class MonteCarlo:
         out["list_rebuilds"] = int(self.nstats[0])
         out["large_moves"] = int(self.nstats[1])
         out["list_refreshes"] = int(self.nstats[2])
+        out["volume_wall_rejections"] = int(self.nstats[WALL])
         return out
+
+    @property
+    def min_box_edge(self) -> float:
+        """Smallest box edge volume moves may reach: twice the largest cut-off (below it a
+        particle would interact with two images of another; minimum image needs L >= 2 r_c)."""
+        return 2.0 * float(self.fstate[2])
+
+    @property
+    def wall_rejections(self) -> int:
+        """Volume moves rejected because the trial box edge was below :attr:`min_box_edge`
+        (since sweep :attr:`wall_counted_from`)."""
+        return int(self.nstats[WALL])
 
     def step_sizes(self) -> dict:
         return {"displacement": self.delta, "lnv_step": self.lnv_step}
@@ -440,6 +466,7 @@ class MonteCarlo:
             "sweeps_done": self.sweeps_done,
             "equilibration_sweeps_done": self.equilibration_sweeps_done,
             "tuned": self.tuned,
+            "wall_counted_from": self.wall_counted_from,
             "rng": self.rng.bit_generator.state,
             "species_names": list(self.model.species),
         }
@@ -463,20 +490,30 @@ class MonteCarlo:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` (the sampler must have been built for the same model,
-        N and species)."""
-        header = json.loads(str(state["header"]))
-        if header.get("format") != STATE_FORMAT:
-            raise ConfigurationError(
-                f"checkpoint layout version {header.get('format')} is not the version "
+        N and species).
+
+        Raises
+        ------
+        StateError
+            When the state is incomplete or inconsistent (see :func:`check_state`), or
+            does not fit this sampler; the message names the field.
+        """
+        header = check_state(state)
+        if header["format"] != STATE_FORMAT:
+            raise StateError(
+                f"checkpoint layout version {header['format']} is not the version "
                 f"{STATE_FORMAT} this swapmc writes; restart the run from scratch"
             )
         if header["species_names"] != list(self.model.species):
-            raise ConfigurationError(
+            raise StateError(
                 f"checkpoint species {header['species_names']} do not match the model "
                 f"{list(self.model.species)}"
             )
+        if header["kind"] != self.kind:
+            raise StateError(f"header field 'kind' is {header['kind']!r}, this sampler is "
+                             f"{self.kind!r}")
         if state["pos"].shape != self.pos.shape:
-            raise ConfigurationError(
+            raise StateError(
                 f"checkpoint holds {state['pos'].shape[0]} particles, this run has {self.n}"
             )
         for name in ("pos", "species", "images", "lengths", "ref", "fstate", "istate",
@@ -484,9 +521,11 @@ class MonteCarlo:
                      ) + (("rho",) if self.kind == "eam" else ()):
             arr = getattr(self, name)
             new = np.asarray(state[name], dtype=arr.dtype)
+            if name == "nstats" and new.shape == (WALL,):
+                # Written before the wall counter existed: it counts from this sweep on.
+                new = np.concatenate([new, np.zeros(N_STATS - WALL, np.int64)])
             if new.shape != arr.shape:
-                raise ConfigurationError(f"checkpoint array {name} has shape {new.shape}, "
-                                         f"expected {arr.shape}")
+                raise StateError(f"array {name!r} has shape {new.shape}, expected {arr.shape}")
             arr[...] = new
         self.temperature = header["temperature"]
         self.pressure_imposed = header["pressure"]
@@ -495,6 +534,8 @@ class MonteCarlo:
         self.sweeps_done = header["sweeps_done"]
         self.equilibration_sweeps_done = header["equilibration_sweeps_done"]
         self.tuned = header["tuned"]
+        self.wall_counted_from = header.get(
+            "wall_counted_from", self.sweeps_done if state["nstats"].shape == (WALL,) else 0)
         self.rng.bit_generator.state = header["rng"]
         # members/slot order decides which particle a swap picks: restored, not rebuilt.
         self.member_counts[:] = np.bincount(self.species, minlength=self.n_species)
@@ -505,3 +546,128 @@ class MonteCarlo:
         (self.grid, self.cell_members, self.cell_count, self.p_cell,
          self.p_slot) = build_ref_cells(self.ref, self.lengths, self.fstate[1], self.cell_members)
         self.stamp[:] = 0
+
+
+# name -> (dtype, shape with "N" for the particle count and "S" for the species count, None
+# for a free length, finite?) of the arrays MonteCarlo.state_dict writes.
+_STATE_ARRAYS = {
+    "pos": (np.float64, ("N", 3), True),
+    "species": (np.int32, ("N",), False),
+    "images": (np.int64, ("N", 3), False),
+    "lengths": (np.float64, (3,), True),
+    "ref": (np.float64, ("N", 3), True),
+    "fstate": (np.float64, (4,), True),
+    "istate": (np.int64, (2,), False),
+    "counts": (np.int64, (3, 2), False),
+    "class_counts": (np.int64, (None, 2), False),
+    "nstats": (np.int64, (None,), False),
+    "members": (np.int64, ("S", "N"), False),
+    "slot": (np.int64, ("N",), False),
+    "order": (np.int64, ("N",), False),
+}
+# header field -> check (value -> bool) and what it must be.
+_HEADER_FIELDS = {
+    "format": (lambda v: type(v) is int, "an integer"),
+    "kind": (lambda v: v in ("lj", "eam"), "'lj' or 'eam'"),
+    "temperature": (lambda v: _real(v) and v > 0, "a finite positive number"),
+    "pressure": (lambda v: v is None or _real(v), "null or a finite number"),
+    "delta": (lambda v: _real(v) and v >= 0, "a finite number >= 0"),
+    "lnv_step": (lambda v: _real(v) and v >= 0, "a finite number >= 0"),
+    "sweeps_done": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "equilibration_sweeps_done": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "tuned": (lambda v: type(v) is bool, "true or false"),
+    "rng": (lambda v: _pcg64_state(v), "a PCG64 generator state"),
+    "species_names": (lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v),
+                      "a list of species names"),
+}
+
+
+def _real(v) -> bool:
+    return type(v) in (int, float) and bool(np.isfinite(v))
+
+
+def _pcg64_state(v) -> bool:
+    if not isinstance(v, dict) or v.get("bit_generator") != "PCG64":
+        return False
+    try:
+        np.random.PCG64().state = v
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return False
+    return True
+
+
+def check_state(state: dict) -> dict:
+    """Check that a loaded :meth:`MonteCarlo.state_dict` is complete and self-consistent.
+
+    A checkpoint that passes resumes the run exactly; one that fails names what is wrong,
+    so a damaged file is never half-loaded (every array present, with the dtype and shape
+    it was written with, finite positions and energies, a PCG64 generator state, a
+    permutation for the particle order and species lists that match the species array).
+
+    Parameters
+    ----------
+    state : dict
+        Name -> array, as read back from ``np.load`` of a checkpoint.
+
+    Returns
+    -------
+    dict
+        The decoded JSON header.
+
+    Raises
+    ------
+    StateError
+        Naming the first missing, malformed or inconsistent field.
+    """
+    if "header" not in state:
+        raise StateError("array 'header' is missing")
+    try:
+        header = json.loads(str(state["header"]))
+    except ValueError as err:
+        raise StateError(f"array 'header' is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise StateError("array 'header' is not a JSON object")
+    for key, (ok, what) in _HEADER_FIELDS.items():
+        if key not in header:
+            raise StateError(f"header field {key!r} is missing")
+        if not ok(header[key]):
+            raise StateError(f"header field {key!r} is not {what}")
+    specs = dict(_STATE_ARRAYS)
+    if header["kind"] == "eam":
+        specs["rho"] = (np.float64, ("N",), True)
+    for name in specs:
+        if name not in state:
+            raise StateError(f"array {name!r} is missing")
+    n = np.shape(state["species"])[0] if np.ndim(state["species"]) == 1 else -1
+    sizes = {"N": n, "S": len(header["species_names"])}
+    for name, (dtype, shape, finite) in specs.items():
+        arr = np.asarray(state[name])
+        want = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in shape)
+        if arr.ndim != len(want) or any(w is not None and a != w
+                                        for a, w in zip(arr.shape, want)):
+            shown = ", ".join("*" if w is None else str(w) for w in want)
+            raise StateError(f"array {name!r} has shape {arr.shape}, expected "
+                             f"({shown}{',' if len(want) == 1 else ''})")
+        if arr.dtype != np.dtype(dtype):
+            raise StateError(f"array {name!r} has dtype {arr.dtype}, expected "
+                             f"{np.dtype(dtype)}")
+        if finite and not np.all(np.isfinite(arr)):
+            raise StateError(f"array {name!r} holds non-finite values")
+    if n < 1:
+        raise StateError("array 'species' is empty")
+    if state["nstats"].shape[0] not in (WALL, N_STATS):
+        raise StateError(f"array 'nstats' has shape {state['nstats'].shape}, expected "
+                         f"({N_STATS},)")
+    if not np.all(state["lengths"] > 0):
+        raise StateError("array 'lengths' holds a box edge <= 0")
+    species = state["species"]
+    if species.min() < 0 or species.max() >= sizes["S"]:
+        raise StateError(f"array 'species' holds an index outside 0..{sizes['S'] - 1}")
+    order = state["order"]
+    if not np.array_equal(np.sort(order), np.arange(n)):
+        raise StateError("array 'order' is not a permutation of the particles")
+    slot, members = state["slot"], state["members"]
+    if (slot.min() < 0 or slot.max() >= n
+            or not np.array_equal(members[species, slot], np.arange(n))):
+        raise StateError("arrays 'members' and 'slot' do not match array 'species'")
+    return header

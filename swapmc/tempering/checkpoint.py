@@ -8,11 +8,18 @@ Layout under ``<output>/checkpoints/``::
 
 Protocol of :meth:`CheckpointStore.save`: every rank writes its replicas' files into the
 round's own directory (each file atomically), rank 0 writes ``shared.npz``, all ranks meet at
-a barrier, and only then rank 0 atomically replaces ``manifest.json`` and deletes older round
-directories. A kill before the manifest update leaves the previous round named, and its
-files untouched; the half-written newer directory is ignored and removed on resume.
-Replica files do not depend on the number of ranks, so a run may resume on a different
-number of ranks.
+a barrier, and only then rank 0 atomically replaces ``manifest.json`` (naming the new round
+and, as ``previous``, the round it supersedes) and deletes the other round directories. A
+kill before the manifest update leaves the older rounds named, and their files untouched;
+the half-written newer directory is ignored and removed on resume. Replica files do not
+depend on the number of ranks, so a run may resume on a different number of ranks.
+
+Two complete rounds are kept so that a damaged latest round (a file cut short by a full
+disk, a flipped bit) can fall back to the previous one: :meth:`CheckpointStore.read_round`
+checks every file of a round (its CRC, every array with its dtype and shape, finite
+positions, the replica and round it claims to be), and the driver resumes from the latest
+round only when all of its files pass, else from the previous round only when all of *its*
+files pass, so the replicas always restart together from one exchange step.
 """
 
 from __future__ import annotations
@@ -20,14 +27,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import zipfile
 
 import numpy as np
 
 from .. import __version__
 from ..io import atomic_write
+from ..io.atomic import DamagedFileError, read_npz
+from ..mc.sampler import StateError, check_state
 
-__all__ = ["CheckpointStore"]
+__all__ = ["CheckpointStore", "RoundDamage"]
 
 MANIFEST_VERSION = 1
 
@@ -46,6 +54,10 @@ class CheckpointStore:
         self.root = os.path.join(directory, "checkpoints")
         self.manifest_path = os.path.join(self.root, "manifest.json")
         self.comm = comm
+        # The round this run last saved or resumed from (the next save's ``previous``), and
+        # the round before it.
+        self.current: str | None = None
+        self.previous: str | None = None
 
     @staticmethod
     def round_name(round_index: int) -> str:
@@ -83,20 +95,29 @@ class CheckpointStore:
                 np.savez(fh, **shared)
         # Nobody names this round until every rank's files are on disk.
         self.comm.barrier()
+        if name != self.current:
+            self.current, self.previous = name, self.current
         if self.comm.rank == 0:
             manifest = {"manifest_version": MANIFEST_VERSION, "swapmc_version": __version__,
-                        "round": int(round_index), "directory": name, **manifest_extra}
+                        "round": int(round_index), "directory": name,
+                        "previous": self.previous, **manifest_extra}
             with atomic_write(self.manifest_path) as fh:
                 json.dump(manifest, fh, indent=1)
-            self.remove_stale(name)
+            self.remove_stale({name, self.previous})
 
-    def remove_stale(self, keep: str) -> None:
-        """Delete round directories other than ``keep`` (rank 0; safe after the manifest
-        names ``keep``)."""
+    def adopt(self, name: str) -> None:
+        """Record that the run resumed from round directory ``name`` (the next save keeps it
+        as its ``previous``)."""
+        self.current, self.previous = name, None
+
+    def remove_stale(self, keep) -> None:
+        """Delete round directories not in ``keep`` (a name or a set of names; rank 0; safe
+        once the manifest names every round that is kept)."""
+        keep = {keep} if isinstance(keep, str) else set(keep)
         if not os.path.isdir(self.root):
             return
         for entry in os.listdir(self.root):
-            if entry.startswith("round_") and entry != keep:
+            if entry.startswith("round_") and entry not in keep:
                 shutil.rmtree(os.path.join(self.root, entry), ignore_errors=True)
 
     # ---------------------------------------------------------------- read
@@ -115,24 +136,96 @@ class CheckpointStore:
                 manifest = json.load(fh)
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot read {self.manifest_path}: {err}") from None
+        if not isinstance(manifest, dict):
+            raise ValueError(f"cannot read {self.manifest_path}: not a JSON object")
         if manifest.get("manifest_version") != MANIFEST_VERSION:
             raise ValueError(f"{self.manifest_path}: unsupported manifest version "
                              f"{manifest.get('manifest_version')!r}")
-        if not os.path.isdir(os.path.join(self.root, manifest["directory"])):
-            raise ValueError(f"{self.manifest_path} names {manifest['directory']}, which is "
-                             "missing: the checkpoint directory was tampered with")
+        for key in ("round", "directory", "config"):
+            if key not in manifest:
+                raise ValueError(f"{self.manifest_path}: field {key!r} is missing")
         return manifest
 
     @staticmethod
-    def _load(path: str) -> dict:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"cannot read checkpoint file {path}: {err}") from None
+    def rounds(manifest: dict) -> list[str]:
+        """Round directories to try, latest first (the previous one when the manifest has
+        it)."""
+        names = [manifest["directory"]]
+        if manifest.get("previous") and manifest["previous"] != manifest["directory"]:
+            names.append(manifest["previous"])
+        return names
 
-    def load_shared(self, manifest: dict) -> dict:
-        return self._load(self.shared_path(manifest["directory"]))
+    @staticmethod
+    def round_index(name: str) -> int:
+        return int(name[len("round_"):])
 
-    def load_replica(self, manifest: dict, replica: int) -> dict:
-        return self._load(self.replica_path(manifest["directory"], replica))
+    def read_round(self, name: str, replicas, shared: bool = True) -> tuple[dict, dict | None]:
+        """Read and check this rank's files of one round.
+
+        Parameters
+        ----------
+        name : str
+            Round directory (``round_XXXXXXXX``).
+        replicas : iterable of int
+            Global replica indices whose files to read.
+        shared : bool
+            Also read ``shared.npz``.
+
+        Returns
+        -------
+        replica_states : dict of int to dict
+            Replica -> arrays (sampler state; ``replica_header`` checked and dropped).
+        shared_state : dict or None
+
+        Raises
+        ------
+        RoundDamage
+            Naming the first damaged file and what is wrong with it.
+        """
+        directory = os.path.join(self.root, name)
+        if not os.path.isdir(directory):
+            raise RoundDamage(f"{directory} is missing")
+        expected_round = self.round_index(name)
+        states = {}
+        for r in replicas:
+            path = self.replica_path(name, r)
+            ck = _read(path)
+            try:
+                check_state(ck)
+                header = json.loads(str(ck["replica_header"]))
+                if header.get("replica") != r or header.get("round") != expected_round:
+                    raise StateError(
+                        f"replica_header says replica {header.get('replica')!r} at round "
+                        f"{header.get('round')!r}, expected replica {r} at round "
+                        f"{expected_round}")
+            except KeyError as err:
+                raise RoundDamage(f"{path}: array {err.args[0]!r} is missing") from None
+            except (StateError, ValueError, AttributeError) as err:
+                raise RoundDamage(f"{path}: {err}") from None
+            states[r] = {k: v for k, v in ck.items() if k != "replica_header"}
+        state = None
+        if shared:
+            path = self.shared_path(name)
+            state = _read(path)
+            for key in ("pt_header", "pt_perm", "pt_ladder", "pt_steps", "run_header"):
+                if key not in state:
+                    raise RoundDamage(f"{path}: array {key!r} is missing")
+            try:
+                round_index = json.loads(str(state["pt_header"]))["round_index"]
+            except (ValueError, KeyError, TypeError) as err:
+                raise RoundDamage(f"{path}: array 'pt_header' is malformed ({err!r})") from None
+            if round_index != expected_round:
+                raise RoundDamage(f"{path}: holds round {round_index!r}, expected "
+                                  f"{expected_round}")
+        return states, state
+
+
+class RoundDamage(ValueError):
+    """A checkpoint round with a damaged or inconsistent file (the message names it)."""
+
+
+def _read(path: str) -> dict:
+    try:
+        return read_npz(path)
+    except DamagedFileError as err:
+        raise RoundDamage(f"{path}: {err}") from None

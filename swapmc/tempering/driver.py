@@ -8,7 +8,11 @@ ranks and kill + resume bit-identical):
    ``<output>/checkpoints/manifest.json`` exists, that its config matches this one (only
    ``tempering.rounds`` and ``output.progress`` may differ) and that ``rounds`` has not
    shrunk below the production rounds already done. Any failure stops every rank before
-   any work, with one message.
+   any work, with one message. Then every rank reads and checks its replicas' files and
+   the shared state of the manifest's latest round; if any file on any rank is damaged,
+   all ranks try the previous round instead (with a warning on rank 0), so every replica
+   restarts from the same exchange step; if that round is damaged too, every rank stops
+   with one message naming the files.
 2. *Streams*: ``SeedSequence(run.seed).spawn(2)`` gives the exchange stream (replicated on
    every rank) and a parent whose ``spawn(M)`` gives replica r its own child, itself split
    into an initial-configuration seed and the sampler's stream. Nothing depends on which
@@ -39,6 +43,7 @@ ranks and kill + resume bit-identical):
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -49,13 +54,14 @@ from .._toml import ConfigError, dumps_toml
 from ..box import Box
 from ..config import PRESET_SECTIONS, differences
 from ..io.lock import DirectoryLock
+from ..mc.sampler import StateError
 from ..models.presets import build_preset
 from ..progress import Progress
-from ..run import initial_system, sampler_for
+from ..run import initial_system, sampler_for, warn_stderr
 from ..system import System
 from ..units import LABELS
-from .checkpoint import CheckpointStore
-from .comm import SerialComm, abort_on_error, agree, block_range
+from .checkpoint import CheckpointStore, RoundDamage
+from .comm import CollectiveError, SerialComm, abort_on_error, agree, block_range
 from .engine import ReplicaExchange
 from .ladder import feedback_update, stage_ends
 from .output import TemperingOutput
@@ -95,15 +101,19 @@ class TemperingRun:
         Override ``output.progress`` (shown on rank 0 only in any case).
     log : callable, optional
         Where rank 0's one-line messages go.
+    warn : callable, optional
+        Where rank 0's warnings go (a checkpoint fallback); standard error by default.
     """
 
-    def __init__(self, cfg: dict, comm=None, progress: bool | None = None, log=print):
+    def __init__(self, cfg: dict, comm=None, progress: bool | None = None, log=print,
+                 warn=warn_stderr):
         self.cfg = cfg
         self.comm = SerialComm() if comm is None else comm
         self.rank = self.comm.rank
         show = cfg["output"]["progress"] if progress is None else progress
         self.show_progress = bool(show) and self.rank == 0
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
+        self.warn = warn if self.rank == 0 else (lambda *a, **k: None)
         self.t = cfg["tempering"]
         self.m = len(initial_ladder(cfg))
         self.k = int(self.t["exchange_every"])
@@ -136,7 +146,7 @@ class TemperingRun:
             self._lock = DirectoryLock(self.outdir, "swapmc temper").acquire()
         manifest = self.store.read_manifest()
         if manifest is None:
-            return preset, None, None
+            return preset, None
         diff = differences(fingerprint(manifest["config"]), fingerprint(self.cfg))
         if diff:
             raise ConfigError(
@@ -149,8 +159,7 @@ class TemperingRun:
             raise ConfigError(
                 f"checkpoint {self.store.manifest_path} is after {done} production rounds, "
                 f"more than rounds = {self.t['rounds']}; rounds can only grow on restart")
-        shared = self.store.load_shared(manifest)
-        return preset, manifest, shared
+        return preset, manifest
 
     # -------------------------------------------------------------- set-up
     def _streams(self):
@@ -180,32 +189,118 @@ class TemperingRun:
         self.output.log_ladder(0, "initial", engine.ladder)
         return engine
 
-    def _resume(self, preset, manifest, shared):
+    def _load_round(self, preset, name: str):
+        """Collective part of a resume, without side effects: this rank's replicas and the
+        replicated state of round ``name``, checked.
+
+        Returns
+        -------
+        (ReplicaExchange, dict)
+            The engine with its replicas restored, and the run header of ``shared.npz``.
+
+        Raises
+        ------
+        RoundDamage
+            Naming the first damaged or inconsistent file of the round on this rank.
+        """
+        states, shared = self.store.read_round(name, self.local)
+        shared_path = self.store.shared_path(name)
         rng, _ = self._streams()
         replicas = {}
-        for r in self.local:
-            ck = self.store.load_replica(manifest, r)
-            header = json.loads(str(ck["header"]))
-            system = System(ck["pos"], ck["species"], tuple(header["species_names"]),
-                            Box(np.asarray(ck["lengths"], np.float64)), images=ck["images"])
-            mc = sampler_for(self.cfg, preset, system, 0)
-            mc.load_state_dict({k: v for k, v in ck.items() if k != "replica_header"})
+        for r, ck in states.items():
+            path = self.store.replica_path(name, r)
+            try:
+                header = json.loads(str(ck["header"]))
+                system = System(ck["pos"], ck["species"], tuple(header["species_names"]),
+                                Box(np.asarray(ck["lengths"], np.float64)), images=ck["images"])
+                mc = sampler_for(self.cfg, preset, system, 0)
+                mc.load_state_dict(ck)
+            except StateError as err:
+                raise RoundDamage(f"{path}: {err}") from None
+            except ValueError as err:  # System or sampler refusing the stored configuration
+                raise RoundDamage(f"{path}: inconsistent configuration ({err})") from None
             replicas[r] = mc
         engine = self._engine(replicas, preset, rng)
         temps = {r: mc.temperature for r, mc in replicas.items()}
-        engine.load_state_dict(shared)
+        try:
+            engine.load_state_dict(shared)
+            run_header = json.loads(str(shared["run_header"]))
+        except KeyError as err:
+            raise RoundDamage(f"{shared_path}: field {err.args[0]!r} is missing") from None
+        except (ValueError, TypeError) as err:
+            raise RoundDamage(f"{shared_path}: {err}") from None
+        for key, kinds in (("elapsed", (int, float)), ("melt_sweeps", (int,)),
+                           ("file_sizes", (dict,))):
+            if type(run_header.get(key) if isinstance(run_header, dict) else None) not in kinds:
+                raise RoundDamage(f"{shared_path}: run_header field {key!r} is missing or "
+                                  "malformed")
         for r, temp in temps.items():
             expected = float(engine.ladder[engine.labels[r]])
             if temp != expected:
-                raise ValueError(f"checkpoint {manifest['directory']}: replica {r} is at "
-                                 f"T = {temp!r} but its label says T = {expected!r}")
-        run_header = json.loads(str(shared["run_header"]))
+                raise RoundDamage(f"{self.store.replica_path(name, r)}: replica {r} is at "
+                                  f"T = {temp!r} but its label in {shared_path} says "
+                                  f"T = {expected!r}")
+        if self.rank == 0:
+            self._check_log_sizes(shared_path, run_header["file_sizes"])
+        return engine, run_header
+
+    def _check_log_sizes(self, shared_path: str, sizes) -> None:
+        """The logs must still hold the bytes this round recorded (rank 0 owns them)."""
+        paths = {**self.output.logs,
+                 **{f"traj{t}": p for t, p in self.output.trajectories.items()}}
+        for key, size in sizes.items():
+            if key not in paths or not (size is None or type(size) is int and size >= 0):
+                raise RoundDamage(f"{shared_path}: file size entry {key!r} is malformed")
+            if size is None:
+                continue
+            if not os.path.exists(paths[key]):
+                raise RoundDamage(f"{paths[key]} is missing (the checkpoint needs its first "
+                                  f"{size} bytes)")
+            if os.path.getsize(paths[key]) < size:
+                raise RoundDamage(f"{paths[key]} has {os.path.getsize(paths[key])} bytes, "
+                                  f"fewer than the {size} recorded at {shared_path}")
+
+    def _resume(self, preset, manifest):
+        """Resume from the latest round whose files are all intact on every rank."""
+        names = self.store.rounds(manifest)
+        problems = []
+        for name in names:
+            loaded, message = None, None
+            try:
+                loaded = self._load_round(preset, name)
+            except RoundDamage as err:
+                message = str(err)
+            # Every rank takes the same decision: the round is used only if no rank found
+            # a problem with its files.
+            failed = [m for m in self.comm.allgather(message) if m is not None]
+            if not failed:
+                break
+            problems.append((name, failed[0]))
+        else:
+            advice = ("this run cannot resume; to run it again from the start, write it to "
+                      "another output directory (-o)")
+            if len(problems) == 1:
+                raise CollectiveError(f"{problems[0][1]}; there is no previous checkpoint "
+                                      f"round to fall back to; {advice}")
+            raise CollectiveError(f"{problems[0][1]}; the previous checkpoint round "
+                                  f"{problems[1][0]} is unusable too: {problems[1][1]}; "
+                                  f"{advice}")
+        engine, run_header = loaded
+        if problems:
+            reached = self.store.round_index(problems[0][0])
+            self.warn(f"{problems[0][1]}; resuming from the previous checkpoint round {name} "
+                      f"instead: rounds {engine.round_index}..{reached} "
+                      f"({(reached - engine.round_index) * self.k} sweeps per replica) are "
+                      "redone, and the logs are cut back to that round")
         self.elapsed_before = run_header["elapsed"]
         self.melt_sweeps = run_header["melt_sweeps"]
         self.output.resume(run_header["file_sizes"])
+        self.store.adopt(name)
         self.comm.barrier()
         if self.rank == 0:
-            self.store.remove_stale(keep=manifest["directory"])
+            # Rounds the manifest names stay (the damaged one too, until the next checkpoint
+            # supersedes it); half-written newer ones go.
+            self.store.remove_stale(set(names))
         self.resumed = True
         return engine
 
@@ -272,7 +367,7 @@ class TemperingRun:
 
     def _execute(self) -> TemperingResult:
         self.t0 = time.perf_counter()
-        preset, manifest, shared = agree(self.comm, self._preflight)
+        preset, manifest = agree(self.comm, self._preflight)
         self.preset = preset
         self.units = LABELS[preset.model.units]
         self.output = TemperingOutput(self.outdir, self.m, preset.pressure is not None,
@@ -286,7 +381,7 @@ class TemperingRun:
             engine = self._start_fresh(preset)
             self.last_checkpoint = None
         else:
-            engine = self._resume(preset, manifest, shared)
+            engine = self._resume(preset, manifest)
             self.last_checkpoint = engine.round_index
             self.log(f"resuming {self.outdir} after round {engine.round_index} of "
                      f"{self.n_total}")
