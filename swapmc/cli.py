@@ -47,6 +47,8 @@ def _cmd_run(args) -> int:
           f"P = {_pm(prod['pressure'])} {u['pressure']}"
           + (f"   V/N = {_pm(prod['volume'], 1.0 / s['n'])} {u['length']}^3   "
              f"rho = {_pm(prod['density'])}" if npt else f"   rho = {s['density']:.6g}"))
+    if s.get("pressure_note"):
+        print(f"    note: {s['pressure_note']}")
     print("  acceptance: " + ", ".join(f"{k} {v:.3g}" for k, v in acc.items() if v is not None))
     print("  frozen step sizes: " + ", ".join(
         f"{k} {v:.4g}" for k, v in s["step_sizes_frozen"].items()))
@@ -254,10 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .library.cli import add_parser as add_library_parser
     from .md.cli import add_parsers as add_md_parsers
+    from .md.shear_cli import add_parser as add_shear_parser
     from .tempering.cli import add_parser as add_temper_parser
 
     add_temper_parser(sub)
     add_md_parsers(sub)
+    add_shear_parser(sub)
     add_library_parser(sub)
 
     ps = sub.add_parser("presets", help="list the built-in presets or show one",

@@ -38,7 +38,10 @@ def test_box_pinned_at_the_wall_warns_and_flags_the_pressure(tmp_path, capsys):
     """N = 160 at P = 60: the box edge wants to go below 2 r_c = 5 sigma."""
     d = tmp_path / "high"
     assert main(_toml(tmp_path, d, 60.0, 160)) == 0
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
+    # The printed summary says it next to the pressure it qualifies.
+    assert "    note: " in captured.out and "not sampled" in captured.out
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     # Once per phase at a thermo row, and once at the end for production.
     assert any("equilibration, sweep" in w for w in warnings), err
