@@ -18,6 +18,7 @@ def _overrides(args) -> dict:
         ("state", "pressure", args.pressure),
         ("system", "n", args.n),
         ("system", "init", args.init),
+        ("system", "type_map", args.type_map),
         ("run", "production_sweeps", args.sweeps),
         ("run", "equilibration_sweeps", args.equilibration_sweeps),
         ("run", "seed", args.seed),
@@ -220,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"number of particles (default: {d_sys['n']})")
     r.add_argument("--init", help="'random', 'lattice', or a .xyz/.data file, relative to the "
                    f"working directory (default: {d_sys['init']})")
+    r.add_argument("--type-map", metavar="MAP",
+                   help="species of the atom types of a LAMMPS data --init without type "
+                        "labels, e.g. 1=A,2=B,3=C (default: the file's labels or Masses "
+                        "comments)")
     r.add_argument("-s", "--sweeps", type=int,
                    help=f"production sweeps (default: {d_run['production_sweeps']})")
     r.add_argument("--equilibration-sweeps", type=int,

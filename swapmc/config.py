@@ -77,6 +77,10 @@ RESTART_MUTABLE = {
 
 STATE_KEYS = ("temperature", "density", "pressure")
 
+# Keys a table accepts without a default: they appear in a resolved config only when given,
+# so configs (and restart and build fingerprints) written before they existed are unchanged.
+OPTIONAL_KEYS = {"system": ("type_map",)}
+
 # Random insertion bins the box into cells of side min_distance (64 slots each); a box so
 # dilute that it needs more cells than this would exhaust memory (2 GiB of cell slots at
 # 2**22 cells), long before it gives a useful glass. Lattice starts are held to the same
@@ -199,7 +203,7 @@ def resolve(source: str | None = None, overrides: dict | None = None,
         # A preset may carry its own run defaults (e.g. a melt temperature in kelvin).
         from_preset = base.get(section, {})
         _check_keys(section, from_preset, defaults, lambda s, k: f"preset {preset_name!r}")
-        _check_keys(section, given, defaults, where)
+        _check_keys(section, given, (*defaults, *OPTIONAL_KEYS.get(section, ())), where)
         out[section] = merge(merge(defaults, from_preset), given)
     for section in extra_sections:
         out[section] = copy.deepcopy(user.get(section, {}))
@@ -308,6 +312,20 @@ def _validate_numbers(cfg: dict, where) -> None:
     if not isinstance(init, str) or not init:
         raise ConfigError(f"{where('system', 'init')}: [system] init must be 'random', "
                           f"'lattice' or a .xyz/.data file name, got {init!r}")
+    if "type_map" in cfg["system"]:
+        from .io.lammps_data import parse_type_map
+
+        type_map = cfg["system"]["type_map"]
+        try:
+            if not isinstance(type_map, str):
+                raise ValueError(f"must be a string like \"1=A,2=B,3=C\", {_got(type_map)}")
+            parse_type_map(type_map)
+        except ValueError as err:
+            raise ConfigError(f"{where('system', 'type_map')}: [system] type_map: {err}") \
+                from None
+        if init in ("random", "lattice") or init.endswith((".xyz", ".extxyz")):
+            raise ConfigError(f"{where('system', 'type_map')}: [system] type_map names the "
+                              f"atom types of a LAMMPS data file, but init is {init!r}")
     directory = cfg["output"]["directory"]
     if not isinstance(directory, str) or not directory.strip():
         raise ConfigError(f"{where('output', 'directory')}: [output] directory must name a "

@@ -54,6 +54,7 @@ from .build import composition_counts, lattice_configuration, random_configurati
 from .config import PRESET_SECTIONS, differences, fingerprint, resolve
 from .io import (
     atomic_write,
+    parse_type_map,
     read_extxyz,
     read_lammps_data,
     truncate_file,
@@ -148,7 +149,11 @@ def initial_system(cfg: dict, preset, seed: int) -> tuple[System, bool]:
     if init.endswith((".xyz", ".extxyz")):
         system = read_extxyz(init)
     else:
-        system = read_lammps_data(init)
+        # A data file without type labels (LAMMPS write_data) needs [system] type_map, or
+        # species named in its Masses comments; the reader's error says how.
+        type_map = sys_cfg.get("type_map")
+        system = read_lammps_data(init, species_names=tuple(preset.model.species),
+                                  type_map=parse_type_map(type_map) if type_map else None)
     return system, False
 
 

@@ -10,6 +10,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -318,3 +319,75 @@ def test_extxyz_inconsistent_mass_column_is_not_a_species_mass(tmp_path):
     with pytest.raises(ValueError, match="3 masses"):
         write_extxyz(tmp_path / "bad.xyz", system, masses=[1.0])
 
+
+
+def _unlabelled_data(src, dst):
+    """A data file as LAMMPS write_data leaves it: no type labels, no Masses comments."""
+    text = src.read_text()
+    text = re.sub(r"Atom Type Labels\n\n(?:\d+ \S+\n)+\n", "", text)
+    text = re.sub(r" # \S+\n", "\n", text)
+    dst.write_text(text)
+    return dst
+
+
+def test_run_starts_from_an_unlabelled_data_file_with_a_type_map(tmp_path, capsys):
+    from swapmc.cli import main
+    from swapmc.io import read_extxyz
+
+    base = ["--sweeps", "20", "--equilibration-sweeps", "20", "--no-progress"]
+    assert main(["run", "ka2-x10", "-N", "160", "-o", str(tmp_path / "a"), *base]) == 0
+    data = _unlabelled_data(tmp_path / "a" / "final.data", tmp_path / "plain.data")
+    assert "Labels" not in data.read_text() and "# A" not in data.read_text()
+    capsys.readouterr()
+    # Without a map: types in the model's species order (as the MD commands read it), the
+    # same run as from the labelled file.
+    assert main(["run", "ka2-x10", "--init", str(data), "-o", str(tmp_path / "b"), *base]) == 0
+    assert main(["run", "ka2-x10", "--init", str(tmp_path / "a" / "final.data"),
+                 "-o", str(tmp_path / "b2"), *base]) == 0
+    assert (tmp_path / "b" / "final.xyz").read_bytes() == \
+        (tmp_path / "b2" / "final.xyz").read_bytes()
+    # Four types for a three-species model: one line saying how, exit 1.
+    four = tmp_path / "four.data"
+    four.write_text(data.read_text().replace("3 atom types", "4 atom types").replace(
+        "3 1.0\n", "3 1.0\n4 1.0\n"))
+    capsys.readouterr()
+    assert main(["run", "ka2-x10", "--init", str(four), "-o", str(tmp_path / "b3"), *base]) == 1
+    err = capsys.readouterr().err
+    assert "type" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # With the map on the command line, and in the TOML file: the species of the start.
+    rc = main(["run", "ka2-x10", "--init", str(data), "--type-map", "1=A,2=B,3=C",
+               "-o", str(tmp_path / "c"), *base])
+    assert rc == 0
+    start = read_extxyz(str(tmp_path / "a" / "final.xyz"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'preset = "ka2-x10"\n[system]\ninit = "plain.data"\ntype_map = "1=A,2=B,3=C"\n'
+                   f'[output]\ndirectory = "{tmp_path / "d"}"\nprogress = false\n'
+                   '[run]\nproduction_sweeps = 20\nequilibration_sweeps = 20\n')
+    assert main(["run", str(cfg)]) == 0
+    for d in ("c", "d"):
+        cfg_text = (tmp_path / d / "config.toml").read_text()
+        assert 'type_map = "1=A,2=B,3=C"' in cfg_text
+    # The map swapped: B and A exchanged in the start, so the run differs from "c".
+    assert main(["run", "ka2-x10", "--init", str(data), "--type-map", "1=B,2=A,3=C",
+                 "-o", str(tmp_path / "e"), *base]) == 0
+    e = json.loads((tmp_path / "e" / "summary.json").read_text())
+    c = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert e["composition"] != c["composition"]
+    assert start.n == 160
+    # A malformed map names the key and file line; a map with an .xyz init is refused.
+    cfg.write_text(cfg.read_text().replace('type_map = "1=A,2=B,3=C"', 'type_map = "1:A"'))
+    capsys.readouterr()
+    assert main(["run", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "c.toml:4" in err and "type_map" in err
+    rc = main(["run", "ka2-x10", "--init", str(tmp_path / "a" / "final.xyz"), "--type-map",
+               "1=A,2=B,3=C", "-o", str(tmp_path / "f"), *base])
+    assert rc == 1
+
+
+def test_configs_without_type_map_keep_their_fingerprint():
+    # type_map is optional: absent from resolved configs unless given, so restart and
+    # library build fingerprints written before it existed are unchanged.
+    from swapmc.config import resolve
+
+    assert "type_map" not in resolve("ka2-x10")["system"]
