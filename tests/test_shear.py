@@ -84,9 +84,9 @@ def glass():
 
 def _affine_stress(system, ff, strain, mode):
     """Conjugate stress of the affinely strained configuration, straight from the force
-    field (no engine, no protocol)."""
+    field (no engine, no protocol); a cell beyond the tilt limits is reduced first."""
     f = deformation_gradient(strain, mode)
-    h = f @ system.box.matrix
+    h, _ = reduce_cell(f @ system.box.matrix)
     s = System.from_unwrapped(system.unwrapped_positions() @ f.T, system.species,
                               system.species_names, Box.from_matrix(h))
     r = ff.compute(s)
@@ -253,6 +253,21 @@ def test_aqs_crystal_slips_at_the_instability(slip_crystal, lj1):
     assert first.n_particles > 0.5 * r.n  # a whole plane slips
     assert r.stress[first.step - 1] == pytest.approx(
         _affine_stress(slip_crystal, lj1, r.strain[first.step - 1], "shear"), abs=1e-6)
+
+
+def test_aqs_through_cell_flips(cube_crystal, lj1):
+    """Simple shear to 70 % in steps of 5 %: the tilt passes lx/2 at 50 % and the engine
+    flips the cell, yet every step's stress is that of the affinely sheared lattice, the
+    strain is the deformation history's and the final cell spans the lattice of F h0."""
+    eng = NativeEngine(cube_crystal, lj1)
+    r = AQS(eng, max_strain=0.7, step=0.05).run()
+    assert r.strain[-1] == pytest.approx(0.7)
+    aff = [_affine_stress(cube_crystal, lj1, g, "shear") for g in r.strain]
+    np.testing.assert_allclose(r.stress, aff, rtol=0, atol=1e-9)
+    h = eng.cell()
+    assert h[0, 1] == pytest.approx((0.7 - 1.0) * h[1, 1])
+    np.testing.assert_allclose(r.final.cell, h)
+    np.testing.assert_allclose(r.final.deformation, deformation_gradient(0.7, "shear"))
 
 
 def test_aqs_pure_shear_crystal(cube_crystal, lj1):

@@ -171,3 +171,28 @@ def test_cli_error_missing_file_and_changed_settings(glass_file, tmp_path, capsy
     err = capsys.readouterr().err
     assert "checkpoint.npz" in err and "step = 0.002 (now 0.001)" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_several_configurations(glass_file, tmp_path, capsys):
+    """Two inputs: one sub-directory each, a summary of both and the overlaid curves; a
+    second file of the same name is refused."""
+    other = tmp_path / "other.xyz"
+    other.write_text(open(glass_file).read())
+    out = tmp_path / "two"
+    assert main(["shear", glass_file, str(other), "--preset", "ka2-x10", "--step", "2e-3",
+                 "--max-strain", "0.004", "--ftol", "1e-5", "-o", str(out)]) == 0
+    data = json.loads((out / "summary.json").read_text())
+    assert [s["file"] for s in data["samples"]] == [glass_file, str(other)]
+    for name in ("glass", "other"):
+        assert len(_rows(out / name / "stress_strain.csv")) == 3
+    # The same configuration gives the same curve.
+    assert (out / "glass" / "stress_strain.csv").read_text() == \
+        (out / "other" / "stress_strain.csv").read_text()
+    assert (out / "stress_strain_all.png").exists() == HAS_MPL
+    capsys.readouterr()
+    same = tmp_path / "again" / "glass.xyz"
+    same.parent.mkdir()
+    same.write_text(open(glass_file).read())
+    assert main(["shear", glass_file, str(same), "--preset", "ka2-x10",
+                 "-o", str(tmp_path / "clash")]) == 1
+    assert "distinct names" in capsys.readouterr().err

@@ -29,7 +29,9 @@ engine (:class:`~swapmc.md.engine.NativeEngine`); the outputs go to the output d
 
 A killed run is resumed by rerunning the same command (the strain step, configuration and
 everything recorded so far are checkpointed atomically in ``checkpoint.npz``); a finished
-run is extended by a larger ``--max-strain``.
+run is extended by a larger ``--max-strain``. The exit code is 1 when an AQS minimisation
+stopped at ``--max-iter`` before reaching ``--ftol`` (the run still completes; the rows
+concerned have ``converged`` = 0).
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def add_parser(subparsers) -> None:
         "1/(1+eps)). Writes stress-strain and drop tables, summary.json, extended XYZ "
         "snapshots with D2min and non-affine displacement columns, and figures. Stress in "
         "epsilon_AA/sigma_AA^3 (LJ) or GPa (metal), energy in epsilon_AA or eV, lengths in "
-        "sigma_AA or Å, times in tau_LJ or ps. Rerun the same command to resume.")
+        "sigma_AA or Å, times in tau_LJ or ps. Rerun the same command to resume. Exit "
+        "code 1 if an AQS minimisation did not reach --ftol within --max-iter.")
     _add_model_args(p)
     p.add_argument("--protocol", choices=("aqs", "rate"), default="aqs",
                    help="athermal quasistatic (aqs) or finite shear rate by MD (rate)")
