@@ -637,3 +637,22 @@ def test_kww_parameter_at_bound_is_unconstrained():
     assert all(math.isfinite(getattr(g, k + "_err"))
                for k in ("tau", "delta_modulus", "residual_modulus"))
     assert "±" in g.format("tau") and "±" not in g.format("beta")
+
+
+def test_kww_glasses_replicate_at_bound_has_no_error():
+    """Two glasses, one relaxing faster than any allowed KWW (beta 1.4 > bound 1.0): the fit
+    of their mean is inside the bounds, but the leave-one-out fit of that glass alone is
+    pinned at beta = 1, which truncates the jackknife spread. beta is then reported as
+    unconstrained (no error) instead of with a spread that only the bound produced."""
+    t = RELAX_T
+    fast = 2.0 + 6.0 * np.exp(-((t / 5.0) ** 1.4))
+    slow = 2.0 + 6.0 * np.exp(-((t / 5.0) ** 0.6))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = fit_kww_glasses(t, [fast, slow], bounds={"beta": (0.1, 1.0)},
+                            fit_range=(1.0, None))
+    assert r.beta < 0.999
+    assert "beta" in r.at_bound and math.isnan(r.beta_err)
+    assert "leave-one-out" in r.error_method

@@ -1137,18 +1137,23 @@ def fit_kww_glasses(
     chi2 = float(resid @ resid)
     if n_g >= 2:
         start = (math.exp(popt[0]), *popt[1:])
-        thetas, failed = [], []
+        thetas, failed, replicate_bound = [], [], {}
         for g in range(n_g):
             rest = np.delete(glass, g, axis=0).mean(axis=0)[keep]
             try:
                 with warnings.catch_warnings():
-                    # A leave-one-out fit may touch a bound; the full fit decides what is
-                    # reported as unconstrained.
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    p, _, _ = _kww_solve(tw, rest, None, False, start, bd, lo, hi)
+                    p, _, p_bound = _kww_solve(tw, rest, None, False, start, bd, lo, hi)
                 thetas.append(p)
+                replicate_bound.update(p_bound)
             except (RuntimeError, ValueError) as exc:
                 failed.append(f"glass {g}: {exc}")
+        # A leave-one-out fit held at a bound truncates that parameter's jackknife spread
+        # (two glasses both pinned at beta = 2 give a spread of 0, i.e. a fake 1e-11 error):
+        # such a parameter has no error and is reported as unconstrained.
+        extra = sorted(set(replicate_bound) - set(at_bound))
+        if extra:
+            at_bound = {**at_bound, **{k: replicate_bound[k] for k in extra}}
         if failed:
             pcov = np.full((4, 4), np.nan)
             method = f"jackknife over {n_g} glasses failed ({'; '.join(failed)})"
@@ -1158,6 +1163,9 @@ def fit_kww_glasses(
             pcov = (n_g - 1) / n_g * (d.T @ d)
             method = (f"jackknife over {n_g} glasses (repeats averaged within each glass), "
                       f"Student-t with {n_g - 1} dof")
+            if extra:
+                method += (f"; {', '.join(extra)} at a bound in a leave-one-out fit: no "
+                           "error")
         err_dof = n_g - 1
     else:
         tau_int = integrated_autocorrelation_time(resid)
