@@ -196,3 +196,15 @@ def test_cli_several_configurations(glass_file, tmp_path, capsys):
     assert main(["shear", glass_file, str(same), "--preset", "ka2-x10",
                  "-o", str(tmp_path / "clash")]) == 1
     assert "distinct names" in capsys.readouterr().err
+
+
+def test_cli_help_gives_defaults_and_units(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["shear", "--help"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for needle in ("(default: aqs)", "(default: 0.2)", "(default: 0.0001)",
+                   "(default: 1e-08)", "epsilon_AA/sigma_AA or eV/Å", "1/tau_LJ or 1/ps",
+                   "0.1 sigma_AA in LJ units, 0.25 Å in metal units",
+                   "1.5 sigma_AA in LJ units, 3.7 Å in metal units", "(default: 1000)"):
+        assert needle in out, needle
