@@ -366,6 +366,37 @@ def test_aqs_resume_is_exact(glass):
         other.set_state(state)
 
 
+def test_aqs_refines_drop_onsets(glass, glass_aqs):
+    """Bisection (5 steps) brackets each drop's onset within 1/32 of a step without
+    changing the AQS path; from the state before the drop, a minimisation at the upper
+    end of the bracket rearranges and one at the lower end does not."""
+    ff, s = glass
+    plain, _ = glass_aqs
+    states = []
+    # To the first drop (at 0.052) and one step beyond, with the settings of glass_aqs.
+    refined = AQS(NativeEngine(s, ff), max_strain=0.054, step=2e-3, ftol=1e-6,
+                  refine=5).run(callback=lambda a: states.append(a.engine.get_state()))
+    np.testing.assert_array_equal(refined.table, plain.table[:28])
+    assert len(refined.drops) == 1 and refined.drops[0].step == plain.drops[0].step
+    for d in refined.drops:
+        k0 = d.strain - 2e-3
+        assert d.onset_bracket == pytest.approx(2e-3 / 32)
+        assert k0 - 1e-12 <= d.onset_strain <= d.strain - d.onset_bracket + 1e-12
+        moved = []
+        for target in (d.onset_strain, d.onset_strain + d.onset_bracket):
+            eng = NativeEngine(s, ff)
+            eng.set_state(states[d.step - 1])
+            x, h = eng.positions(), eng.cell()
+            m = step_map(k0, target, "shear")
+            eng.set_cell(m @ h)
+            eng.minimize(1e-6, 100_000)
+            u = eng.positions() - x @ m.T
+            moved.append(np.sqrt((u * u).sum(axis=1)).max())
+        assert moved[0] < refined.displacement_threshold < moved[1]
+    assert [d.onset_strain for d in plain.drops] == pytest.approx(
+        [d.strain - 2e-3 for d in plain.drops])
+
+
 def test_aqs_rejects_bad_settings(glass):
     ff, s = glass
     eng = NativeEngine(s, ff)

@@ -46,7 +46,8 @@ particle moving non-affinely); such steps are counted (``smooth_decreases``), no
 For each drop the protocol lists the strain, Delta sigma = sigma_k - sigma_{k-1} (< 0),
 Delta E = E_k - E_{k-1} (total potential energy, energy units: the energy released by the
 rearrangement minus the elastic work of the step), the number of particles involved and
-the largest non-affine displacement.
+the largest non-affine displacement; with ``refine`` > 0 also the strain of its onset,
+bisected within the step (``refine`` extra minimisations per drop).
 
 Finite-rate shear. The engine's MD deforms the cell continuously at ``rate`` (shear:
 d gamma / dt; pure: the true strain rate d ln(1 + eps) / dt), with SLLOD peculiar
@@ -203,6 +204,12 @@ class StressDrop:
         Particles whose non-affine displacement across the step exceeds the threshold.
     max_displacement : float
         Largest non-affine displacement across the step (length units).
+    onset_strain : float
+        Largest strain known to be still on the branch before the drop: the strain of step
+        k - 1, or after bisection (``refine``) the lower end of the final bracket.
+    onset_bracket : float
+        Width of the bracket [onset_strain, onset_strain + onset_bracket] that holds the
+        instability (the step size without bisection).
     """
 
     step: int
@@ -213,6 +220,8 @@ class StressDrop:
     energy_change: float
     n_particles: int
     max_displacement: float
+    onset_strain: float = math.nan
+    onset_bracket: float = math.nan
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -245,13 +254,20 @@ class AQS:
         :data:`DEFAULT_DISPLACEMENT_THRESHOLD` of the engine's units.
     snapshot_strains : sequence of float
         Strains at which the configuration is kept (the first step at or beyond each).
+    refine : int
+        Bisection steps locating the onset of each drop within its strain step (each one
+        minimisation from the state before the drop, strained affinely to the midpoint: a
+        rearrangement there, i.e. a non-affine displacement above the threshold, moves the
+        upper end of the bracket down, none moves the lower end up); 0 for none. The AQS
+        path itself is not changed.
     """
 
     def __init__(self, engine: Engine, *, mode: str = "shear",
                  max_strain: float = DEFAULT_MAX_STRAIN, step: float = DEFAULT_STEP,
                  ftol: float = DEFAULT_FTOL, max_iter: int = DEFAULT_MAX_ITER,
                  drop_threshold: float = DEFAULT_DROP_THRESHOLD,
-                 displacement_threshold: float | None = None, snapshot_strains=()):
+                 displacement_threshold: float | None = None, snapshot_strains=(),
+                 refine: int = 0):
         _check_mode(mode)
         for name, v in (("max_strain", max_strain), ("step", step), ("ftol", ftol)):
             if not (math.isfinite(v) and v > 0):
@@ -268,6 +284,9 @@ class AQS:
         self.ftol = float(ftol)
         self.max_iter = int(max_iter)
         self.drop_threshold = float(drop_threshold)
+        self.refine = int(refine)
+        if self.refine < 0:
+            raise ValueError(f"refine must be >= 0, got {refine}")
         self.displacement_threshold = float(
             DEFAULT_DISPLACEMENT_THRESHOLD[engine.units] if displacement_threshold is None
             else displacement_threshold)
@@ -294,7 +313,7 @@ class AQS:
         return {"mode": self.mode, "step": self.step, "ftol": self.ftol,
                 "max_iter": self.max_iter, "drop_threshold": self.drop_threshold,
                 "displacement_threshold": self.displacement_threshold,
-                "units": self.engine.units, "n": self.engine.n}
+                "refine": self.refine, "units": self.engine.units, "n": self.engine.n}
 
     @property
     def finished(self) -> bool:
@@ -346,6 +365,7 @@ class AQS:
         e = self.engine
         before = e.positions()
         cell_before = e.cell()
+        state_before = e.get_state() if self.refine else None
         m = step_map(self.strain_of(self.k), self.strain_of(self.k + 1), self.mode)
         e.set_cell(m @ cell_before)
         info = e.minimize(self.ftol, self.max_iter)
@@ -364,8 +384,11 @@ class AQS:
             # (see the module docstring), not a plastic event.
             self.smooth_decreases += 1
             return None
+        onset, bracket = self.strain_of(self.k - 1), self.step
+        if self.refine:
+            onset, bracket = self._onset(state_before, before, cell_before)
         drop = StressDrop(self.k, self.strain_of(self.k), prev[1], stress, stress - prev[1],
-                          energy - prev[8], involved, float(norm.max()))
+                          energy - prev[8], involved, float(norm.max()), onset, bracket)
         self.drops.append(drop)
         if all(drop.stress_change <= d.stress_change for d in self.drops[:-1]):
             # The largest drop so far: keep the states on both sides of it.
@@ -374,6 +397,27 @@ class AQS:
                                         f_prev, prev[8], prev[1])
             self.drop_after = self._snapshot(self.strain_of(self.k), energy, stress)
         return drop
+
+    def _onset(self, state_before, before, cell_before) -> tuple[float, float]:
+        """Bisect the strain of the instability between steps k - 1 and k; the engine is
+        left in the state after step k."""
+        e = self.engine
+        after = e.get_state()
+        lo, hi = self.strain_of(self.k - 1), self.strain_of(self.k)
+        for _ in range(self.refine):
+            mid = 0.5 * (lo + hi)
+            e.set_state(state_before)
+            m = step_map(self.strain_of(self.k - 1), mid, self.mode)
+            e.set_cell(m @ cell_before)
+            e.minimize(self.ftol, self.max_iter)
+            u = nonaffine_displacement(before, e.positions(), cell_before, e.cell(),
+                                       deformation=m)
+            if np.sqrt((u * u).sum(axis=1)).max() > self.displacement_threshold:
+                hi = mid
+            else:
+                lo = mid
+        e.set_state(after)
+        return lo, hi - lo
 
     def run(self, callback=None) -> AQSResult:
         """Run to ``max_strain``; ``callback(self)`` after every step (checkpoints,

@@ -12,7 +12,8 @@ engine (:class:`~swapmc.md.engine.NativeEngine`); the outputs go to the output d
     deviation over the block's samples, components, energy per particle, temperature).
 ``drops.csv``
     AQS stress drops: step, strain, stress before and after, Delta sigma, Delta E (total),
-    particles involved, largest non-affine displacement.
+    particles involved, largest non-affine displacement, onset strain and its bracket
+    (bisected with ``--refine``).
 ``summary.json``
     Settings, units, the curve's scalars (peak stress and strain, largest drop, steady
     state at a finite rate) and the localisation of D²_min at the end and after the largest
@@ -110,6 +111,9 @@ def add_parser(subparsers) -> None:
     a.add_argument("--drop-threshold", type=float, default=DEFAULT_DROP_THRESHOLD,
                    help="smallest stress decrease between steps counted as a drop, "
                    "epsilon_AA/sigma_AA^3 or GPa")
+    a.add_argument("--refine", type=int, default=0,
+                   help="bisection steps locating the onset strain of each drop within its "
+                   "step (one extra minimisation each; 0: none)")
     a.add_argument("--displacement-threshold", type=float, default=None,
                    help="non-affine displacement across a drop above which a particle is "
                    "involved, length (default: "
@@ -163,7 +167,7 @@ def _check(args) -> None:
                               ("steady_from", "--steady-from")),
                 positive_int=(("max_iter", "--max-iter"), ("sample_every", "--sample-every"),
                               ("checkpoint_every", "--checkpoint-every")),
-                non_negative_int=(("seed", "--seed"),
+                non_negative_int=(("seed", "--seed"), ("refine", "--refine"),
                                   ("equilibration_steps", "--equilibration-steps")))
     if args.bins is not None and args.bins < 2:
         raise ValueError(f"--bins must be an integer >= 2, got {args.bins}")
@@ -254,7 +258,7 @@ def _one(args, path, system, ff, label, out, index) -> dict:
                     ftol=args.ftol, max_iter=args.max_iter,
                     drop_threshold=args.drop_threshold,
                     displacement_threshold=args.displacement_threshold,
-                    snapshot_strains=args.snapshot_strains or ())
+                    snapshot_strains=args.snapshot_strains or (), refine=args.refine)
         total = proto.n_steps
     else:
         proto = RateShear(engine, rate=args.rate, temperature=args.temperature,
@@ -336,10 +340,11 @@ def _write_table(proto, args, units, out) -> None:
                    [[c(x) for c, x in zip(cast, r)] for r in rows])
         _write_csv(os.path.join(out, "drops.csv"),
                    ["step", "strain", "stress_before", "stress_after", "stress_change",
-                    "energy_change", "n_particles", "max_displacement"],
+                    "energy_change", "n_particles", "max_displacement", "onset_strain",
+                    "onset_bracket"],
                    [[d.step, d.strain, d.stress_before, d.stress_after, d.stress_change,
-                     d.energy_change, d.n_particles, d.max_displacement]
-                    for d in proto.drops])
+                     d.energy_change, d.n_particles, d.max_displacement, d.onset_strain,
+                     d.onset_bracket] for d in proto.drops])
     else:
         cast = [float] * 12 + [int]
         _write_csv(os.path.join(out, "stress_strain.csv"), list(RATE_COLUMNS),
