@@ -411,7 +411,7 @@ def test_aqs_rejects_bad_settings(glass):
 # ----------------------------------------------------------------------------- finite rate
 def test_rate_shear_crystal_recovers_the_static_modulus(cube_crystal, lj1):
     """At T = 0.005 and rate 1e-3 / tau_LJ the crystal responds elastically: the slope of
-    sigma_xy against strain over 2 % equals the AQS (= affine) modulus within 3 %, and the
+    sigma_xy against strain over 2 % equals the AQS (= affine) modulus within 2 %, and the
     thermostat on the peculiar velocities holds T."""
     d = 1e-5
     modulus = (_affine_stress(cube_crystal, lj1, d, "shear")
@@ -421,7 +421,7 @@ def test_rate_shear_crystal_recovers_the_static_modulus(cube_crystal, lj1):
                   sample_every=5, equilibration_steps=500).run()
     assert r.table.shape[0] == 20 and r.strain[-1] < 0.02 < r.table[-1, 1] + 1e-12
     slope = np.polyfit(r.samples[:, 0], r.samples[:, 1], 1)[0]
-    assert slope == pytest.approx(modulus, rel=0.03)
+    assert slope == pytest.approx(modulus, rel=0.02)  # measured: 0.4 % above
     assert np.mean(r.samples[:, 3]) == pytest.approx(0.005, rel=0.15)
     assert r.summary()["blocks"] == 20
 

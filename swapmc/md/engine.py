@@ -473,8 +473,3 @@ def _rebase(images, t) -> np.ndarray:
         return images
     t_inv = np.rint(np.linalg.inv(t)).astype(np.int64)
     return images @ t_inv.T
-
-
-def engine_box(engine: Engine) -> Box:
-    """The engine's current cell as a :class:`~swapmc.box.Box`."""
-    return Box.from_matrix(engine.cell())
