@@ -680,7 +680,10 @@ def report(args, swap: list, noswap: list, res: dict) -> None:
             if fit is None:
                 _log(f"{law:>10} ({where}): too few points")
                 continue
-            pars = ", ".join(f"{k} = {_pm(v, fit.errors[k], 4)}" for k, v in fit.params.items())
+            pars = ", ".join(
+                f"{k} = {_pm(v, fit.errors[k], 4)}" if math.isfinite(fit.errors[k])
+                else f"{k} = {v:.3g} (unconstrained: above the data)"
+                for k, v in fit.params.items())
             extra = ""
             if law == "vft" and group == "no swap":
                 d = fit.params["A"] / fit.params["T0"]

@@ -164,3 +164,16 @@ def test_speedup_bands_have_their_coverage():
     cov = hits / trials
     sd = math.sqrt(0.683 * 0.317 / trials)
     assert np.all(np.abs(cov - 0.683) <= 3 * sd), cov
+
+
+def test_parabolic_onset_above_the_data_is_unconstrained():
+    # Data of the pure J^2/T^2 law (onset at infinity): the fitted T_o runs away and gets
+    # no error instead of a meaningless 1e-15; the ln tau band stays finite.
+    T = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.45])
+    tau = np.exp(4.0 + 0.64 / T**2)
+    fit = fit_tau(T, tau, 0.02 * tau, model="parabolic")
+    assert fit.params["T_o"] > 100 * T.max()
+    assert math.isnan(fit.errors["T_o"])
+    assert math.isfinite(fit.errors["J"]) and fit.errors["J"] > 0
+    band = fit.ln_tau_error(np.array([0.4]))[0]
+    assert 0 < band < 0.2

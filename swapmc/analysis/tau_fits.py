@@ -71,6 +71,9 @@ def _power_law(T, p):
     return p[0] - p[1] * np.log(T - p[2])
 
 
+#: A parabolic onset above this multiple of the highest fitted T is reported unconstrained.
+PARABOLIC_ONSET_UNBOUNDED = 100.0
+
 #: name -> (function of (T, params), parameter names, index of a parameter that must stay
 #: below the smallest temperature (or None))
 MODELS = {
@@ -285,6 +288,11 @@ def fit_tau(T, tau, tau_err=None, model: str = "vft") -> TauFit:
     # best.jac is d residual / d p = J / sigma: unit errors on the weighted residuals.
     cov, chi2, dof = scaled_covariance(best.jac, np.ones_like(r), r, known=weighted)
     errors = {n: float(math.sqrt(max(cov[k, k], 0.0))) for k, n in enumerate(names)}
+    if model == "parabolic" and p[2] > PARABOLIC_ONSET_UNBOUNDED * T.max():
+        # The onset ran away above the data: the law is ln tau_o + J^2/T^2 there, d ln tau /
+        # d T_o vanishes, and the covariance gives T_o a meaningless (tiny) error. T_o is
+        # unconstrained; the band of ln tau (which no longer depends on it) stays valid.
+        errors["T_o"] = float("nan")
     return TauFit(model=model, params={n: float(v) for n, v in zip(names, p)}, errors=errors,
                   cov=cov, chi2=chi2, dof=dof, t_range=(float(T.min()), float(T.max())),
                   weighted=weighted, _p=p.copy())
