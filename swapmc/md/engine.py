@@ -28,13 +28,29 @@ Conventions every engine follows:
   lx ∝ exp(rate t), ly ∝ exp(-rate t), lz fixed (pure shear at constant volume with true
   strain rate ``rate``; LAMMPS ``x trate rate y trate -rate``).
 
+Protocols that need more than one state of a sample (a DMS sweep deforms one equilibrated
+state at every frequency, a step strain applies +eps and -eps to the same state) pass
+:class:`~swapmc.System` snapshots between stages and start every stage on a new engine from
+:meth:`Engine.spawn`, which hands it the protocol's random stream. The isothermal-isobaric
+stage is :meth:`Engine.npt` (isotropic, as LAMMPS ``fix npt ... iso`` or swapmc's stochastic
+cell rescaling) followed by :meth:`Engine.scale_cell` to the mean volume; dynamic mechanical
+spectroscopy is :meth:`Engine.wiggle`, a sinusoidal strain eps(t) = eps_A sin(omega t) about
+the cell at the start of the call (LAMMPS ``fix deform ... wiggle``), in simple shear or
+uniaxially at constant volume (:func:`strained_cell`).
+
 A LAMMPS engine maps the methods onto ``gather_atoms``/``scatter_atoms`` (positions with
 image flags), ``change_box all ... remap`` (cell), ``compute pe``/``compute pressure`` (with
 ``compute temp/deform`` for the peculiar kinetic part; pressure unit converted and sign
 flipped), ``min_style fire`` + ``minimize 0 ftol max_iter`` (LAMMPS's ``ftol`` bounds the
 2-norm of the global force vector, which is stricter than the per-particle bound used
 here) and ``fix deform`` + ``fix nvt/sllod`` (or a CSVR thermostat on ``temp/deform``) for
-:meth:`Engine.run`; ``get_state``/``set_state`` become ``write_restart``/``read_restart``.
+:meth:`Engine.run`; ``get_state``/``set_state`` become ``write_restart``/``read_restart``;
+:meth:`Engine.npt` is ``fix npt ... iso`` (or ``fix press/berendsen`` with a CSVR thermostat),
+:meth:`Engine.scale_cell` is ``change_box all x scale f y scale f z scale f remap`` with
+``velocity all scale``, :meth:`Engine.wiggle` is ``fix deform ... xy variable`` (or ``x
+variable``, ``y``/``z`` at constant volume) with ``remap x`` or ``remap v``, and
+:meth:`Engine.spawn` makes a new LAMMPS instance (or re-creates the atoms of this one) with
+seeds drawn from the generator it is given.
 """
 
 from __future__ import annotations
@@ -47,6 +63,7 @@ import numpy as np
 
 from ..box import Box
 from ..system import System
+from .barostats import StochasticCellRescale
 from .forcefield import ForceField
 from .integrators import MD
 from .minimize import fire
@@ -58,6 +75,12 @@ from .velocities import maxwell_boltzmann
 DEFAULT_DT = {"lj": 0.005, "metal": 0.002}
 #: Deformation modes of :meth:`Engine.run`.
 RUN_MODES = ("shear", "pure")
+#: Deformation modes of :meth:`Engine.wiggle` (see :func:`strained_cell`).
+WIGGLE_MODES = ("shear", "uniaxial")
+# Steps between two progress reports of an engine call: a Python call per 10 steps costs
+# nothing next to 10 force evaluations, and is often enough for a bar redrawn a few times a
+# second.
+PROGRESS_EVERY = 10
 # LAMMPS accepts tilts up to half the edge within a small relative tolerance.
 _TILT_TOLERANCE = 1e-9
 
@@ -96,12 +119,15 @@ class RunSamples(NamedTuple):
         Potential energy (energy units).
     temperature : ndarray, shape (K,)
         Kinetic temperature of the peculiar velocities (temperature units).
+    volume : ndarray, shape (K,), or None
+        Cell volume (length^3); required from :meth:`Engine.npt`, optional elsewhere.
     """
 
     time: np.ndarray
     stress: np.ndarray
     energy: np.ndarray
     temperature: np.ndarray
+    volume: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -161,10 +187,44 @@ class Engine(Protocol):
         """Draw Maxwell-Boltzmann velocities at ``temperature`` (zero total momentum)."""
 
     def run(self, steps: int, *, temperature: float | None = None, mode: str | None = None,
-            rate: float = 0.0, sample_every: int = 1) -> RunSamples:
+            rate: float = 0.0, sample_every: int = 1, progress=None) -> RunSamples:
         """Advance ``steps`` MD steps, thermostatted at ``temperature`` (None: NVE), the cell
         deformed at ``rate`` (1 / time units) in ``mode`` (see the module docstring);
-        observables sampled every ``sample_every`` steps."""
+        observables sampled every ``sample_every`` steps. ``progress(done)``, if given, is
+        called with the steps of this call done so far: 0 at the start, then every
+        :data:`PROGRESS_EVERY` steps and after the last (a progress bar; callers pass it only
+        when they draw one)."""
+
+    def npt(self, steps: int, *, temperature: float, pressure: float,
+            tau_p: float | None = None, compressibility: float | None = None,
+            sample_every: int = 1, progress=None) -> RunSamples:
+        """Advance ``steps`` MD steps at constant temperature and pressure ``pressure`` (user
+        unit: epsilon/sigma^3 or GPa) with an isotropic barostat (all cell vectors scaled
+        together, the shape kept) of relaxation time ``tau_p`` (time units; default 100 dt)
+        and compressibility ``compressibility`` (1 / pressure unit; only its relaxation rate
+        depends on it); samples every ``sample_every`` steps include the volume.
+        ``progress`` as in :meth:`run`."""
+
+    def scale_cell(self, factor: float) -> None:
+        """Scale the cell and the positions isotropically by ``factor`` and the velocities
+        by 1 / ``factor`` (one barostat move: the kinetic energy follows the volume as in
+        the barostat's own moves)."""
+
+    def wiggle(self, steps: int, *, amplitude: float, omega: float, mode: str = "shear",
+               temperature: float | None = None, remap_velocities: bool = True,
+               sample_every: int = 1, progress=None) -> RunSamples:
+        """Advance ``steps`` MD steps while the cell follows
+        ``strained_cell(h0, amplitude * sin(omega t), mode)``, with h0 the cell and t the
+        time since the start of this call (omega in rad / time unit); positions follow
+        affinely after every drift, and with ``remap_velocities`` the peculiar velocities
+        get the SLLOD term (v -> M^-1 v). Thermostat and ``progress`` as in :meth:`run`.
+        Samples at t = 0 and every ``sample_every`` steps; the strain must stay within the
+        tilt limits (no flips)."""
+
+    def spawn(self, system: System, rng: np.random.Generator) -> Engine:
+        """A new engine of the same kind and settings (model, time step, thermostat)
+        holding ``system`` (its velocities, or zero), drawing its random numbers (or its
+        seeds) from ``rng``; it starts a protocol stage (see the module docstring)."""
 
     def system(self) -> System:
         """Snapshot as a :class:`~swapmc.System` (wrapped positions, image counters,
@@ -223,6 +283,66 @@ def deformed_cell(h, strain: float, mode: str) -> np.ndarray:
     return f @ np.asarray(h, dtype=np.float64)
 
 
+def strained_cell(h0, strain: float, mode: str) -> np.ndarray:
+    """Cell matrix of the reference cell ``h0`` under a homogeneous engineering strain.
+
+    Parameters
+    ----------
+    h0 : array_like, shape (3, 3)
+        Upper-triangular reference cell (columns are the cell vectors; length units).
+    strain : float
+        Engineering strain eps (dimensionless).
+    mode : {"shear", "uniaxial"}
+        ``"shear"``: the tilt becomes xy0 + eps ly (simple shear in xy, LAMMPS
+        ``fix deform xy``). ``"uniaxial"``: x stretched by (1 + eps), y and z by
+        (1 + eps)^(-1/2), at constant volume.
+
+    Returns
+    -------
+    ndarray, shape (3, 3)
+        Upper-triangular strained cell.
+    """
+    h0 = np.asarray(h0, dtype=np.float64)
+    if mode == "shear":
+        h = h0.copy()
+        h[0, 1] = h0[0, 1] + strain * h0[1, 1]
+        return h
+    if mode == "uniaxial":
+        if strain <= -1.0:
+            raise ValueError(f"uniaxial strain must exceed -1, got {strain}")
+        lateral = (1.0 + strain) ** -0.5
+        # S h0 with S diagonal keeps the cell upper triangular and scales every row.
+        return np.diag([1.0 + strain, lateral, lateral]) @ h0
+    raise ValueError(f"unknown deformation mode {mode!r} (known: {', '.join(WIGGLE_MODES)})")
+
+
+def check_tilts(h) -> None:
+    """Raise ``ValueError`` if a tilt of the cell ``h`` (3, 3) exceeds LAMMPS's limits
+    (|xy|, |xz| <= lx / 2, |yz| <= ly / 2): a deformation that must not flip the cell (a
+    wiggle) cannot reach it."""
+    h = np.asarray(h, dtype=np.float64)
+    lim = 0.5 * (1.0 + _TILT_TOLERANCE)
+    for name, tilt, edge in (("xy", h[0, 1], h[0, 0]), ("xz", h[0, 2], h[0, 0]),
+                             ("yz", h[1, 2], h[1, 1])):
+        if abs(tilt) > lim * edge:
+            raise ValueError(f"tilt {name} = {tilt:.6g} would exceed half the cell edge "
+                             f"{edge:.6g}: use a smaller strain or a less skewed cell")
+
+
+def _progress_observer(progress, total: int, start_step: int, every: int, record):
+    """An MD callback (called every step) that samples with ``record`` on the global step
+    counter, as :meth:`MD.run` would with ``every``, and reports the steps done since
+    ``start_step`` to ``progress`` every :data:`PROGRESS_EVERY` steps and at ``total``."""
+    def observe(m):
+        if m.step % every == 0:
+            record(m)
+        k = m.step - start_step
+        if k % PROGRESS_EVERY == 0 or k == total:
+            progress(k)
+
+    return observe
+
+
 class NativeEngine:
     """swapmc's own MD and FIRE behind the :class:`Engine` interface.
 
@@ -248,12 +368,21 @@ class NativeEngine:
     friction : float, optional
         Langevin friction (1 / time units); default 1 / (100 dt).
     seed : int or numpy.random.Generator, optional
-        Random stream of velocities and thermostat noise.
+        Random stream of velocities, thermostat and barostat noise (a Generator is used
+        directly, not copied).
+    continuous : bool
+        Consecutive calls continue one :class:`~swapmc.md.MD` trajectory (Verlet list,
+        wrapping and step counter carry over, as in one long ``MD.run``) instead of
+        restarting the force evaluation from the stored configuration at each call. The
+        trajectory is then that of the MD object itself, step for step, but a run continued
+        from :meth:`get_state` agrees with an uninterrupted one only to rounding. The MD
+        protocols of :mod:`swapmc.md.protocols` (no checkpoints) use it; the resumable shear
+        protocols do not.
     """
 
     def __init__(self, system: System, forcefield: ForceField, *, dt: float | None = None,
                  thermostat: str = "bussi", tau: float | None = None,
-                 friction: float | None = None, seed=None):
+                 friction: float | None = None, seed=None, continuous: bool = False):
         if thermostat not in ("bussi", "langevin"):
             raise ValueError(f"unknown thermostat {thermostat!r} (known: bussi, langevin)")
         self.forcefield = forcefield
@@ -273,7 +402,18 @@ class NativeEngine:
         self._img = s.images.copy()
         self.md = MD(s, forcefield, self.dt)
         self._thermostat = None
+        self.continuous = bool(continuous)
         self._sync()
+
+    def spawn(self, system: System, rng: np.random.Generator) -> NativeEngine:
+        return NativeEngine(system, self.forcefield, dt=self.dt,
+                            thermostat=self.thermostat_kind, tau=self.tau,
+                            friction=self.friction, seed=rng, continuous=self.continuous)
+
+    def _pull(self) -> None:
+        """Continuous mode: the configuration is MD's as it stands."""
+        self._x = self.md.positions.copy()
+        self._img = self.md.images.copy()
 
     def _sync(self) -> None:
         """Load the engine's configuration into MD with a fresh list; forces, energy and
@@ -314,6 +454,11 @@ class NativeEngine:
                              "diagonal (LAMMPS convention)")
         h_red, t = reduce_cell(h)
         check_cell(h_red, self.forcefield.cutoff, self.forcefield.skin)
+        if self.continuous and remap and np.array_equal(t, np.eye(3, dtype=np.int64)):
+            # As MD.set_cell: remap the current positions, keep the list while it is valid.
+            self.md.set_cell(h)
+            self._pull()
+            return
         if remap:
             self._x = self._x @ (h @ np.linalg.inv(self.md.h)).T
         else:
@@ -349,8 +494,8 @@ class NativeEngine:
         self._img = r.system.images.copy()
         self.md.velocities[:] = 0.0
         self._sync()
-        return MinimizeInfo(float(self.md.potential_energy), float(r.max_force),
-                            int(r.steps), bool(r.converged))
+        return MinimizeInfo(float(r.energy), float(r.max_force), int(r.steps),
+                            bool(r.converged))
 
     # ------------------------------------------------------------------ dynamics
     def thermalize(self, temperature: float) -> None:
@@ -373,28 +518,20 @@ class NativeEngine:
         self.md.thermostat = th
 
     def run(self, steps: int, *, temperature: float | None = None, mode: str | None = None,
-            rate: float = 0.0, sample_every: int = 1) -> RunSamples:
-        steps = int(steps)
-        every = int(sample_every)
-        if steps < 0 or every < 1:
-            raise ValueError(f"need steps >= 0 and sample_every >= 1, got {steps}, {every}")
-        if temperature is not None and not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            rate: float = 0.0, sample_every: int = 1, progress=None) -> RunSamples:
+        steps, every = self._check_run(steps, sample_every, temperature)
         if rate and mode not in RUN_MODES:
             raise ValueError(f"unknown deformation mode {mode!r} (known: "
                              f"{', '.join(RUN_MODES)})")
         md = self.md
-        self._sync()
+        if not self.continuous:
+            self._sync()
         self._set_thermostat(temperature)
         t0 = md.time
-        ts, sig, pe, temps = [], [], [], []
-
-        def record(m):
-            ts.append(m.time - t0)
-            sig.append(m.stress())
-            pe.append(m.potential_energy)
-            temps.append(m.temperature)
-
+        rec = _Recorder(t0)
+        start = md.step
+        if progress is not None:
+            progress(0)
         done = 0
         try:
             while done < steps:
@@ -408,14 +545,107 @@ class NativeEngine:
                         return deformed_cell(h_start, rate * (time - t_start), mode)
 
                 # Sampling is on the global step counter, so chunks do not shift it.
-                md.run(chunk, callback=record, every=every, deform=deform,
-                       remap_velocities=deform is not None)
+                self._advance(chunk, every, rec, progress, steps, start, deform=deform,
+                              remap_velocities=deform is not None)
                 done += chunk
         finally:
             self._x = md.positions.copy()
             self._img = md.images.copy()
-        return RunSamples(np.array(ts), np.array(sig).reshape(-1, 3, 3), np.array(pe),
-                          np.array(temps))
+        return rec.samples()
+
+    @staticmethod
+    def _check_run(steps, sample_every, temperature) -> tuple[int, int]:
+        steps = int(steps)
+        every = int(sample_every)
+        if steps < 0 or every < 1:
+            raise ValueError(f"need steps >= 0 and sample_every >= 1, got {steps}, {every}")
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        return steps, every
+
+    def _advance(self, chunk, every, record, progress, total, start, **kwargs) -> None:
+        """``chunk`` MD steps sampled by ``record`` every ``every`` steps (global counter);
+        progress reported relative to the call's first step ``start``."""
+        if progress is None:
+            self.md.run(chunk, callback=record, every=every, **kwargs)
+        else:
+            self.md.run(chunk, callback=_progress_observer(progress, total, start, every,
+                                                           record), every=1, **kwargs)
+
+    def npt(self, steps: int, *, temperature: float, pressure: float,
+            tau_p: float | None = None, compressibility: float | None = None,
+            sample_every: int = 1, progress=None) -> RunSamples:
+        if temperature is None:
+            raise ValueError("NPT needs a temperature (the barostat samples NPT only with a "
+                             "thermostat)")
+        steps, every = self._check_run(steps, sample_every, temperature)
+        if not math.isfinite(pressure):
+            raise ValueError(f"pressure must be finite, got {pressure}")
+        md = self.md
+        if not self.continuous:
+            self._sync()
+        self._set_thermostat(temperature)
+        md.barostat = StochasticCellRescale(pressure, temperature,
+                                            100.0 * self.dt if tau_p is None else tau_p,
+                                            self.rng, compressibility=compressibility)
+        rec = _Recorder(md.time)
+        if progress is not None:
+            progress(0)
+        try:
+            self._advance(steps, every, rec, progress, steps, md.step)
+        finally:
+            md.barostat = None
+            self._x = md.positions.copy()
+            self._img = md.images.copy()
+        return rec.samples()
+
+    def scale_cell(self, factor: float) -> None:
+        f = float(factor)
+        if not (math.isfinite(f) and f > 0):
+            raise ValueError(f"scale factor must be positive, got {factor}")
+        md = self.md
+        h = md.h * f
+        check_cell(h, self.forcefield.cutoff, self.forcefield.skin)
+        # The operations of MD.scale_cell, on the engine's configuration.
+        self._x = self._x * f
+        md.velocities *= 1.0 / f
+        md.h = h
+        self._sync()
+
+    def wiggle(self, steps: int, *, amplitude: float, omega: float, mode: str = "shear",
+               temperature: float | None = None, remap_velocities: bool = True,
+               sample_every: int = 1, progress=None) -> RunSamples:
+        steps, every = self._check_run(steps, sample_every, temperature)
+        if mode not in WIGGLE_MODES:
+            raise ValueError(f"unknown deformation mode {mode!r} (known: "
+                             f"{', '.join(WIGGLE_MODES)})")
+        if not (math.isfinite(amplitude) and math.isfinite(omega)):
+            raise ValueError("amplitude and omega must be finite")
+        md = self.md
+        if not self.continuous:
+            self._sync()
+        h0 = md.h.copy()
+        for e in (amplitude, -amplitude):
+            h = strained_cell(h0, e, mode)
+            check_tilts(h)
+            check_cell(h, self.forcefield.cutoff, self.forcefield.skin)
+        self._set_thermostat(temperature)
+        t_start = md.time
+
+        def deform(time):
+            return strained_cell(h0, amplitude * math.sin(omega * (time - t_start)), mode)
+
+        rec = _Recorder(t_start)
+        rec(md)
+        if progress is not None:
+            progress(0)
+        try:
+            self._advance(steps, every, rec, progress, steps, md.step, deform=deform,
+                          remap_velocities=bool(remap_velocities))
+        finally:
+            self._x = md.positions.copy()
+            self._img = md.images.copy()
+        return rec.samples()
 
     def _flip_and_chunk(self, remaining: int, mode: str, rate: float) -> int:
         """Flip the cell if the next step would pass the tilt limit; steps that the cell can
@@ -465,6 +695,27 @@ class NativeEngine:
         if math.isfinite(temp):
             self._set_thermostat(temp)
         self._sync()
+
+
+class _Recorder:
+    """Collects :class:`RunSamples` from an MD callback; times relative to ``t0``."""
+
+    def __init__(self, t0: float):
+        self.t0 = t0
+        self.rows: tuple[list, ...] = ([], [], [], [], [])
+
+    def __call__(self, m) -> None:
+        ts, sig, pe, temps, vols = self.rows
+        ts.append(m.time - self.t0)
+        sig.append(m.stress())
+        pe.append(m.potential_energy)
+        temps.append(m.temperature)
+        vols.append(m.volume)
+
+    def samples(self) -> RunSamples:
+        ts, sig, pe, temps, vols = self.rows
+        return RunSamples(np.array(ts), np.array(sig).reshape(-1, 3, 3), np.array(pe),
+                          np.array(temps), np.array(vols))
 
 
 def _rebase(images, t) -> np.ndarray:

@@ -29,6 +29,16 @@ another temperature, or at P = 0 with a different density, can first be equilibr
 this when given a ``pressure`` (user unit: epsilon/sigma^3 or GPa) and then deform the cell
 of the mean (T, P) volume.
 
+Engines. The protocols drive MD only through the :class:`~swapmc.md.engine.Engine`
+interface (:meth:`~swapmc.md.engine.Engine.run`, ``npt``, ``scale_cell``, ``wiggle``,
+``set_cell``, ``stress``, ``minimize``, ``thermalize``, ``system``, ``spawn``), so another MD
+engine runs them unchanged: pass an engine where a :class:`~swapmc.md.ForceField` is
+expected, and every stage (NPT, NVT, each oscillation, each step-strain branch) starts on
+``engine.spawn(state, rng)``; ``dt``, ``tau`` and ``friction`` are then the engine's own
+settings, and ``thermostat="none"`` still makes the fixed-cell stages NVE. Given a force
+field, the stages run on :class:`~swapmc.md.engine.NativeEngine` in continuous mode, which is
+step for step the MD these protocols always ran: same random streams, same operations.
+
 Every protocol takes an optional ``step_progress(done, total, stage)``: ``done`` of the
 ``total`` MD steps of that call are finished, and ``stage`` says what runs now (e.g.
 ``"NPT T=0.4 P=0"``). It is called at the start of each stage and every few steps, ``done``
@@ -52,16 +62,13 @@ from ..analysis.mechanics import (
     fit_kww_glasses,
     fit_oscillation,
 )
+from ..box import Box
 from ..system import System
 from ..tempering.statistics import blocking_error
 from ..units import LABELS
-from .barostats import StochasticCellRescale
+from .engine import NativeEngine, check_tilts, strained_cell
 from .forcefield import ForceField
-from .integrators import MD
-from .minimize import fire
-from .stress import to_user_pressure
 from .thermostats import BussiThermostat, LangevinThermostat
-from .velocities import maxwell_boltzmann
 
 MODES = ("shear", "uniaxial")
 DEFAULT_DT = {"lj": 0.005, "metal": 0.002}  # tau_LJ; ps (2 fs)
@@ -84,35 +91,8 @@ DEFAULT_CYCLES = 7
 
 
 # ----------------------------------------------------------------------------- strain
-def strained_cell(h0, strain: float, mode: str) -> np.ndarray:
-    """Cell matrix of the reference cell ``h0`` under a homogeneous strain.
-
-    Parameters
-    ----------
-    h0 : array_like, shape (3, 3)
-        Upper-triangular reference cell (columns are the cell vectors; length units).
-    strain : float
-        Engineering strain eps (dimensionless).
-    mode : {"shear", "uniaxial"}
-        See the module docstring.
-
-    Returns
-    -------
-    ndarray, shape (3, 3)
-        Upper-triangular strained cell.
-    """
-    h0 = np.asarray(h0, dtype=np.float64)
-    if mode == "shear":
-        h = h0.copy()
-        h[0, 1] = h0[0, 1] + strain * h0[1, 1]
-        return h
-    if mode == "uniaxial":
-        if strain <= -1.0:
-            raise ValueError(f"uniaxial strain must exceed -1, got {strain}")
-        lateral = (1.0 + strain) ** -0.5
-        # S h0 with S diagonal keeps the cell upper triangular and scales every row.
-        return np.diag([1.0 + strain, lateral, lateral]) @ h0
-    raise ValueError(f"unknown deformation mode {mode!r} (known: {', '.join(MODES)})")
+# strained_cell, imported from .engine (whose wiggle deforms cells with it), is part of this
+# module's interface too.
 
 
 def conjugate_stress(sigma, mode: str) -> float:
@@ -170,42 +150,69 @@ def make_thermostat(ff: ForceField, temperature: float, rng: np.random.Generator
     raise ValueError(f"unknown thermostat {kind!r} (known: bussi, langevin, none)")
 
 
-def _with_velocities(system: System, ff: ForceField, temperature: float,
-                     rng: np.random.Generator, redraw: bool) -> System:
-    s = system.copy()
-    if redraw or s.velocities is None:
-        s.velocities = maxwell_boltzmann(ff.masses(s.species), temperature, ff.kB, ff.mvv2e,
-                                         rng)
-    return s
+class _Engines:
+    """How a protocol makes the engine of each stage: :class:`NativeEngine` (continuous) on
+    a force field, or ``spawn`` of a given engine."""
+
+    def __init__(self, ff, dt, thermostat, tau, friction):
+        if thermostat not in ("bussi", "langevin", "none"):
+            raise ValueError(f"unknown thermostat {thermostat!r} (known: bussi, langevin, "
+                             "none)")
+        # "none": NVE stages; the NPT stage still needs a thermostat (Bussi).
+        self.nve = thermostat == "none"
+        if isinstance(ff, ForceField):
+            self.units = ff.units
+            self.dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
+            kind = "bussi" if self.nve else thermostat
+
+            def make(system, rng):
+                return NativeEngine(system, ff, dt=self.dt, thermostat=kind, tau=tau,
+                                    friction=friction, seed=rng, continuous=True)
+
+            self._make = make
+        else:
+            for name, value in (("dt", dt), ("tau", tau), ("friction", friction)):
+                if value is not None:
+                    raise ValueError(f"{name} is a setting of the engine: set it when "
+                                     "creating the engine, not here")
+            for name in ("spawn", "run", "npt", "wiggle", "scale_cell", "system"):
+                if not callable(getattr(ff, name, None)):
+                    raise TypeError(f"expected a ForceField or an Engine (with {name}()), got "
+                                    f"{type(ff).__name__}")
+            self.units = ff.units
+            self.dt = float(ff.dt)
+            self._make = ff.spawn
+
+    def __call__(self, system: System, rng: np.random.Generator):
+        return self._make(system, rng)
+
+    def temperature(self, temperature):
+        """The thermostat target of a fixed-cell stage (None: NVE)."""
+        return None if self.nve else temperature
 
 
-# Steps between two progress reports: a Python call per 10 steps costs nothing next to
-# 10 force evaluations, and is often enough for a bar redrawn a few times a second.
-_TICK = 10
+def _engines(ff, dt=None, thermostat="bussi", tau=None, friction=None) -> _Engines:
+    return ff if isinstance(ff, _Engines) else _Engines(ff, dt, thermostat, tau, friction)
 
 
-def _run_reporting(md: MD, n_steps: int, report, base: int, total: int, stage,
-                   callback=None, every: int = 1, **kwargs) -> None:
-    """``md.run(n_steps, callback, every, **kwargs)`` that also reports ``base`` + the steps
-    run so far to ``report(done, total, stage)`` (``stage`` is a string or a function of the
-    steps run)."""
-    n_steps = int(n_steps)
+def _reporting(report, base: int, total: int, stage) -> dict:
+    """The ``progress`` keyword of an engine call that reports ``base`` + its steps done to
+    ``report(done, total, stage)`` (``stage`` a string or a function of the steps done);
+    empty without a report, so engines that draw no bars need not take it."""
     if report is None:
-        md.run(n_steps, callback=callback, every=every, **kwargs)
-        return
+        return {}
     label = stage if callable(stage) else (lambda k: stage)
-    start = md.step
-    report(base, total, label(0))
+    return {"progress": lambda k: report(base + k, total, label(k))}
 
-    def observe(m):
-        # The observer keeps its own cadence in md.step, exactly as MD.run applies it.
-        if callback is not None and m.step % every == 0:
-            callback(m)
-        k = m.step - start
-        if k % _TICK == 0 or k == n_steps:
-            report(base + k, total, label(k))
 
-    md.run(n_steps, callback=observe, every=1, **kwargs)
+def _run(engine, steps: int, temperature, report, base: int, total: int, stage,
+         sample_every: int | None = None):
+    """``engine.run`` at a fixed cell; without ``sample_every`` one sample at most (the
+    caller wants the state, not the series)."""
+    steps = int(steps)
+    return engine.run(steps, temperature=temperature,
+                      sample_every=max(1, steps) if sample_every is None else sample_every,
+                      **_reporting(report, base, total, stage))
 
 
 def _offset(report, base: int, total: int, suffix: str = ""):
@@ -221,7 +228,7 @@ def _glass_suffix(index: int, count: int) -> str:
     return f", glass {index + 1}/{count}" if count > 1 else ""
 
 
-def equilibrate(system: System, ff: ForceField, *, temperature: float, steps: int,
+def equilibrate(system: System, ff, *, temperature: float, steps: int,
                 dt: float | None = None, rng: np.random.Generator | None = None,
                 thermostat: str = "bussi", tau: float | None = None,
                 friction: float | None = None, redraw_velocities: bool = True,
@@ -239,12 +246,13 @@ def equilibrate(system: System, ff: ForceField, *, temperature: float, steps: in
         The final state, with velocities (the input is not modified).
     """
     rng = np.random.default_rng() if rng is None else rng
-    dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
-    s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
-    th = make_thermostat(ff, temperature, rng, thermostat, tau, friction, dt)
-    md = MD(s, ff, dt, thermostat=th)
-    _run_reporting(md, steps, step_progress, 0, int(steps), f"NVT T={temperature:g}")
-    return md.system
+    engines = _engines(ff, dt, thermostat, tau, friction)
+    engine = engines(system, rng)
+    if redraw_velocities or system.velocities is None:
+        engine.thermalize(temperature)
+    _run(engine, steps, engines.temperature(temperature), step_progress, 0, int(steps),
+         f"NVT T={temperature:g}")
+    return engine.system()
 
 
 @dataclass
@@ -291,7 +299,7 @@ class NPTResult:
         return {k: v for k, v in self.__dict__.items() if k != "system"}
 
 
-def npt_equilibrate(system: System, ff: ForceField, *, temperature: float, pressure: float,
+def npt_equilibrate(system: System, ff, *, temperature: float, pressure: float,
                     steps: int = DEFAULT_NPT_STEPS, dt: float | None = None,
                     rng: np.random.Generator | None = None, thermostat: str = "bussi",
                     tau: float | None = None, friction: float | None = None,
@@ -312,7 +320,9 @@ def npt_equilibrate(system: System, ff: ForceField, *, temperature: float, press
     ----------
     system : System
         Start configuration (not modified), e.g. a glass from Monte Carlo.
-    ff : ForceField
+    ff : ForceField or Engine
+        The model (stages on :class:`~swapmc.md.engine.NativeEngine`), or an engine
+        whose ``spawn`` starts every stage (see the module docstring).
     temperature : float
         epsilon_AA/k_B (lj) or K (metal).
     pressure : float
@@ -350,32 +360,30 @@ def npt_equilibrate(system: System, ff: ForceField, *, temperature: float, press
     if steps < 2:
         raise ValueError(f"NPT needs at least 2 steps, got {steps}")
     rng = np.random.default_rng() if rng is None else rng
-    dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
-    s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
-    th = make_thermostat(ff, temperature, rng, "bussi" if thermostat == "none" else thermostat,
-                         tau, friction, dt)
-    baro = StochasticCellRescale(pressure, temperature,
-                                 100.0 * dt if barostat_tau is None else barostat_tau, rng,
-                                 compressibility=compressibility)
-    md = MD(s, ff, dt, thermostat=th, barostat=baro)
+    engines = _engines(ff, dt, thermostat, tau, friction)
+    engine = engines(system, rng)
+    if redraw_velocities or system.velocities is None:
+        engine.thermalize(temperature)
     stage = f"NPT T={temperature:g} P={pressure:g}"
-    _run_reporting(md, steps // 2, step_progress, 0, steps, stage)
-    ps, vs = [], []
-
-    def record(m):
-        ps.append(m.pressure())
-        vs.append(m.volume)
-
-    _run_reporting(md, steps - steps // 2, step_progress, steps // 2, steps, stage,
-                   callback=record)
+    half = steps // 2
+    baro = dict(temperature=temperature, pressure=pressure, tau_p=barostat_tau,
+                compressibility=compressibility)
+    engine.npt(half, sample_every=max(1, half), **baro,
+               **_reporting(step_progress, 0, steps, stage))
+    r = engine.npt(steps - half, sample_every=1, **baro,
+                   **_reporting(step_progress, half, steps, stage))
+    # P = tr(P_ab) / 3 = -tr(sigma) / 3 (exact: negation commutes with the rounding).
+    ps = [-float(np.trace(sig) / 3.0) for sig in r.stress]
     # 16 blocks (not 32): the volume decorrelates over ~tau_p, i.e. ~100 samples, and the
     # blocks must outgrow that for the error not to be underestimated.
     p_mean, p_err = blocking_error(ps, min_blocks=16)
-    v_mean, v_err = blocking_error(vs, min_blocks=16)
-    md.scale_cell((v_mean / md.volume) ** (1.0 / 3.0))
-    out = md.system
+    v_mean, v_err = blocking_error(r.volume, min_blocks=16)
+    h = engine.cell()
+    engine.scale_cell((v_mean / float(h[0, 0] * h[1, 1] * h[2, 2])) ** (1.0 / 3.0))
+    out = engine.system()
     return NPTResult(out, float(temperature), float(pressure), p_mean, p_err, v_mean, v_err,
-                     float(system.box.volume), out.n / v_mean, steps, PRESSURE_UNIT[ff.units])
+                     float(system.box.volume), out.n / v_mean, steps,
+                     PRESSURE_UNIT[engines.units])
 
 
 def _npt_steps(pressure, npt_steps) -> int:
@@ -388,38 +396,33 @@ def _npt_steps(pressure, npt_steps) -> int:
     return DEFAULT_NPT_STEPS if npt_steps is None else int(npt_steps)
 
 
-def _npt_stage(system, ff, *, temperature, pressure, npt_steps, dt, rng, thermostat, tau,
-               friction, barostat_tau, compressibility, redraw_velocities,
-               step_progress=None):
+def _npt_stage(system, engines, *, temperature, pressure, npt_steps, rng, barostat_tau,
+               compressibility, redraw_velocities, step_progress=None):
     """:func:`npt_equilibrate` when a pressure (and a non-zero step count) is given, else
     None."""
     n_npt = _npt_steps(pressure, npt_steps)
     if not n_npt:
         return None
-    return npt_equilibrate(system, ff, temperature=temperature, pressure=pressure,
-                           steps=n_npt, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
-                           friction=friction, barostat_tau=barostat_tau,
+    return npt_equilibrate(system, engines, temperature=temperature, pressure=pressure,
+                           steps=n_npt, rng=rng, barostat_tau=barostat_tau,
                            compressibility=compressibility,
                            redraw_velocities=redraw_velocities, step_progress=step_progress)
 
 
-def _prepare(system, ff, *, temperature, steps, pressure, npt_steps, dt, rng, thermostat,
-             tau, friction, barostat_tau, compressibility, redraw_velocities=True,
-             step_progress=None):
+def _prepare(system, engines, *, temperature, steps, pressure, npt_steps, rng, barostat_tau,
+             compressibility, redraw_velocities=True, step_progress=None):
     """Optional NPT stage, then ``steps`` NVT steps at the fixed cell; (state, NPTResult or
     None)."""
     n_npt = _npt_steps(pressure, npt_steps)
     total = n_npt + int(steps)
-    npt = _npt_stage(system, ff, temperature=temperature, pressure=pressure,
-                     npt_steps=npt_steps, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
-                     friction=friction, barostat_tau=barostat_tau,
+    npt = _npt_stage(system, engines, temperature=temperature, pressure=pressure,
+                     npt_steps=npt_steps, rng=rng, barostat_tau=barostat_tau,
                      compressibility=compressibility, redraw_velocities=redraw_velocities,
                      step_progress=_offset(step_progress, 0, total))
     if npt is not None:
         system = npt.system
     # After NPT the velocities are already at T: keep them.
-    state = equilibrate(system, ff, temperature=temperature, steps=steps, dt=dt, rng=rng,
-                        thermostat=thermostat, tau=tau, friction=friction,
+    state = equilibrate(system, engines, temperature=temperature, steps=steps, rng=rng,
                         redraw_velocities=redraw_velocities and npt is None,
                         step_progress=_offset(step_progress, n_npt, total))
     return state, npt
@@ -459,7 +462,7 @@ class OscillationRun:
     npt: NPTResult | None = field(default=None, repr=False)
 
 
-def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
+def oscillatory_strain(system: System, ff, *, temperature: float,
                        period: float, strain_amplitude: float = 0.01,
                        n_cycles: int = DEFAULT_CYCLES,
                        mode: str = "shear", dt: float | None = None,
@@ -487,7 +490,9 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
     ----------
     system : System
         Start configuration (not modified); the reference cell h0 is its cell.
-    ff : ForceField
+    ff : ForceField or Engine
+        The model (stages on :class:`~swapmc.md.engine.NativeEngine`), or an engine
+        whose ``spawn`` starts every stage (see the module docstring).
     temperature : float
         epsilon_AA/k_B (lj) or K (metal).
     period : float
@@ -537,7 +542,8 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
         raise ValueError(f"need n_cycles >= discard_cycles + 2 = {discard_cycles + 2} "
                          f"(two analysed cycles give the error), got {n_cycles}")
     rng = np.random.default_rng() if rng is None else rng
-    dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
+    engines = _engines(ff, dt, thermostat, tau, friction)
+    dt = engines.dt
     steps_per_period = period / dt
     if steps_per_period < 20:
         raise ValueError(f"period {period} is only {steps_per_period:.1f} time steps; "
@@ -546,54 +552,43 @@ def oscillatory_strain(system: System, ff: ForceField, *, temperature: float,
     n_npt = _npt_steps(pressure, npt_steps)
     n_steps = _oscillation_steps(period, dt, n_cycles)
     total = n_npt + int(equilibration_steps) + n_steps
-    npt = _npt_stage(system, ff, temperature=temperature, pressure=pressure,
-                     npt_steps=npt_steps, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
-                     friction=friction, barostat_tau=barostat_tau,
+    npt = _npt_stage(system, engines, temperature=temperature, pressure=pressure,
+                     npt_steps=npt_steps, rng=rng, barostat_tau=barostat_tau,
                      compressibility=compressibility, redraw_velocities=redraw_velocities,
                      step_progress=_offset(step_progress, 0, total))
     if npt is not None:
-        s = npt.system
+        engine = engines(npt.system, rng)
     else:
-        s = _with_velocities(system, ff, temperature, rng, redraw_velocities)
-    th = make_thermostat(ff, temperature, rng, thermostat, tau, friction, dt)
-    md = MD(s, ff, dt, thermostat=th)
+        engine = engines(system, rng)
+        if redraw_velocities or system.velocities is None:
+            engine.thermalize(temperature)
     # Fail before any work if the largest strain is outside the tilt/width limits.
-    from .neighborlist import check_cell
-
-    h0 = md.h.copy()
+    h0 = engine.cell()
     for e in (strain_amplitude, -strain_amplitude):
-        check_cell(strained_cell(h0, e, mode), ff.cutoff, ff.skin)
+        h = strained_cell(h0, e, mode)
+        check_tilts(h)
+        engine.check_cell(h)
+    temp = engines.temperature(temperature)
     if equilibration_steps:
-        _run_reporting(md, equilibration_steps, step_progress, n_npt, total,
-                       f"NVT T={temperature:g}")
+        _run(engine, equilibration_steps, temp, step_progress, n_npt, total,
+             f"NVT T={temperature:g}")
     omega = 2.0 * math.pi / period
-    t_start = md.time
-    ts, eps, sig, temps = [], [], [], []
-
-    def deform(time):
-        return strained_cell(h0, strain_amplitude * math.sin(omega * (time - t_start)), mode)
-
-    def record(m):
-        t = m.time - t_start
-        ts.append(t)
-        eps.append(strain_amplitude * math.sin(omega * t))
-        sig.append(conjugate_stress(m.stress(), mode))
-        temps.append(m.temperature)
 
     def stage(k):
         return (f"DMS T={temperature:g} omega={omega:.3g} cycle "
                 f"{min(n_cycles, int(k / steps_per_period) + 1)}/{n_cycles}")
 
-    record(md)
-    _run_reporting(md, n_steps, step_progress, total - n_steps, total, stage, callback=record,
-                   every=every, deform=deform, remap_velocities=remap_velocities)
-    t = np.array(ts)
-    y = np.array(sig)
+    r = engine.wiggle(n_steps, amplitude=strain_amplitude, omega=omega, mode=mode,
+                      temperature=temp, remap_velocities=remap_velocities, sample_every=every,
+                      **_reporting(step_progress, total - n_steps, total, stage))
+    t = np.asarray(r.time)
+    eps = np.array([strain_amplitude * math.sin(omega * x) for x in t])
+    y = np.array([conjugate_stress(s, mode) for s in r.stress])
     res = fit_oscillation(t, y, strain_amplitude, omega, discard_cycles=discard_cycles,
-                          detrend=detrend, stress_unit=STRESS_UNIT[ff.units],
-                          time_unit=TIME_UNIT[ff.units])
-    return OscillationRun(res, t, np.array(eps), y, float(np.mean(temps)), mode, md.system,
-                          npt)
+                          detrend=detrend, stress_unit=STRESS_UNIT[engines.units],
+                          time_unit=TIME_UNIT[engines.units])
+    return OscillationRun(res, t, eps, y, float(np.mean(r.temperature)), mode,
+                          engine.system(), npt)
 
 
 def _oscillation_steps(period: float, dt: float, n_cycles: int) -> int:
@@ -638,7 +633,7 @@ class DMSRow:
         return {k: v for k, v in self.__dict__.items() if k not in ("runs", "npt")}
 
 
-def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude=0.01,
+def dms_sweep(systems, ff, *, omegas, temperatures, strain_amplitude=0.01,
               n_cycles=DEFAULT_CYCLES, mode="shear", dt=None, thermostat="bussi", tau=None,
               friction=None, equilibration_steps=1000, sample_every=None, discard_cycles=1,
               detrend=False, pressure=None, npt_steps=None, barostat_tau=None,
@@ -655,7 +650,9 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
     ----------
     systems : System or sequence of System
         Independent samples (glasses) of the same model.
-    ff : ForceField
+    ff : ForceField or Engine
+        The model (stages on :class:`~swapmc.md.engine.NativeEngine`), or an engine
+        whose ``spawn`` starts every stage (see the module docstring).
     omegas : sequence of float
         Angular frequencies (rad per time unit).
     temperatures : sequence of float
@@ -687,7 +684,8 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
         raise ValueError("no samples")
     rng = np.random.default_rng() if rng is None else rng
     n_glass = len(systems)
-    step = DEFAULT_DT[ff.units] if dt is None else float(dt)
+    engines = _engines(ff, dt, thermostat, tau, friction)
+    step = engines.dt
     n_prepare = _npt_steps(pressure, npt_steps) + int(equilibration_steps)
     n_osc = {omega: _oscillation_steps(2.0 * math.pi / omega, step, n_cycles)
              for omega in omegas}
@@ -698,9 +696,8 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
         prepared = []
         for i, s in enumerate(systems):
             prepared.append(_prepare(
-                s, ff, temperature=temp, steps=equilibration_steps, pressure=pressure,
-                npt_steps=npt_steps, dt=dt, rng=rng, thermostat=thermostat, tau=tau,
-                friction=friction, barostat_tau=barostat_tau,
+                s, engines, temperature=temp, steps=equilibration_steps, pressure=pressure,
+                npt_steps=npt_steps, rng=rng, barostat_tau=barostat_tau,
                 compressibility=compressibility,
                 step_progress=_offset(step_progress, done, total,
                                       _glass_suffix(i, n_glass))))
@@ -712,9 +709,8 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
             runs = []
             for i, s in enumerate(states):
                 runs.append(oscillatory_strain(
-                    s, ff, temperature=temp, period=2.0 * math.pi / omega,
-                    strain_amplitude=strain_amplitude, n_cycles=n_cycles, mode=mode, dt=dt,
-                    thermostat=thermostat, tau=tau, friction=friction,
+                    s, engines, temperature=temp, period=2.0 * math.pi / omega,
+                    strain_amplitude=strain_amplitude, n_cycles=n_cycles, mode=mode,
                     sample_every=sample_every, discard_cycles=discard_cycles,
                     detrend=detrend, remap_velocities=remap_velocities, rng=rng,
                     step_progress=_offset(step_progress, done, total,
@@ -733,9 +729,9 @@ def dms_sweep(systems, ff: ForceField, *, omegas, temperatures, strain_amplitude
                 err_dof = r.error_dof
                 method = f"single glass: {r.error_method}; glass-to-glass scatter not included"
             row = DMSRow(float(temp), float(omega), 2.0 * math.pi / omega, *map(float, vals),
-                         len(results), mode, STRESS_UNIT[ff.units], TIME_UNIT[ff.units],
-                         density=density, runs=runs, npt=npts, error_dof=float(err_dof),
-                         error_method=method)
+                         len(results), mode, STRESS_UNIT[engines.units],
+                         TIME_UNIT[engines.units], density=density, runs=runs, npt=npts,
+                         error_dof=float(err_dof), error_method=method)
             rows.append(row)
             if progress is not None:
                 progress(row)
@@ -795,7 +791,7 @@ class RelaxationResult:
     glass_curves: np.ndarray = field(default=None, repr=False)
 
 
-def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
+def step_strain_relaxation(systems, ff, *, temperature: float,
                            strain: float = 0.02, mode: str = "shear", duration: float,
                            dt: float | None = None, thermostat: str = "bussi",
                            tau: float | None = None, friction: float | None = None,
@@ -825,7 +821,9 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
     ----------
     systems : System or sequence of System
         Independent samples.
-    ff : ForceField
+    ff : ForceField or Engine
+        The model (stages on :class:`~swapmc.md.engine.NativeEngine`), or an engine
+        whose ``spawn`` starts every stage (see the module docstring).
     temperature : float
     strain : float
         eps_0 (dimensionless, ~0.01-0.02).
@@ -865,7 +863,8 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
     if isinstance(systems, System):
         systems = [systems]
     rng = np.random.default_rng() if rng is None else rng
-    dt = DEFAULT_DT[ff.units] if dt is None else float(dt)
+    engines = _engines(ff, dt, thermostat, tau, friction)
+    dt = engines.dt
     n_hold = int(round(duration / dt))
     if n_hold < 5 * sample_every:
         raise ValueError("duration too short for 5 samples")
@@ -879,44 +878,35 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
     done = 0
     for g, system in enumerate(systems):
         suffix = _glass_suffix(g, n_glass)
-        state, npt = _prepare(system, ff, temperature=temperature, steps=equilibration_steps,
-                              pressure=pressure, npt_steps=npt_steps, dt=dt, rng=rng,
-                              thermostat=thermostat, tau=tau, friction=friction,
-                              barostat_tau=barostat_tau, compressibility=compressibility,
+        state, npt = _prepare(system, engines, temperature=temperature,
+                              steps=equilibration_steps, pressure=pressure,
+                              npt_steps=npt_steps, rng=rng, barostat_tau=barostat_tau,
+                              compressibility=compressibility,
                               step_progress=_offset(step_progress, done, total, suffix))
         done += n_prepare
         if npt is not None:
             npts.append(npt)
         densities.append(state.n / state.box.volume)
         for r in range(n_repeats):
-            state = equilibrate(state, ff, temperature=temperature, steps=decorrelation_steps,
-                                dt=dt, rng=rng, thermostat=thermostat, tau=tau,
-                                friction=friction, redraw_velocities=True,
+            state = equilibrate(state, engines, temperature=temperature,
+                                steps=decorrelation_steps, rng=rng, redraw_velocities=True,
                                 step_progress=_offset(step_progress, done, total, suffix))
             done += int(decorrelation_steps)
             seed = int(rng.integers(2**63))
             branch = []
             for sign in signs:
                 # Same seed in both branches: identical thermostat noise keeps them correlated.
-                brng = np.random.default_rng(seed)
-                md = MD(state, ff, dt, thermostat=make_thermostat(ff, temperature, brng,
-                                                                  thermostat, tau, friction,
-                                                                  dt))
-                md.set_cell(strained_cell(md.h, sign * strain, mode))
-                t0 = md.time
-                ts, ys = [0.0], [conjugate_stress(md.stress(), mode)]
-
-                def record(m, ts=ts, ys=ys, t0=t0):
-                    ts.append(m.time - t0)
-                    ys.append(conjugate_stress(m.stress(), mode))
-
-                _run_reporting(md, n_hold, step_progress, done, total,
-                               f"hold T={temperature:g} {'+' if sign > 0 else '-'}eps, repeat "
-                               f"{r + 1}/{n_repeats}{suffix}", callback=record,
-                               every=sample_every)
+                engine = engines(state, np.random.default_rng(seed))
+                engine.set_cell(strained_cell(engine.cell(), sign * strain, mode))
+                y0 = conjugate_stress(engine.stress(), mode)
+                rec = _run(engine, n_hold, engines.temperature(temperature), step_progress,
+                           done, total, f"hold T={temperature:g} {'+' if sign > 0 else '-'}"
+                           f"eps, repeat {r + 1}/{n_repeats}{suffix}",
+                           sample_every=sample_every)
                 done += n_hold
-                branch.append(np.array(ys))
-                t_rec = np.array(ts)
+                branch.append(np.array([y0] + [conjugate_stress(s, mode)
+                                               for s in rec.stress]))
+                t_rec = np.concatenate([[0.0], rec.time])
             curves.append(0.5 * (branch[0] - branch[1]) if symmetric else branch[0])
             glass.append(g)
     arr = np.stack(curves)
@@ -932,15 +922,15 @@ def step_strain_relaxation(systems, ff: ForceField, *, temperature: float,
         mean, sem = arr[0], np.full_like(arr[0], np.nan)
     kww, err = None, None
     if fit:
-        start = DEFAULT_FIT_FROM[ff.units] if fit_from is None else float(fit_from)
+        start = DEFAULT_FIT_FROM[engines.units] if fit_from is None else float(fit_from)
         try:
             kww = fit_kww_glasses(t, arr, glass, strain=strain, fit_range=(start, None),
-                                  stress_unit=STRESS_UNIT[ff.units],
-                                  time_unit=TIME_UNIT[ff.units])
+                                  stress_unit=STRESS_UNIT[engines.units],
+                                  time_unit=TIME_UNIT[engines.units])
         except (RuntimeError, ValueError) as exc:  # e.g. no decay to fit (elastic solid)
             err = str(exc)
     return RelaxationResult(t, mean, sem, mean / strain, float(strain), mode, kww, err, arr,
-                            STRESS_UNIT[ff.units], TIME_UNIT[ff.units],
+                            STRESS_UNIT[engines.units], TIME_UNIT[engines.units],
                             density=float(np.mean(densities)), npt=npts, glass=glass,
                             glass_curves=per_glass)
 
@@ -976,13 +966,7 @@ class StaticModulus:
     stress_unit: str = ""
 
 
-def _static_stress(system: System, ff: ForceField, mode: str) -> float:
-    r = ff.compute(system)
-    sigma = -np.asarray(r.virial) / system.box.volume  # T = 0: potential part only
-    return conjugate_stress(to_user_pressure(sigma, ff.units), mode)
-
-
-def static_modulus(system: System, ff: ForceField, strain: float = 0.01,
+def static_modulus(system: System, ff, strain: float = 0.01,
                    mode: str = "shear", fmax: float = 1e-8,
                    max_steps: int = 100_000) -> StaticModulus:
     """Modulus from finite strains +-eps of the inherent structure (central difference).
@@ -995,7 +979,9 @@ def static_modulus(system: System, ff: ForceField, strain: float = 0.01,
     Parameters
     ----------
     system : System
-    ff : ForceField
+    ff : ForceField or Engine
+        The model (stages on :class:`~swapmc.md.engine.NativeEngine`), or an engine
+        whose ``spawn`` starts every stage (see the module docstring).
     strain : float
         eps > 0 (dimensionless).
     mode : {"shear", "uniaxial"}
@@ -1010,24 +996,27 @@ def static_modulus(system: System, ff: ForceField, strain: float = 0.01,
     _check_mode(mode)
     if strain <= 0:
         raise ValueError("strain must be positive")
-    ref = fire(system, ff, fmax=fmax, max_steps=max_steps)
-    is_ = ref.system
+    engines = _engines(ff)
+    # Minimisation draws no random numbers; the stream only satisfies spawn.
+    rng = np.random.default_rng(0)
+    engine = engines(system, rng)
+    ref = engine.minimize(fmax, max_steps)
+    is_ = engine.system()
+    # After a minimisation the velocities are zero: the stress is the potential part.
+    stress0 = conjugate_stress(engine.stress(), mode)
     h0 = is_.box.matrix
     aff, rel, ok = [], [], ref.converged
     for e in (strain, -strain):
         h = strained_cell(h0, e, mode)
+        # The affine strain of the inherent structure, as set_cell would remap it, built
+        # directly so that each strain starts from the same reference on a new engine.
         s = System.from_unwrapped(is_.positions @ (h @ np.linalg.inv(h0)).T, is_.species,
-                                  is_.species_names, _box(h))
-        aff.append(_static_stress(s, ff, mode))
-        m = fire(s, ff, fmax=fmax, max_steps=max_steps)
+                                  is_.species_names, Box.from_matrix(h))
+        strained = engines(s, rng)
+        aff.append(conjugate_stress(strained.stress(), mode))
+        m = strained.minimize(fmax, max_steps)
         ok = ok and m.converged
-        rel.append(_static_stress(m.system, ff, mode))
+        rel.append(conjugate_stress(strained.stress(), mode))
     return StaticModulus((aff[0] - aff[1]) / (2 * strain), (rel[0] - rel[1]) / (2 * strain),
-                         ref.energy_per_particle, _static_stress(is_, ff, mode), float(strain),
-                         mode, bool(ok), STRESS_UNIT[ff.units])
-
-
-def _box(h):
-    from ..box import Box
-
-    return Box.from_matrix(h)
+                         ref.energy / is_.n, stress0, float(strain), mode, bool(ok),
+                         STRESS_UNIT[engines.units])
