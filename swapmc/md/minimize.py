@@ -128,7 +128,8 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
     if step_progress is not None:
         step_progress(0, max_steps, f"FIRE max|F|={f_now:.1e}")
     while f_now >= fmax and steps < max_steps:
-        power = float(np.vdot(forces, v))
+        # einsum, not BLAS ddot: a threaded ddot on 3N-vectors spins on a busy machine.
+        power = float(np.einsum("ij,ij->", forces, v))
         if power > 0.0:
             n_pos += 1
             n_neg = 0
@@ -137,7 +138,8 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
                 alpha *= f_alpha
             # Mixing weights from the velocity and force entering this step.
             keep = 1.0 - alpha
-            towards_f = alpha * np.sqrt(np.vdot(v, v) / np.vdot(forces, forces))
+            towards_f = alpha * np.sqrt(np.einsum("ij,ij->", v, v)
+                                        / np.einsum("ij,ij->", forces, forces))
         else:
             n_pos = 0
             n_neg += 1
