@@ -375,6 +375,8 @@ def test_aqs_on_the_mock_engine(solid):
     res = AQS(eng, max_strain=0.01, step=1e-3).run()
     assert res.drops == []
     np.testing.assert_allclose(res.stress, G0 * res.strain, rtol=1e-9, atol=1e-12)
+    # A stress rising to the end: the yield point (stress maximum) is the last state.
+    assert res.peak.strain == pytest.approx(0.01) and res.peak.stress == res.stress[-1]
     summary = aqs_summary(res.strain, res.stress, res.energy, drops=res.drops,
                           steady_window=0.002, modulus_strain=0.005)
     assert summary.modulus == pytest.approx(G0, rel=1e-9)

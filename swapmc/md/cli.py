@@ -248,9 +248,10 @@ def _units(model):
     return STRESS_UNIT[model.units], TIME_UNIT[model.units], temp, energy
 
 
-def _add_model_args(p) -> None:
-    p.add_argument("configurations", nargs="+",
-                   help=".xyz/.extxyz or LAMMPS .data file(s); several = independent samples")
+def _add_model_args(p, inputs_optional: bool = False) -> None:
+    p.add_argument("configurations", nargs="*" if inputs_optional else "+",
+                   help=".xyz/.extxyz or LAMMPS .data file(s); several = independent samples"
+                   + (" (or --library samples)" if inputs_optional else ""))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", help="model from a built-in preset (default: the model of the "
                    "config.toml that swapmc run wrote next to the input files; without one, "

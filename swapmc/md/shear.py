@@ -305,6 +305,7 @@ class AQS:
         self.snapshots: dict[float, Snapshot] = {}
         self.drop_before: Snapshot | None = None
         self.drop_after: Snapshot | None = None
+        self.peak: Snapshot | None = None
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict:
@@ -347,6 +348,7 @@ class AQS:
         self.k = 0
         energy, stress = self._record(info)
         self.reference = self._snapshot(0.0, energy, stress)
+        self.peak = self.reference
         self._maybe_keep(energy, stress)
 
     def _maybe_keep(self, energy, stress) -> None:
@@ -373,6 +375,10 @@ class AQS:
         prev = self._rows[-1]
         energy, stress = self._record(info)
         self._maybe_keep(energy, stress)
+        if self.peak is None or stress > self.peak.stress:
+            # The yield point so far (the stress maximum): its configuration separates the
+            # plasticity before yield from that after it.
+            self.peak = self._snapshot(self.strain_of(self.k), energy, stress)
         if stress - prev[1] >= -self.drop_threshold:
             return None
         u = nonaffine_displacement(before, e.positions(), cell_before, e.cell(),
@@ -444,7 +450,7 @@ class AQS:
         return AQSResult(self.mode, e.units, e.n, self.step, self.ftol, t, list(self.drops),
                          self.reference, dict(self.snapshots), self.drop_before,
                          self.drop_after, final, self.finished, self.drop_threshold,
-                         self.displacement_threshold, self.smooth_decreases)
+                         self.displacement_threshold, self.smooth_decreases, self.peak)
 
     # ------------------------------------------------------------------ checkpoints
     def get_state(self) -> dict:
@@ -462,6 +468,8 @@ class AQS:
         if self.drop_before is not None:
             state.update(self.drop_before.arrays("drop_before_"))
             state.update(self.drop_after.arrays("drop_after_"))
+        if self.peak is not None:
+            state.update(self.peak.arrays("peak_"))
         state["meta"] = json.dumps(meta)
         return state
 
@@ -493,6 +501,10 @@ class AQS:
         if "drop_before_scalars" in state:
             self.drop_before = Snapshot.from_arrays(state, "drop_before_")
             self.drop_after = Snapshot.from_arrays(state, "drop_after_")
+        # Checkpoints written before the peak was kept have none: it is then the stress
+        # maximum of the steps run after the resume.
+        self.peak = (Snapshot.from_arrays(state, "peak_") if "peak_scalars" in state
+                     else None)
 
 
 COLUMNS = ("strain", "stress", "sigma_xx", "sigma_yy", "sigma_zz", "sigma_xy", "sigma_xz",
@@ -526,6 +538,9 @@ class AQSResult:
     smooth_decreases : int
         Steps whose stress decreased beyond the threshold without any particle passing
         the displacement threshold (not drops; see the module docstring).
+    peak : Snapshot or None
+        The state at the stress maximum (the yield point of
+        :mod:`swapmc.analysis.yielding`; the first step reaching it).
     """
 
     mode: str
@@ -544,6 +559,7 @@ class AQSResult:
     drop_threshold: float = DEFAULT_DROP_THRESHOLD
     displacement_threshold: float = math.nan
     smooth_decreases: int = 0
+    peak: Snapshot | None = field(default=None, repr=False)
 
     @property
     def strain(self) -> np.ndarray:

@@ -24,9 +24,33 @@ engine (:class:`~swapmc.md.engine.NativeEngine`); the outputs go to the output d
     vector from the reference, length) and ``u_na_norm``; ``drop_after.xyz`` also has
     ``d2min_drop`` and ``u_na_drop_norm`` across the largest drop. OVITO colours any of
     them with "Color coding".
-``stress_strain.png``, ``d2min.png``, ``d2min_drop.png``
+``stress_strain.png``, ``d2min.png``, ``d2min_drop.png``, ``d2min_drop_maps.png``
     Stress and energy against strain (drops marked); a slab of the final (or post-drop)
-    configuration coloured by D²_min beside its profile along y.
+    configuration coloured by D²_min beside its profile along y; D²_min from strain 0 just
+    before and just after the largest drop and across it.
+
+The configurations are files, or samples of a glass library (``--library`` with ``--build``,
+``--ids``, ``--t-min``/``--t-max``, ``--limit``; certified samples unless ids are named; the
+inherent structure by default), one sub-directory ``sample<id>`` each. Glasses of one family
+(files: all of them; library: one build at one parent temperature) are averaged: the command
+prints a table of the AQS yielding summary of every glass and the family means
+(:mod:`swapmc.analysis.yielding`: small-strain modulus, yield strain at the stress maximum,
+overshoot over the steady-state flow stress of the last ``--steady-window`` of strain, the
+largest drop, localisation of D²_min up to yield, across the largest drop and after yield)
+and writes, in the output directory:
+
+``yielding.csv``, ``families.csv``, ``summary.json``
+    One row per glass; per family the mean, the standard error over glasses, the
+    half-width of the 68 % Student-t interval and the number of glasses of each quantity
+    (finite rate: the peak and steady-state stresses); everything in JSON.
+``stress_strain_all.png``, ``localization.png``
+    With several glasses: the curves of each family overlaid (stress maxima marked), and
+    the D²_min profiles along y after yield (from strain 0 at a finite rate).
+
+Options may also come from the ``[shear]`` table of a TOML file (``--config shear.toml``;
+keys are the long options with ``_`` for ``-``, e.g. ``max_strain = 0.2``, ``library =
+"glasses.sqlite"``); options on the command line win, and a wrong key, type or value
+stops the command with its file and line.
 
 A killed run is resumed by rerunning the same command (the strain step, configuration and
 everything recorded so far are checkpointed atomically in ``checkpoint.npz``); a finished
@@ -64,6 +88,7 @@ _SQUARED = {"sigma_AA": r"$\sigma_{AA}^2$", "Angstrom": "Å$^2$"}
 def add_parser(subparsers) -> None:
     """Register ``shear`` on an argparse sub-parser collection."""
     from ..analysis.nonaffine import DEFAULT_D2MIN_CUTOFF
+    from ..analysis.yielding import DEFAULT_MODULUS_STRAIN, DEFAULT_STEADY_WINDOW
     from ..cli import HelpFormatter
     from .shear import (
         DEFAULT_BLOCK_STRAIN,
@@ -86,7 +111,35 @@ def add_parser(subparsers) -> None:
         "epsilon_AA/sigma_AA^3 (LJ) or GPa (metal), energy in epsilon_AA or eV, lengths in "
         "sigma_AA or Å, times in tau_LJ or ps. Rerun the same command to resume. Exit "
         "code 1 if an AQS minimisation did not reach --ftol within --max-iter.")
-    _add_model_args(p)
+    _add_model_args(p, inputs_optional=True)
+    p.add_argument("--config", default=None, metavar="SHEAR.toml",
+                   help="options from the [shear] table of a TOML file (keys as the long "
+                   "options with _ for -, e.g. max_strain = 0.2); options given on the "
+                   "command line win")
+    lib = p.add_argument_group("library samples (instead of files)")
+    lib.add_argument("--library", default=None, metavar="GLASSES.sqlite",
+                     help="shear samples of a glass library; families are the samples of one "
+                     "build at one parent temperature")
+    lib.add_argument("--build", default=None,
+                     help="build fingerprint or its first characters (default: any)")
+    lib.add_argument("--ids", type=int, nargs="+", default=None,
+                     help="sample ids (swapmc library ls); any verdict (default: all "
+                     "certified samples matching the other filters)")
+    lib.add_argument("--t-min", type=float, default=None,
+                     help="lowest parent (equilibration) temperature, epsilon_AA/k_B or K "
+                     "(default: none)")
+    lib.add_argument("--t-max", type=float, default=None,
+                     help="highest parent temperature, epsilon_AA/k_B or K (default: none)")
+    lib.add_argument("--limit", type=int, default=None,
+                     help="at most this many samples (default: all)")
+    lib.add_argument("--structure", choices=("inherent", "equilibrium"), default="inherent",
+                     help="which stored configuration of each sample is sheared")
+    y = p.add_argument_group("yielding summary (AQS)")
+    y.add_argument("--steady-window", type=float, default=DEFAULT_STEADY_WINDOW,
+                   help="strain width at the end of the curve over which the steady-state "
+                   "flow stress is averaged (dimensionless)")
+    y.add_argument("--modulus-strain", type=float, default=DEFAULT_MODULUS_STRAIN,
+                   help="largest strain of the small-strain modulus fit (dimensionless)")
     p.add_argument("--protocol", choices=("aqs", "rate"), default="aqs",
                    help="athermal quasistatic (aqs) or finite shear rate by MD (rate)")
     p.add_argument("--mode", choices=("shear", "pure"), default="shear",
@@ -153,22 +206,37 @@ def add_parser(subparsers) -> None:
                    help="thickness in z of the D2min map's slice, length (default: 1.5 mean "
                    "particle spacings)")
     p.set_defaults(func=cmd_shear)
+    _track_given(p)
+
+
+# Range checks of the options: (attribute, option) pairs by kind (see _check_args); the
+# [shear] table of --config is checked with the same rules.
+_CHECKS = dict(
+    positive=(("max_strain", "--max-strain"), ("step", "--step"), ("ftol", "--ftol"),
+              ("rate", "--rate"), ("temperature", "-T/--temperature"), ("dt", "--dt"),
+              ("tau_t", "--tau-t"), ("block_strain", "--block-strain"),
+              ("displacement_threshold", "--displacement-threshold"),
+              ("d2min_cutoff", "--d2min-cutoff"), ("slab", "--slab"),
+              ("steady_window", "--steady-window"), ("modulus_strain", "--modulus-strain")),
+    non_negative=(("drop_threshold", "--drop-threshold"),
+                  ("snapshot_strains", "--snapshot-strains"), ("steady_from", "--steady-from")),
+    finite=(("t_min", "--t-min"), ("t_max", "--t-max")),
+    positive_int=(("max_iter", "--max-iter"), ("sample_every", "--sample-every"),
+                  ("checkpoint_every", "--checkpoint-every"), ("limit", "--limit")),
+    non_negative_int=(("seed", "--seed"), ("refine", "--refine"),
+                      ("equilibration_steps", "--equilibration-steps")),
+)
 
 
 def _check(args) -> None:
-    _check_args(args, positive=(("max_strain", "--max-strain"), ("step", "--step"),
-                                ("ftol", "--ftol"), ("rate", "--rate"),
-                                ("temperature", "-T/--temperature"), ("dt", "--dt"),
-                                ("tau_t", "--tau-t"), ("block_strain", "--block-strain"),
-                                ("displacement_threshold", "--displacement-threshold"),
-                                ("d2min_cutoff", "--d2min-cutoff"), ("slab", "--slab")),
-                non_negative=(("drop_threshold", "--drop-threshold"),
-                              ("snapshot_strains", "--snapshot-strains"),
-                              ("steady_from", "--steady-from")),
-                positive_int=(("max_iter", "--max-iter"), ("sample_every", "--sample-every"),
-                              ("checkpoint_every", "--checkpoint-every")),
-                non_negative_int=(("seed", "--seed"), ("refine", "--refine"),
-                                  ("equilibration_steps", "--equilibration-steps")))
+    _check_args(args, **_CHECKS)
+    if not args.library:
+        for attr, opt in (("build", "--build"), ("ids", "--ids"), ("t_min", "--t-min"),
+                          ("t_max", "--t-max"), ("limit", "--limit")):
+            if getattr(args, attr) is not None:
+                raise ValueError(f"{opt} selects library samples: give --library")
+    if bool(args.configurations) == bool(args.library):
+        raise ValueError("give configuration files or --library (one of them)")
     if args.bins is not None and args.bins < 2:
         raise ValueError(f"--bins must be an integer >= 2, got {args.bins}")
     if args.protocol == "rate":
@@ -192,15 +260,12 @@ def cmd_shear(args) -> int:
     from ..io.lock import DirectoryLock
     from .shear import STRESS_NAME, STRESS_UNIT
 
+    _apply_config(args)
     _check(args)
-    pre, label, systems, ff = _load_inputs(args)
+    pre, label, systems, ff, paths, names, families = _shear_inputs(args)
     units = pre.model.units
     out = args.output or "swapmc-shear"
     os.makedirs(out, exist_ok=True)
-    names = [os.path.splitext(os.path.basename(p))[0] for p in args.configurations]
-    if len(set(names)) != len(names):
-        raise ValueError("input files must have distinct names (one output sub-directory "
-                         "each): " + ", ".join(args.configurations))
     what = ("AQS" if args.protocol == "aqs" else
             f"shear rate {args.rate:g}/{'tau_LJ' if units == 'lj' else 'ps'} at "
             f"T = {args.temperature:g}")
@@ -209,17 +274,13 @@ def cmd_shear(args) -> int:
           f"{len(systems)} configuration(s)", flush=True)
     records = []
     with DirectoryLock(out, "swapmc shear"):
-        for k, (path, system) in enumerate(zip(args.configurations, systems)):
+        for k, (path, system) in enumerate(zip(paths, systems)):
             where = out if len(systems) == 1 else os.path.join(out, names[k])
             os.makedirs(where, exist_ok=True)
-            records.append(_one(args, path, system, ff, label, where, k))
-        if len(systems) > 1:
-            _write_json(os.path.join(out, "summary.json"),
-                        {"model": label, "protocol": args.protocol, "mode": args.mode,
-                         "samples": records})
-            plt = _pyplot()
-            if plt is not None:
-                _plot_overlay(plt, records, args, units, out)
+            record = _one(args, path, system, ff, label, where, k)
+            record.update(sample=names[k], family=families[k], directory=where)
+            records.append(record)
+        _summarise(records, args, units, label, out)
     print(f"wrote {out}/")
     return 0 if all(r["summary"].get("all_converged", True) for r in records) else 1
 
@@ -438,9 +499,19 @@ def _aqs_outputs(result, system, args, units, out) -> dict:
         record["after_largest_drop"], _ = _localize(d2a, after, args.bins)
         record["across_largest_drop"], loc_drop = _localize(d2d, after, args.bins)
         if plt is not None:
+            _plot_drop_maps(plt, before, after, d2b, d2a, d2d, args, units,
+                            os.path.join(out, "d2min_drop_maps.png"))
             _plot_d2min(plt, after, d2d, loc_drop, args, units,
                         f"D²_min across the largest drop (strain {before.strain:.4g} → "
                         f"{after.strain:.4g})", os.path.join(out, "d2min_drop.png"))
+    peak = result.peak
+    if peak is not None and peak.strain > 0:
+        # Plasticity up to the yield point (stress maximum) and after it.
+        d2y, _ = _fields(ref, peak, cutoff)
+        record["at_yield"], _ = _localize(d2y, peak, args.bins)
+        if result.final.strain > peak.strain:
+            d2p, _ = _fields(peak, result.final, cutoff)
+            record["after_yield"], _ = _localize(d2p, result.final, args.bins)
     if plt is not None:
         _plot_aqs(plt, result, units, os.path.join(out, "stress_strain.png"))
         _plot_d2min(plt, result.final, d2, loc_final, args, units,
@@ -617,23 +688,414 @@ def _plot_d2min(plt, snap, d2, loc, args, units, title, path) -> None:
     plt.close(fig)
 
 
-def _plot_overlay(plt, records, args, units, out) -> None:
-    """stress_strain_all.png: the curves of every configuration, read back from their
-    CSV files."""
+# ----------------------------------------------------------------------------- options
+def _track_given(parser) -> None:
+    """Make every option of ``parser`` note its destination in ``namespace._given`` when it
+    appears on the command line, so that a ``[shear]`` table fills in only the others."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "config"):
+            continue
+        base = type(action)
+
+        def call(self, parser, namespace, values, option_string=None, _base=base):
+            given = set(getattr(namespace, "_given", ()))
+            given.add(self.dest)
+            namespace._given = given
+            _base.__call__(self, parser, namespace, values, option_string)
+
+        action.__class__ = type(base.__name__, (base,), {"__call__": call})
+    parser.set_defaults(_shear_parser=parser)
+
+
+def _config_value(action, value, where: str):
+    """A ``[shear]`` value converted as the command line would convert it, or ConfigError
+    naming ``where`` (file, line and key)."""
+    from .._toml import ConfigError
+
+    if action.nargs == 0:  # store_true
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value if action.const else not value
+    many = action.nargs in ("+", "*")
+    values = value if isinstance(value, list) else [value]
+    if not many and isinstance(value, list):
+        raise ConfigError(f"{where} takes one value, got a list")
+    if many and not values and action.nargs == "+":
+        raise ConfigError(f"{where} needs at least one value")
+    out = []
+    for v in values:
+        kind = action.type
+        if kind is float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{where} must be a number, got {v!r}")
+            v = float(v)
+        elif kind is int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"{where} must be an integer, got {v!r}")
+        elif not isinstance(v, str):
+            raise ConfigError(f"{where} must be a string, got {v!r}")
+        if action.choices is not None and v not in action.choices:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, action.choices))}, "
+                              f"got {v!r}")
+        out.append(v)
+    return out if many else out[0]
+
+
+def _apply_config(args) -> None:
+    """Fill the options not given on the command line from the ``[shear]`` table of
+    ``--config``; every key is checked (name, type, choices, range) with file and line."""
+    import argparse
+
+    from .._toml import ConfigError, key_line, load_toml_file, unknown_keys_message
+
+    path = args.config
+    if path is None:
+        return
+    data = load_toml_file(path)
+    other = sorted(set(data) - {"shear"})
+    if other or not isinstance(data.get("shear"), dict):
+        line = key_line(path, None, other[0]) if other else None
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: expected one [shear] table"
+                          + (f", found {', '.join(other)}" if other else ""))
+    table = data["shear"]
+    actions = {a.dest: a for a in args._shear_parser._actions
+               if a.option_strings and a.dest not in ("help", "config")}
+    unknown = sorted(set(table) - set(actions))
+    if unknown:
+        line = key_line(path, "shear", unknown[0])
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: "
+                          + unknown_keys_message(unknown, actions, "[shear]"))
+    given = getattr(args, "_given", set())
+    for key, raw in table.items():
+        line = key_line(path, "shear", key)
+        where = f"{path}{f':{line}' if line else ''}: [shear] {key}"
+        value = _config_value(actions[key], raw, where)
+        for kind, pairs in _CHECKS.items():
+            if any(attr == key for attr, _ in pairs):
+                try:
+                    _check_args(argparse.Namespace(**{key: value}),
+                                **{kind: ((key, f"[shear] {key}"),)})
+                except ValueError as err:
+                    raise ConfigError(f"{path}{f':{line}' if line else ''}: {err}") from None
+        if key not in given:
+            setattr(args, key, value)
+
+
+# ----------------------------------------------------------------------------- inputs
+def _shear_inputs(args):
+    """The configurations to shear: files, or samples of a glass library.
+
+    Returns
+    -------
+    pre, label, systems, ff
+        As :func:`swapmc.md.cli._load_inputs`.
+    paths : list of str
+        The file of each configuration, or ``library#id`` for a library sample.
+    names : list of str
+        Output sub-directory of each (file stem; ``sample<id>``).
+    families : list of str
+        Files: one family (``inputs``); library samples: their build (first 8 characters)
+        and parent temperature, e.g. ``3fa2c1d0 T=0.35``.
+    """
+    if not args.library:
+        pre, label, systems, ff = _load_inputs(args)
+        paths = list(args.configurations)
+        names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+        if len(set(names)) != len(names):
+            raise ValueError("input files must have distinct names (one output "
+                             "sub-directory each): " + ", ".join(paths))
+        return pre, label, systems, ff, paths, names, ["inputs"] * len(paths)
+    from ..library.store import Library
+    from .cli import load_preset_of
+    from .forcefield import ForceField
+
+    if not os.path.isfile(args.library):
+        raise OSError(f"no such library: {args.library}")
+    with Library(args.library) as lib:
+        samples = lib.query(ids=args.ids, build=args.build,
+                            verdict=None if args.ids else "certified", t_min=args.t_min,
+                            t_max=args.t_max, limit=args.limit)
+        if args.ids:
+            missing = sorted(set(args.ids) - {s.id for s in samples})
+            if missing and not (args.build or args.t_min is not None
+                                or args.t_max is not None or args.limit):
+                raise ValueError(f"{args.library}: no sample with id "
+                                 f"{', '.join(map(str, missing))}")
+        if not samples:
+            raise ValueError(f"{args.library}: no sample matches the selection (see swapmc "
+                             "library ls)")
+        systems = [s.structure(args.structure) for s in samples]
+        metas = [s.meta for s in samples]
+    if args.preset or args.model:
+        pre, label = load_preset_of(args.preset, args.model)
+    else:
+        models = sorted({m["model"] for m in metas})
+        if len(models) > 1:
+            raise ValueError(f"{args.library}: the samples are of several models "
+                             f"({', '.join(models)}); select one build or give --preset")
+        try:
+            pre, label = load_preset_of(models[0], None)
+        except (ValueError, OSError):
+            raise ValueError(f"{args.library}: the samples' model {models[0]!r} is not a "
+                             "preset: give --preset or --model") from None
+    model = pre.model
+    for s, m in zip(samples, metas):
+        if m["units"] != model.units or tuple(s_ for s_ in m["species_names"]) != tuple(
+                model.species):
+            raise ValueError(f"{args.library}: sample {s.id} ({m['model']}, species "
+                             f"{', '.join(m['species_names'])}) does not match the model "
+                             f"{label} (species {', '.join(model.species)})")
+    ff = ForceField(model)
+    for system in systems:
+        ff.check_system(system)
+    paths = [f"{args.library}#{s.id}" for s in samples]
+    names = [f"sample{s.id}" for s in samples]
+    families = [f"{m['build'][:8]} T={m['temperature']:g}" for m in metas]
+    return pre, label, systems, ff, paths, names, families
+
+
+# ----------------------------------------------------------------------------- summary
+def _read_csv(path) -> list[dict]:
     import csv
 
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def _yielding(rec, args) -> dict:
+    """The yielding summary of one AQS sample from its written tables and localisation."""
+    from ..analysis.yielding import aqs_summary
+
+    rows = _read_csv(os.path.join(rec["directory"], "stress_strain.csv"))
+    n = rec["summary"]["n"]
+    strain = [float(r["strain"]) for r in rows]
+    stress = [float(r["stress"]) for r in rows]
+    energy = [float(r["energy_per_particle"]) * n for r in rows]
+    drops = [{k: float(v) for k, v in r.items()}
+             for r in _read_csv(os.path.join(rec["directory"], "drops.csv"))]
+    for d in drops:
+        d["step"] = int(d["step"])
+    loc = rec.get("localization", {})
+    indices = {key: loc[name]["index"] for key, name in
+               (("at_yield", "at_yield"), ("drop", "across_largest_drop"),
+                ("after_yield", "after_yield")) if name in loc}
+    window = min(args.steady_window, strain[-1])
+    return aqs_summary(strain, stress, energy, drops=drops, steady_window=window,
+                       modulus_strain=args.modulus_strain, localization=indices).as_dict()
+
+
+# Columns of the results table: (key, header, format).
+_TABLE = (("modulus", "G_AQS", ".4g"), ("yield_strain", "eps_Y", ".4f"),
+          ("peak_stress", "sig_peak", ".4g"), ("steady_stress", "sig_ss", ".4g"),
+          ("overshoot", "overshoot", ".4f"), ("largest_drop_stress", "dsig_max", ".3g"),
+          ("largest_drop_energy", "dE_max", ".3g"), ("largest_drop_strain", "eps_drop", ".4f"),
+          ("largest_drop_particles", "n_drop", ".0f"), ("localization_at_yield", "loc_Y", ".2f"),
+          ("localization_drop", "loc_drop", ".2f"),
+          ("localization_after_yield", "loc_after", ".2f"))
+
+
+def _fmt(value, spec) -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _summarise(records, args, units, label, out) -> None:
+    """Per-glass and per-family table on stdout, yielding.csv / families.csv, the top
+    summary.json and the overlaid figures."""
+    from ..analysis.yielding import FAMILY_QUANTITIES, family_summary, mean_over_glasses
+    from .shear import ENERGY_UNIT, STRESS_UNIT
+
+    families = list(dict.fromkeys(r["family"] for r in records))
+    su, eu = STRESS_UNIT[units], ENERGY_UNIT[units]
+    fam_records = {}
+    if args.protocol == "aqs":
+        for rec in records:
+            rec["yielding"] = _yielding(rec, args)
+            _write_json(os.path.join(rec["directory"], "summary.json"),
+                        {k: v for k, v in rec.items() if k != "directory"})
+        for f in families:
+            fam_records[f] = family_summary([r["yielding"] for r in records
+                                             if r["family"] == f]).as_dict()
+        print(f"yielding (AQS): G_AQS small-strain slope (eps <= {args.modulus_strain:g}) "
+              f"and stresses in {su}, dE_max in {eu}; eps_Y = strain of the stress maximum; "
+              f"sig_ss = mean over the last {args.steady_window:g} of strain; overshoot = "
+              "sig_peak/sig_ss; loc_* = localisation index of D2min (0 uniform, 1 one thin "
+              "band) up to yield, across the largest drop and after yield")
+        print(f"{'sample':14s} {'family':18s} " + " ".join(f"{h:>9s}" for _, h, _ in _TABLE))
+        for rec in records:
+            y = rec["yielding"]
+            print(f"{rec['sample']:14.14s} {rec['family']:18.18s} "
+                  + " ".join(f"{_fmt(y[k], spec):>9s}" for k, _, spec in _TABLE))
+        print("families: mean ± half-width of the 68 % Student-t interval over glasses")
+        for f in families:
+            st = fam_records[f]
+            print(f"  {f} ({st['n_glasses']} glass{'es' if st['n_glasses'] > 1 else ''}): "
+                  + "; ".join(f"{h} {_fmt(st[k]['mean'], spec)}"
+                              + (f" ± {_fmt(st[k]['half68'], '.2g')}"
+                                 if math.isfinite(st[k]["half68"]) else "")
+                              for k, h, spec in _TABLE))
+        keys = ["sample", "family", "file", "n"] + [k for k in records[0]["yielding"]
+                                                     if k != "steady_window"]
+        _write_csv(os.path.join(out, "yielding.csv"), keys,
+                   [[r["sample"], r["family"], r["file"], r["summary"]["n"]]
+                    + [_csv_value(r["yielding"][k]) for k in keys[4:]] for r in records])
+        quantities = FAMILY_QUANTITIES
+    else:
+        quantities = ("peak_stress", "steady_stress")
+        for f in families:
+            group = [r["summary"] for r in records if r["family"] == f]
+            fam_records[f] = {"n_glasses": len(group), **{
+                q: mean_over_glasses([g[q] for g in group]).as_dict() for q in quantities}}
+    header = ["family", "n_glasses"] + [f"{q}{suffix}" for q in quantities
+                                        for suffix in ("", "_sem", "_half68", "_n")]
+    _write_csv(os.path.join(out, "families.csv"), header,
+               [[f, fam_records[f]["n_glasses"]]
+                + [_csv_value(fam_records[f][q][key]) for q in quantities
+                   for key in ("mean", "sem", "half68", "n")] for f in families])
+    if len(records) > 1:
+        _write_json(os.path.join(out, "summary.json"),
+                    {"model": label, "protocol": args.protocol, "mode": args.mode,
+                     "units": _unit_record(units), "families": fam_records,
+                     "samples": [{k: v for k, v in r.items() if k != "directory"}
+                                 for r in records]})
+    plt = _pyplot()
+    if plt is not None and len(records) > 1:
+        _plot_overlay(plt, records, families, args, units, out)
+        _plot_profiles(plt, records, families, args, units, out)
+
+
+def _csv_value(v):
+    if isinstance(v, bool):
+        return int(v)
+    return math.nan if v is None else v
+
+
+def _family_axes(plt, count: int, height: float = 4.0):
+    cols = min(count, 3)
+    rows = (count + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, height * rows), squeeze=False,
+                             sharey=True)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def _plot_overlay(plt, records, families, args, units, out) -> None:
+    """stress_strain_all.png: the curves of each family's glasses overlaid, one panel per
+    family, yield points (stress maxima) marked."""
     from .shear import STRESS_NAME, STRESS_UNIT
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for rec in records:
-        where = os.path.join(out, os.path.splitext(os.path.basename(rec["file"]))[0])
-        with open(os.path.join(where, "stress_strain.csv")) as fh:
-            rows = list(csv.DictReader(fh))
-        ax.plot([float(r["strain"]) for r in rows], [float(r["stress"]) for r in rows],
-                lw=1, label=os.path.basename(rec["file"]))
-    ax.set_xlabel("strain")
-    ax.set_ylabel(f"{STRESS_NAME[args.mode]} [{_label(STRESS_UNIT[units])}]")
-    ax.legend(fontsize=8)
+    fig, axes = _family_axes(plt, len(families))
+    for ax, fam in zip(axes, families):
+        members = [r for r in records if r["family"] == fam]
+        for i, rec in enumerate(members):
+            rows = _read_csv(os.path.join(rec["directory"], "stress_strain.csv"))
+            x = np.array([float(r["strain"]) for r in rows])
+            y = np.array([float(r["stress"]) for r in rows])
+            ax.plot(x, y, lw=0.9, color=f"C{i % 10}", label=rec["sample"])
+            k = int(np.argmax(y))
+            ax.plot(x[k], y[k], "o", ms=4, color=f"C{i % 10}")
+        ax.set_title(f"{fam} ({len(members)} glass{'es' if len(members) > 1 else ''})",
+                     fontsize=10)
+        ax.set_xlabel("strain" + (" γ (xy)" if args.mode == "shear" else " ε (x stretch)")
+                      + " [dimensionless]")
+        if len(members) <= 8:
+            ax.legend(fontsize=7)
+    axes[0].set_ylabel(f"{STRESS_NAME[args.mode]} [{_label(STRESS_UNIT[units])}]")
+    fig.suptitle(("AQS" if args.protocol == "aqs" else f"rate {args.rate:g}")
+                 + f" {args.mode}: stress-strain per family (dots: stress maxima)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "stress_strain_all.png"), dpi=120)
+    plt.close(fig)
+
+
+def _plot_profiles(plt, records, families, args, units, out) -> None:
+    """localization.png: D2min profiles along y of each family's glasses (after yield for
+    AQS, from strain 0 to the end at a finite rate), with their localisation indices."""
+    from .shear import LENGTH_UNIT
+
+    lu = LENGTH_UNIT[units]
+    key = "after_yield" if args.protocol == "aqs" else "final"
+    fig, axes = _family_axes(plt, len(families), 3.6)
+    for ax, fam in zip(axes, families):
+        for i, rec in enumerate(r for r in records if r["family"] == fam):
+            loc = rec.get("localization", {}).get(key)
+            if loc is None:
+                continue
+            prof = loc["y"]
+            ax.plot(prof["centres"], prof["profile"], "o-", ms=2.5, lw=0.9,
+                    color=f"C{i % 10}", label=f"{rec['sample']} (index {loc['y']['index']:.2f})")
+        ax.set_title(fam, fontsize=10)
+        ax.set_xlabel(f"y [{_label(lu)}]")
+        ax.set_ylim(bottom=0)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no plasticity after the stress maximum", ha="center",
+                    transform=ax.transAxes, fontsize=8)
+    axes[0].set_ylabel(f"<D²_min> per slab [{_SQUARED.get(lu, lu + '^2')}]")
+    fig.suptitle("localisation profile of D²_min "
+                 + ("from the yield point to the end" if key == "after_yield"
+                    else "from strain 0 to the end"), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "localization.png"), dpi=120)
+    plt.close(fig)
+
+
+def _slab_map(ax, snap, d2, slab, norm, lu):
+    """Scatter of a z slab of ``snap`` coloured by ``d2`` with ``norm``; the cell outline."""
+    from ..box import Box
+
+    box = Box.from_matrix(snap.cell)
+    x, _ = box.wrap(snap.positions)
+    spacing = (box.volume / x.shape[0]) ** (1.0 / 3.0)
+    slab = 1.5 * spacing if slab is None else slab
+    s = box.fractional(x)
+    sel = np.abs(s[:, 2] - 0.5) * snap.cell[2, 2] < 0.5 * slab
+    v = d2[sel]
+    ok = np.isfinite(v) & (v > 0)
+    sc = ax.scatter(x[sel][ok, 0], x[sel][ok, 1], c=v[ok], s=10, cmap="viridis", norm=norm,
+                    edgecolors="none")
+    h = snap.cell
+    corners = np.array([[0, 0], [h[0, 0], 0], [h[0, 0] + h[0, 1], h[1, 1]], [h[0, 1], h[1, 1]],
+                        [0, 0]])
+    ax.plot(corners[:, 0], corners[:, 1], color="0.4", lw=0.8)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"x [{_label(lu)}]")
+    ax.set_ylabel(f"y [{_label(lu)}]")
+    return sc
+
+
+def _plot_drop_maps(plt, before, after, d2b, d2a, d2d, args, units, path) -> None:
+    """d2min_drop_maps.png: D2min from strain 0 just before and just after the largest
+    drop (one colour scale), and across the drop."""
+    from matplotlib.colors import LogNorm
+
+    from .shear import LENGTH_UNIT, STRESS_UNIT
+
+    lu = LENGTH_UNIT[units]
+    sq = _SQUARED.get(lu, lu + "^2")
+    both = np.concatenate([d2b, d2a])
+    both = both[np.isfinite(both) & (both > 0)]
+    across = d2d[np.isfinite(d2d) & (d2d > 0)]
+    if both.size == 0 or across.size == 0:
+        return
+    lo = max(np.percentile(both, 1), 1e-12)
+    norm = LogNorm(lo, max(np.percentile(both, 99.5), 10 * lo))
+    lo_d = max(np.percentile(across, 1), 1e-12)
+    norm_d = LogNorm(lo_d, max(np.percentile(across, 99.5), 10 * lo_d))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    for ax, snap, d2, nm, title in (
+            (axes[0], before, d2b, norm, f"strain 0 → {before.strain:.4g} (before)"),
+            (axes[1], after, d2a, norm, f"strain 0 → {after.strain:.4g} (after)"),
+            (axes[2], after, d2d, norm_d, f"across the drop {before.strain:.4g} → "
+                                          f"{after.strain:.4g}")):
+        sc = _slab_map(ax, snap, d2, args.slab, nm, lu)
+        ax.set_title(f"D²_min {title}", fontsize=9)
+        fig.colorbar(sc, ax=ax, shrink=0.8).set_label(f"D²_min [{sq}]")
+    fig.suptitle(f"largest stress drop, strain {before.strain:.4g} → {after.strain:.4g}: "
+                 f"Δσ = {after.stress - before.stress:.4g} {_label(STRESS_UNIT[units])} "
+                 "(slab through the middle of the cell in z)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
