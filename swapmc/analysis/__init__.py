@@ -2,9 +2,11 @@
 
 Static structure (g(r), S(q), bond-orientational order for the crystallisation guard),
 relaxation (F_s, MSD, tau_alpha; time in MC sweeps) and the fits of the MD measurements:
-dynamic mechanical spectroscopy (storage/loss moduli) and stress relaxation (KWW). Pure
-functions over arrays plus :class:`FsTracker`, a bounded-memory, checkpointable accumulator
-of F_s(q, t) and the MSD.
+dynamic mechanical spectroscopy (storage/loss moduli) and stress relaxation (KWW); the
+analysis of spectra (loss-peak positions, Arrhenius activation energies, time-temperature
+superposition) and their models (Havriliak-Negami, the KWW loss spectrum, the step-strain /
+DMS cross-check). Pure functions over arrays plus :class:`FsTracker`, a bounded-memory,
+checkpointable accumulator of F_s(q, t) and the MSD.
 """
 
 from .dynamics import (
@@ -14,6 +16,20 @@ from .dynamics import (
     self_intermediate_scattering,
     tau_alpha,
 )
+from .loss_models import (
+    DMSComparison,
+    DMSPrediction,
+    SpectrumFit,
+    compare_dms,
+    dms_arrays,
+    dms_from_kww,
+    fit_havriliak_negami,
+    fit_kww_spectrum,
+    hn_peak_omega_tau,
+    hn_susceptibility,
+    kww_susceptibility,
+)
+from .master_curve import MasterCurve, superpose
 from .mechanics import (
     DMSMean,
     DMSResult,
@@ -37,6 +53,14 @@ from .nonaffine import (
     nonaffine_displacement,
 )
 from .order import crystalline_fraction, first_shell_cutoff, solid_like
+from .spectroscopy import (
+    ActivationFit,
+    LossPeak,
+    fit_arrhenius,
+    fit_peak_arrhenius,
+    locate_peak,
+    spectrum_peak,
+)
 from .stability import (
     EquilibriumFit,
     RateFit,
@@ -110,4 +134,24 @@ __all__ = [
     "speedup_at_tg",
     "structure_factor",
     "tau_alpha",
+    # spectra: peaks, activation energies, master curves, loss models
+    "ActivationFit",
+    "DMSComparison",
+    "DMSPrediction",
+    "LossPeak",
+    "MasterCurve",
+    "SpectrumFit",
+    "compare_dms",
+    "dms_arrays",
+    "dms_from_kww",
+    "fit_arrhenius",
+    "fit_havriliak_negami",
+    "fit_kww_spectrum",
+    "fit_peak_arrhenius",
+    "hn_peak_omega_tau",
+    "hn_susceptibility",
+    "kww_susceptibility",
+    "locate_peak",
+    "spectrum_peak",
+    "superpose",
 ]
