@@ -75,6 +75,8 @@ def test_drop_list_and_localization_are_used():
     assert (s.localization_at_yield, s.localization_drop, s.localization_after_yield) == (
         0.1, 0.7, 0.5)
     assert aqs_summary(x, y, drops=[]).n_drops == 0
+    # No positive flow stress, no overshoot.
+    assert math.isnan(aqs_summary(x, y - 1.5).overshoot)
     with pytest.raises(ValueError, match="localisation keys"):
         aqs_summary(x, y, localization={"band": 1.0})
 

@@ -23,9 +23,10 @@ Definitions (:func:`aqs_summary`):
     sigma_peak / sigma_ss (dimensionless, >= 1 when the peak is not inside the window), with
     the error of the steady state propagated (sigma_peak is one value of one curve, not an
     estimate with an error: its glass-to-glass scatter is what the family averages
-    measure). ``stress_excess`` = sigma_peak - sigma_ss. ``peak_in_window`` flags a curve
-    whose maximum lies in the steady-state window (no overshoot resolved: the run was too
-    short or the glass hardens).
+    measure); NaN when sigma_ss <= 0 (no flow state reached). ``stress_excess`` =
+    sigma_peak - sigma_ss. ``peak_in_window`` flags a curve whose maximum lies in the
+    steady-state window (no overshoot resolved: the run was too short or the glass
+    hardens).
 **Largest drop** ``largest_drop_*``
     The drop with the most negative Delta sigma = sigma_k - sigma_{k-1}: Delta sigma,
     Delta E (total potential energy change of that step, energy units), the strain after
@@ -286,8 +287,9 @@ def aqs_summary(strain, stress, energy=None, *, drops=None,
     k_peak = int(np.argmax(y))
     peak = float(y[k_peak])
     ss, ss_err, bounds, n_ss, tau = steady_state(x, y, steady_window)
-    over = peak / ss if ss != 0 else math.nan
-    over_err = abs(peak / ss**2) * ss_err if ss != 0 else math.nan
+    # A ratio to a flow stress that is not positive (no flow state reached) means nothing.
+    over = peak / ss if ss > 0 else math.nan
+    over_err = abs(peak / ss**2) * ss_err if ss > 0 else math.nan
     if drops is None:
         dy = np.diff(y)
         steps = np.flatnonzero(dy < 0) + 1

@@ -885,7 +885,8 @@ def _yielding(rec, args) -> dict:
 
 
 # Columns of the results table: (key, header, format).
-_TABLE = (("modulus", "G_AQS", ".4g"), ("yield_strain", "eps_Y", ".4f"),
+_TABLE = (("modulus", "G_AQS", ".4g"), ("modulus_elastic", "G_el", ".4g"),
+          ("yield_strain", "eps_Y", ".4f"),
           ("peak_stress", "sig_peak", ".4g"), ("steady_stress", "sig_ss", ".4g"),
           ("overshoot", "overshoot", ".4f"), ("largest_drop_stress", "dsig_max", ".3g"),
           ("largest_drop_energy", "dE_max", ".3g"), ("largest_drop_strain", "eps_drop", ".4f"),
@@ -915,8 +916,9 @@ def _summarise(records, args, units, label, out) -> None:
         for f in families:
             fam_records[f] = family_summary([r["yielding"] for r in records
                                              if r["family"] == f]).as_dict()
-        print(f"yielding (AQS): G_AQS small-strain slope (eps <= {args.modulus_strain:g}) "
-              f"and stresses in {su}, dE_max in {eu}; eps_Y = strain of the stress maximum; "
+        print(f"yielding (AQS): G_AQS small-strain least-squares slope (eps <= "
+              f"{args.modulus_strain:g}), G_el that of its elastic steps, stresses in {su}, "
+              f"dE_max in {eu}; eps_Y = strain of the stress maximum; "
               f"sig_ss = mean over the last {args.steady_window:g} of strain; overshoot = "
               "sig_peak/sig_ss; loc_* = localisation index of D2min (0 uniform, 1 one thin "
               "band) up to yield, across the largest drop and after yield")
@@ -1024,15 +1026,16 @@ def _plot_profiles(plt, records, families, args, units, out) -> None:
                 continue
             prof = loc["y"]
             ax.plot(prof["centres"], prof["profile"], "o-", ms=2.5, lw=0.9,
-                    color=f"C{i % 10}", label=f"{rec['sample']} (index {loc['y']['index']:.2f})")
+                    color=f"C{i % 10}",
+                    label=f"{rec['sample']} (index along y {loc['y']['index']:.2f})")
         ax.set_title(fam, fontsize=10)
         ax.set_xlabel(f"y [{_label(lu)}]")
         ax.set_ylim(bottom=0)
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=7)
         else:
-            ax.text(0.5, 0.5, "no plasticity after the stress maximum", ha="center",
-                    transform=ax.transAxes, fontsize=8)
+            ax.text(0.5, 0.5, "stress maximum at the end of the runs:\nno strain after "
+                    "yield", ha="center", transform=ax.transAxes, fontsize=8)
     axes[0].set_ylabel(f"<D²_min> per slab [{_SQUARED.get(lu, lu + '^2')}]")
     fig.suptitle("localisation profile of D²_min "
                  + ("from the yield point to the end" if key == "after_yield"
