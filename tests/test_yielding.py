@@ -75,6 +75,9 @@ def test_drop_list_and_localization_are_used():
     assert (s.localization_at_yield, s.localization_drop, s.localization_after_yield) == (
         0.1, 0.7, 0.5)
     assert aqs_summary(x, y, drops=[]).n_drops == 0
+    h = aqs_summary(x, y, modulus_hessian=19.5, modulus_born=31.0)
+    assert (h.modulus_hessian, h.modulus_born) == (19.5, 31.0)
+    assert math.isnan(s.modulus_hessian)
     # No positive flow stress, no overshoot.
     assert math.isnan(aqs_summary(x, y - 1.5).overshoot)
     with pytest.raises(ValueError, match="localisation keys"):

@@ -41,6 +41,10 @@ Definitions (:func:`aqs_summary`):
     ``modulus_elastic`` is the mean slope (sigma_k - sigma_{k-1}) / (eps_k - eps_{k-1}) of the
     steps in the same range that are not drops, i.e. of the elastic branches only. For the
     simple shear of :mod:`swapmc.md.shear` this is G; for its pure shear, 2 G.
+    ``modulus_hessian`` and ``modulus_born`` are the same slope of the initial inherent
+    structure from its Hessian (:mod:`swapmc.md.elasticity`: Born term plus the
+    Lemaitre-Maloney non-affine correction, and the Born term alone), passed in by the
+    caller; NaN when not given.
 **Localisation** ``localization_at_yield``, ``localization_drop``, ``localization_after_yield``
     Localisation indices (:func:`~swapmc.analysis.nonaffine.localization`, 0 for uniform,
     -> 1 for one thin band) of D^2_min accumulated from strain 0 to the yield strain, across
@@ -71,8 +75,8 @@ DEFAULT_MODULUS_STRAIN = 0.005
 FAMILY_QUANTITIES = ("yield_strain", "peak_stress", "steady_stress", "overshoot",
                      "stress_excess", "largest_drop_stress", "largest_drop_energy",
                      "largest_drop_strain", "largest_drop_particles", "n_drops", "modulus",
-                     "modulus_elastic", "localization_at_yield", "localization_drop",
-                     "localization_after_yield")
+                     "modulus_elastic", "modulus_hessian", "modulus_born",
+                     "localization_at_yield", "localization_drop", "localization_after_yield")
 LOCALIZATION_KEYS = ("at_yield", "drop", "after_yield")
 
 
@@ -116,6 +120,9 @@ class YieldSummary:
     modulus_points : int
     localization_at_yield, localization_drop, localization_after_yield : float
         Localisation indices (dimensionless, NaN when not given).
+    modulus_hessian, modulus_born : float
+        Slope of the initial inherent structure from its Hessian (Born + non-affine) and
+        its Born (affine) part (stress unit, NaN when not given).
     """
 
     max_strain: float
@@ -144,6 +151,8 @@ class YieldSummary:
     localization_at_yield: float = math.nan
     localization_drop: float = math.nan
     localization_after_yield: float = math.nan
+    modulus_hessian: float = math.nan
+    modulus_born: float = math.nan
 
     def as_dict(self) -> dict:
         """Plain values (the window as a list)."""
@@ -257,7 +266,9 @@ def small_strain_modulus(strain, stress, max_strain: float = DEFAULT_MODULUS_STR
 def aqs_summary(strain, stress, energy=None, *, drops=None,
                 steady_window: float = DEFAULT_STEADY_WINDOW,
                 modulus_strain: float = DEFAULT_MODULUS_STRAIN,
-                localization: Mapping[str, float] | None = None) -> YieldSummary:
+                localization: Mapping[str, float] | None = None,
+                modulus_hessian: float | None = None,
+                modulus_born: float | None = None) -> YieldSummary:
     """Yield strain, overshoot, largest drop, small-strain modulus and localisation of one
     AQS curve (definitions in the module docstring).
 
@@ -278,6 +289,8 @@ def aqs_summary(strain, stress, energy=None, *, drops=None,
         See :func:`steady_state` and :func:`small_strain_modulus`.
     localization : mapping, optional
         ``{"at_yield": ..., "drop": ..., "after_yield": ...}`` localisation indices.
+    modulus_hessian, modulus_born : float, optional
+        Hessian slope of the initial inherent structure and its Born part (stress unit).
 
     Returns
     -------
@@ -319,7 +332,9 @@ def aqs_summary(strain, stress, energy=None, *, drops=None,
         peak - ss, bool(x[k_peak] >= bounds[0] - 1e-12), len(drop_list), *big_vals, slope,
         slope_err, elastic, float(modulus_strain), n_mod,
         float(loc.get("at_yield", math.nan)), float(loc.get("drop", math.nan)),
-        float(loc.get("after_yield", math.nan)))
+        float(loc.get("after_yield", math.nan)),
+        math.nan if modulus_hessian is None else float(modulus_hessian),
+        math.nan if modulus_born is None else float(modulus_born))
 
 
 @dataclass

@@ -140,6 +140,11 @@ def add_parser(subparsers) -> None:
                    "flow stress is averaged (dimensionless)")
     y.add_argument("--modulus-strain", type=float, default=DEFAULT_MODULUS_STRAIN,
                    help="largest strain of the small-strain modulus fit (dimensionless)")
+    y.add_argument("--hessian", choices=("auto", "direct", "cg", "none"), default="auto",
+                   help="T = 0 modulus of the initial inherent structure from its Hessian "
+                   "(Born + non-affine, swapmc.md.elasticity) by sparse LU (direct), "
+                   "conjugate gradients (cg) or LU up to N = 1000 and CG above (auto); none "
+                   "skips it")
     p.add_argument("--protocol", choices=("aqs", "rate"), default="aqs",
                    help="athermal quasistatic (aqs) or finite shear rate by MD (rate)")
     p.add_argument("--mode", choices=("shear", "pure"), default="shear",
@@ -280,7 +285,7 @@ def cmd_shear(args) -> int:
             record = _one(args, path, system, ff, label, where, k)
             record.update(sample=names[k], family=families[k], directory=where)
             records.append(record)
-        _summarise(records, args, units, label, out)
+        _summarise(records, args, units, label, out, ff, systems)
     print(f"wrote {out}/")
     return 0 if all(r["summary"].get("all_converged", True) for r in records) else 1
 
@@ -862,6 +867,33 @@ def _read_csv(path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def _hessian_moduli(rec, system, ff, args) -> dict:
+    """Slope of the conjugate stress of the initial inherent structure (the AQS reference,
+    read at full precision from the checkpoint) from its Hessian: Born + non-affine, and
+    the Born part; stress unit."""
+    from ..box import Box
+    from ..system import System
+    from .elasticity import elastic_constants
+    from .shear import conjugate_stress
+
+    state = _load(os.path.join(rec["directory"], CHECKPOINT))
+    ref = System.from_unwrapped(state["reference_positions"], system.species,
+                                system.species_names, Box.from_matrix(state["reference_cell"]))
+    ec = elastic_constants(ref, ff, method=args.hessian)
+    # Velocity gradient of the AQS deformation at strain 0: simple shear e_x e_y^T; pure
+    # shear diag(1, -1, 0).
+    grad = np.zeros((3, 3))
+    if args.mode == "shear":
+        grad[0, 1] = 1.0
+    else:
+        grad[0, 0], grad[1, 1] = 1.0, -1.0
+    return {"modulus_hessian": conjugate_stress(ec.stress_rate(grad), args.mode),
+            "modulus_born": conjugate_stress(ec.stress_rate(grad, relaxed=False), args.mode),
+            "G_iso": ec.G_iso, "K": ec.K, "max_force": ec.max_force,
+            "solver": vars(ec.solve).copy(),
+            "seconds": float(sum(ec.seconds.values()))}
+
+
 def _yielding(rec, args) -> dict:
     """The yielding summary of one AQS sample from its written tables and localisation."""
     from ..analysis.yielding import aqs_summary
@@ -880,12 +912,16 @@ def _yielding(rec, args) -> dict:
                (("at_yield", "at_yield"), ("drop", "across_largest_drop"),
                 ("after_yield", "after_yield")) if name in loc}
     window = min(args.steady_window, strain[-1])
+    hess = rec.get("elasticity", {})
     return aqs_summary(strain, stress, energy, drops=drops, steady_window=window,
-                       modulus_strain=args.modulus_strain, localization=indices).as_dict()
+                       modulus_strain=args.modulus_strain, localization=indices,
+                       modulus_hessian=hess.get("modulus_hessian"),
+                       modulus_born=hess.get("modulus_born")).as_dict()
 
 
 # Columns of the results table: (key, header, format).
 _TABLE = (("modulus", "G_AQS", ".4g"), ("modulus_elastic", "G_el", ".4g"),
+          ("modulus_hessian", "G_H", ".4g"),
           ("yield_strain", "eps_Y", ".4f"),
           ("peak_stress", "sig_peak", ".4g"), ("steady_stress", "sig_ss", ".4g"),
           ("overshoot", "overshoot", ".4f"), ("largest_drop_stress", "dsig_max", ".3g"),
@@ -899,7 +935,7 @@ def _fmt(value, spec) -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
-def _summarise(records, args, units, label, out) -> None:
+def _summarise(records, args, units, label, out, ff=None, systems=None) -> None:
     """Per-glass and per-family table on stdout, yielding.csv / families.csv, the top
     summary.json and the overlaid figures."""
     from ..analysis.yielding import FAMILY_QUANTITIES, family_summary, mean_over_glasses
@@ -909,7 +945,9 @@ def _summarise(records, args, units, label, out) -> None:
     su, eu = STRESS_UNIT[units], ENERGY_UNIT[units]
     fam_records = {}
     if args.protocol == "aqs":
-        for rec in records:
+        for rec, system in zip(records, systems or [None] * len(records)):
+            if args.hessian != "none" and ff is not None and system is not None:
+                rec["elasticity"] = _hessian_moduli(rec, system, ff, args)
             rec["yielding"] = _yielding(rec, args)
             _write_json(os.path.join(rec["directory"], "summary.json"),
                         {k: v for k, v in rec.items() if k != "directory"})
@@ -917,7 +955,9 @@ def _summarise(records, args, units, label, out) -> None:
             fam_records[f] = family_summary([r["yielding"] for r in records
                                              if r["family"] == f]).as_dict()
         print(f"yielding (AQS): G_AQS small-strain least-squares slope (eps <= "
-              f"{args.modulus_strain:g}), G_el that of its elastic steps, stresses in {su}, "
+              f"{args.modulus_strain:g}), G_el that of its elastic steps, G_H the same "
+              "slope of the initial inherent structure from its Hessian (Born + "
+              f"non-affine); stresses in {su}, "
               f"dE_max in {eu}; eps_Y = strain of the stress maximum; "
               f"sig_ss = mean over the last {args.steady_window:g} of strain; overshoot = "
               "sig_peak/sig_ss; loc_* = localisation index of D2min (0 uniform, 1 one thin "
