@@ -1,8 +1,9 @@
 """Metropolis attempt loop for Lennard-Jones mixtures: displacement, swap and volume moves.
 
 One call runs a given number of attempts (N per sweep). Each attempt draws its move type at
-random with fixed probabilities, so the mixture of moves satisfies detailed balance move by
-move. The neighbour-list bookkeeping and the state arrays are described in ``mc_common.py``.
+random with fixed probabilities; the particle is drawn at random (random order, detailed
+balance move by move) or taken in storage order (sequential order, balance; the argument is
+in ``mc_common.py``, with the neighbour-list bookkeeping and the state arrays).
 """
 
 import numpy as np
@@ -10,10 +11,12 @@ from numba import njit
 
 from .lj import energy_virial, particle_energy_all
 from .mc_common import (
+    choose_partner,
     choose_swap,
     commit_swap,
     list_covers_scaled,
     metropolis,
+    metropolis_hastings,
     prepare_trial,
     propose_displacement,
     propose_volume,
@@ -55,6 +58,8 @@ def run_attempts(
     beta,
     pressure,
     n_attempts,
+    sequential,
+    start,
     rng,
     counts,
     class_counts,
@@ -100,6 +105,12 @@ def run_attempts(
         Imposed pressure for volume moves (energy / length^3).
     n_attempts : int
         Number of attempts (N per sweep).
+    sequential : bool
+        False: each displacement or swap picks its particle(s) at random (random order).
+        True: attempt t goes to particle (start + t) mod N, which is displaced or re-typed
+        by a swap with a partner from :func:`mc_common.choose_partner` (sequential order).
+    start : int
+        Storage index of the first attempt's particle (sequential order only).
     rng : numpy.random.Generator
     counts, class_counts, nstats : counters (updated).
 
@@ -109,10 +120,31 @@ def run_attempts(
         The neighbour structures, possibly reallocated.
     """
     n = pos.shape[0]
+    site = start
     for _ in range(n_attempts):
+        # The particle whose turn this is in sequential order; a volume move uses the turn.
+        k_seq = site
+        site += 1
+        if site == n:
+            site = 0
         il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
         u = rng.random()
+        move = 0
         if u < p_volume:
+            move = 2
+        elif u < p_volume + p_swap:
+            move = 1
+            log_h = 0.0
+            if sequential:
+                c, sa, sb, i, j, log_h = choose_partner(rng, k_seq, species, class_cdf,
+                                                        class_a, class_b, members,
+                                                        member_counts)
+                if c < 0:
+                    move = 0  # species in no swap class: the turn is a displacement
+            else:
+                c, sa, sb, i, j = choose_swap(rng, class_cdf, class_a, class_b, members,
+                                              member_counts)
+        if move == 2:
             # ---------------------------------------------------------- volume move
             counts[2, 0] += 1
             v_old = lengths[0] * lengths[1] * lengths[2]
@@ -137,10 +169,8 @@ def run_attempts(
                 nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot = rebuild(
                     pos, lengths, ref, nbr, cell_members, fstate, nstats
                 )
-        elif u < p_volume + p_swap:
+        elif move == 1:
             # ------------------------------------------------------------ swap move
-            c, sa, sb, i, j = choose_swap(rng, class_cdf, class_a, class_b, members,
-                                          member_counts)
             acc_u = rng.random()
             counts[1, 0] += 1
             class_counts[c, 0] += 1
@@ -173,14 +203,14 @@ def run_attempts(
                         q6 = table[s_old, sq, 1] / r2
                         q6 = q6 * q6 * q6
                         du -= table[s_old, sq, 0] * (q6 * q6 - q6) - table[s_old, sq, 3]
-            if metropolis(du, beta, acc_u):
+            if metropolis_hastings(du, beta, log_h, acc_u):
                 counts[1, 1] += 1
                 class_counts[c, 1] += 1
                 commit_swap(i, j, sa, sb, species, members, slot)
                 fstate[0] += du
         else:
             # ---------------------------------------------------- displacement move
-            i = int(rng.random() * n)
+            i = k_seq if sequential else int(rng.random() * n)
             xn, yn, zn, ix, iy, iz = propose_displacement(pos, i, delta, lengths, rng)
             acc_u = rng.random()
             counts[0, 0] += 1

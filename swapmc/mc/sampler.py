@@ -71,11 +71,18 @@ class MonteCarlo:
         Allowed relative disagreement (relative to max(|E|, N)).
     sort_every : int
         Sweeps between spatial re-sorts of the internal particle order (0: only at start).
+        Ignored in sequential order, where the order is sorted once, at construction.
 
     Notes
     -----
-    A *sweep* is N attempts, each on a particle chosen uniformly at random; the move type is
-    drawn per attempt (probabilities ``p_volume``, ``p_swap``, rest displacements).
+    A *sweep* is N attempts; the move type is drawn per attempt (probabilities
+    ``p_volume``, ``p_swap``, rest displacements). In random order (the default) each
+    attempt acts on a particle chosen uniformly at random. In sequential order
+    (``moves.order = "sequential"``) attempt t of a sweep is particle t's turn in storage
+    order: a Morton order of the starting configuration, fixed for the whole run because a
+    visiting order re-chosen from the current positions would make the sweep a
+    state-dependent choice among kernels, which is not guaranteed to preserve the Boltzmann
+    distribution (the argument is in ``kernels/mc_common.py``).
     """
 
     def __init__(
@@ -155,6 +162,9 @@ class MonteCarlo:
         if self.p_volume + self.moves.p_swap > 1.0:
             raise ConfigurationError("p_swap + p_volume exceeds 1")
         self.rng = make_rng(seed)
+        self.sequential = self.moves.order == "sequential"
+        # Storage index of the next turn in sequential order (0 at every sweep boundary).
+        self.cursor = 0
         self.counts = np.zeros((3, 2), np.int64)
         self.class_counts = np.zeros((max(1, len(self.moves.swap_classes)), 2), np.int64)
         self.nstats = np.zeros(N_STATS, np.int64)
@@ -189,7 +199,9 @@ class MonteCarlo:
 
         Neighbours in space become neighbours in memory, which keeps the per-attempt cost
         flat in N (random particle picks otherwise miss the cache at large N). The
-        user-visible order is unchanged: :meth:`system` maps back through ``order``.
+        user-visible order is unchanged: :meth:`system` maps back through ``order``. In
+        sequential attempt order this storage order is the visiting order, so it is sorted
+        only once, by the constructor.
         """
         # Cells of about 1.5 length units: a few particles each, 10 bits per axis.
         ncell = np.clip((self.lengths / 1.5).astype(np.int64), 1, 1024)
@@ -282,11 +294,14 @@ class MonteCarlo:
             1.0 / (self.kB * self.temperature),
             0.0 if self.pressure_imposed is None else self.pressure_imposed * self.p_factor,
             int(n_attempts),
+            self.sequential,
+            int(self.cursor),
             self.rng,
             self.counts,
             self.class_counts,
             self.nstats,
         )
+        self.cursor = (self.cursor + int(n_attempts)) % self.n
 
     def attempts(self, n_attempts: int) -> None:
         """Run exactly ``n_attempts`` single attempts (no energy check, no sweep count).
@@ -312,7 +327,8 @@ class MonteCarlo:
                     chunk = min(chunk, every - self.sweeps_done % every)
             self._kernel(chunk * self.n)
             self.sweeps_done += chunk
-            if self.sort_every and self.sweeps_done % self.sort_every == 0:
+            if (self.sort_every and not self.sequential
+                    and self.sweeps_done % self.sort_every == 0):
                 self.spatial_sort()
             remaining -= chunk
             if k > 0 and self.sweeps_done % k == 0:
@@ -470,6 +486,10 @@ class MonteCarlo:
             "rng": self.rng.bit_generator.state,
             "species_names": list(self.model.species),
         }
+        if self.sequential:
+            # Only in sequential order, so random-order checkpoints are written as before.
+            header["attempt_order"] = "sequential"
+            header["cursor"] = int(self.cursor)
         return {
             "header": json.dumps(header),
             "pos": self.pos,
@@ -512,6 +532,13 @@ class MonteCarlo:
         if header["kind"] != self.kind:
             raise StateError(f"header field 'kind' is {header['kind']!r}, this sampler is "
                              f"{self.kind!r}")
+        order = header.get("attempt_order", "random")
+        if order != self.moves.order:
+            raise StateError(f"header field 'attempt_order' is {order!r}, this sampler's "
+                             f"moves.order is {self.moves.order!r}")
+        cursor = header.get("cursor", 0)
+        if type(cursor) is not int or not 0 <= cursor < state["pos"].shape[0]:
+            raise StateError(f"header field 'cursor' is not an integer in 0..N-1: {cursor!r}")
         if state["pos"].shape != self.pos.shape:
             raise StateError(
                 f"checkpoint holds {state['pos'].shape[0]} particles, this run has {self.n}"
@@ -537,6 +564,7 @@ class MonteCarlo:
         self.wall_counted_from = header.get(
             "wall_counted_from", self.sweeps_done if state["nstats"].shape == (WALL,) else 0)
         self.rng.bit_generator.state = header["rng"]
+        self.cursor = cursor
         # members/slot order decides which particle a swap picks: restored, not rebuilt.
         self.member_counts[:] = np.bincount(self.species, minlength=self.n_species)
         # Rows are sorted sets {j : |ref_i - ref_j| < r_list}: rebuilding them from ref
