@@ -27,14 +27,28 @@ kept and the second writes nothing (both are the same sample), and the work dire
 left to the worker that holds the claim. A chain whose work directory is locked by a live
 process (a worker whose lease lapsed while it kept running) is left to that process. Only
 rank 0 prints.
+
+Slurm array tasks on one library file are separate jobs like any others: they claim chains
+through the file and need nothing more (``SLURM_ARRAY_JOB_ID``/``SLURM_ARRAY_TASK_ID`` are
+only logged). Claims need POSIX locks that work across hosts; where they do not (NFS
+without ``lockd``), a build is split into shards (``[library] shards = n``): the job of
+shard ``i`` claims only the chains ``k`` with ``k mod n == i``, in its own file
+(:func:`~swapmc.library.settings.shard_path`), which records the split it holds. No two
+shards share a chain or a file, whatever order and on whichever hosts they run; the ranks
+of one shard job share its file and must run on one host (checked), and a shard file that
+another host still holds live claims in (the same shard submitted twice) is refused.
+``swapmc library merge`` combines the shard files.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -56,9 +70,11 @@ from .settings import (
     chain_directory,
     chain_seed,
     chain_template,
+    library_path,
+    partition,
     resolve,
 )
-from .store import Library, Worker
+from .store import Library, LibraryError, Worker
 
 
 @dataclass
@@ -68,7 +84,7 @@ class BuildResult:
     Attributes
     ----------
     path : str
-        The library file.
+        The library file (the shard file of a sharded build).
     build : str
         Build fingerprint.
     made : list of int
@@ -183,6 +199,8 @@ class LibraryBuilder:
         self.log = log if self.comm.rank == 0 else (lambda *a, **k: None)
         self.show_progress = self.comm.rank == 0 and bool(cfg["output"]["progress"])
         self.lib_cfg = cfg["library"]
+        self.path = library_path(cfg)
+        self.partition = partition(cfg)
         self.criteria = Criteria.from_dict(self.lib_cfg)
         self.template = chain_template(cfg)
         self.build = build_fingerprint(cfg)
@@ -353,31 +371,54 @@ class LibraryBuilder:
     def execute(self) -> BuildResult:
         from ..tempering.comm import abort_on_error, agree
 
-        path = self.lib_cfg["path"]
+        path = self.path
         wanted = self.lib_cfg["samples"]
+        part = self.partition
+        candidates = range(wanted) if part is None else range(part[0], wanted, part[1])
+        if part is not None:
+            # The ranks of a shard job share its file through POSIX locks, which are only
+            # trusted between processes of one host here.
+            hosts = sorted(set(self.comm.allgather(socket.gethostname())))
+            agree(self.comm, _one_host, hosts, path)
 
         def prepare():
             # Rank 0 creates the file and registers the build before anyone writes.
             if self.comm.rank == 0:
                 self.model_hash, text = model_fingerprint(self.model)
                 with Library(path, create=True) as lib:
+                    if part is not None:
+                        lib.register_shard(self.build, *part)
+                        _refuse_other_hosts(lib, self.build, part, self.clock())
                     lib.register_build(self.build, self.cfg["preset"], self.model_hash,
                                        dumps_toml(self.cfg), __version__)
                     if text is not None:
                         lib.add_potential(self.model_hash, self.model.setfl_kind, text)
                     done = lib.done_chains(self.build)
                     held = {c["chain"] for c in lib.claims(self.build, now=self.clock())
-                            if c["live"] and c["chain"] < wanted}
-                missing = [k for k in range(wanted) if k not in done]
+                            if c["live"] and c["chain"] in candidates}
+                missing = [k for k in candidates if k not in done]
                 return self.model_hash, missing, len(held - done)
             return None
 
         prepared = agree(self.comm, prepare)
         self.model_hash, missing, elsewhere = self.comm.bcast(prepared, root=0)
-        self.log(f"library {path}: build {self.build[:16]}, {wanted} sample(s) wanted, "
-                 f"{wanted - len(missing)} stored, {len(missing)} to make on "
+        if part is None:
+            scope = f"{wanted} sample(s) wanted"
+        else:
+            scope = (f"shard {part[0]} of {part[1]} (chains k with k mod {part[1]} = "
+                     f"{part[0]}): {len(candidates)} of the build's {wanted} sample(s)")
+        self.log(f"library {path}: build {self.build[:16]}, {scope}, "
+                 f"{len(candidates) - len(missing)} stored, {len(missing)} to make on "
                  f"{self.comm.size} process(es)"
-                 + (f" ({elsewhere} of them in flight in other jobs)" if elsewhere else ""))
+                 + (f" ({elsewhere} of them in flight in other jobs)" if elsewhere else "")
+                 + _slurm_job())
+        if part is not None:
+            others = _other_splits(self.lib_cfg["path"], part[1])
+            if others:
+                self.log(f"warning: shard files of another split lie next to this one "
+                         f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}): "
+                         "their chains are run again here if they fall in this shard; "
+                         "swapmc library merge keeps one copy of each")
         made, chains = [], []
         worker = Worker.this_process(self.comm.rank)
         with abort_on_error(self.comm):
@@ -386,7 +427,7 @@ class LibraryBuilder:
                 while True:
                     claim = lib.claim_chain(self.build, wanted, worker,
                                             self.lib_cfg["lease_seconds"], now=self.clock(),
-                                            exclude=skipped)
+                                            exclude=skipped, partition=part)
                     if claim is None:
                         break
                     if claim.previous is not None:
@@ -438,6 +479,54 @@ class LibraryBuilder:
                 os.rmdir(directory)
             except OSError:
                 pass  # not empty (chains in flight elsewhere) or already gone
+
+
+def _one_host(hosts: list, path: str) -> None:
+    if len(hosts) > 1:
+        raise ValueError(f"{path}: the ranks of one shard job must run on one host (they "
+                         f"share the shard file), found {', '.join(hosts)}; run one shard "
+                         "per node, or use a shared library file where POSIX locks work")
+
+
+def _refuse_other_hosts(lib: Library, build: str, part: tuple, now: float) -> None:
+    """A shard file is written from one host at a time: its file system's locks are not
+    trusted between hosts. Live claims of another host mean a job there still writes it
+    (e.g. the same array task submitted twice)."""
+    host = socket.gethostname()
+    foreign = [c for c in lib.claims(build, now=now) if c["live"] and c["host"] != host]
+    if foreign:
+        c = foreign[0]
+        until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(c["expires"]))
+        raise LibraryError(
+            f"{lib.path}: shard {part[0]} of {part[1]} is being written by pid {c['pid']} on "
+            f"host {c['host']} (its claim on chain {c['chain']} is live until {until}); a "
+            "shard file is written from one host at a time: let that job end (or its lease "
+            "lapse) and run this shard again")
+
+
+def _slurm_job(environ=None) -> str:
+    """``"; Slurm array job J, task I"`` (or ``"; Slurm job J"``) for the log, else ``""``."""
+    env = os.environ if environ is None else environ
+    if "SLURM_ARRAY_TASK_ID" in env:
+        return (f"; Slurm array job {env.get('SLURM_ARRAY_JOB_ID', '?')}, task "
+                f"{env['SLURM_ARRAY_TASK_ID']}")
+    if "SLURM_JOB_ID" in env:
+        return f"; Slurm job {env['SLURM_JOB_ID']}"
+    return ""
+
+
+def _other_splits(path: str, shards: int) -> list[str]:
+    """Shard files next to library ``path`` made with a number of shards other than
+    ``shards``."""
+    stem, ext = os.path.splitext(path)
+    pattern = re.compile(re.escape(os.path.basename(stem)) + r"\.shard-\d+-of-(\d+)"
+                         + re.escape(ext) + "$")
+    found = []
+    for name in sorted(glob.glob(glob.escape(stem) + ".shard-*-of-*" + glob.escape(ext))):
+        match = pattern.match(os.path.basename(name))
+        if match and int(match.group(1)) != shards:
+            found.append(os.path.basename(name))
+    return found
 
 
 def build_library(source: str | None = None, overrides: dict | None = None, comm=None,

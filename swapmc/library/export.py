@@ -1,4 +1,5 @@
-"""Export library samples to extended XYZ (OVITO, ASE) and LAMMPS data files."""
+"""Export library samples (of one or several library files) to extended XYZ (OVITO, ASE)
+and LAMMPS data files."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ XYZ_INFO = ("model", "build", "chain", "temperature", "pressure", "verdict", "en
             "is_energy", "tau_alpha", "seed", "sweeps")
 
 
-def export_samples(library: Library, samples: list[Sample], directory: str,
-                   formats=FORMATS, structures=("inherent",)) -> list[str]:
+def export_samples(library: Library | None, samples: list[Sample], directory: str,
+                   formats=FORMATS, structures=("inherent",), naming: str = "id") -> list[str]:
     """Write each sample's structure(s) to files in ``directory``.
 
-    Files are named ``sample-<id>-<structure>.xyz`` / ``.data``; every file is written
-    atomically. Each model the samples used gets a LAMMPS input ``in-<hash12>.lammps``
-    (units, ``read_data ${data}``, ``pair_style``, ``pair_coeff`` of every pair,
+    Files are named ``sample-<id>-<structure>.xyz`` / ``.data`` (or, with ``naming =
+    "build-chain"``, ``sample-<build12>-c<chain>-<structure>``, which stay distinct for
+    samples of several library files); every file is written atomically. Each model the
+    samples used gets a LAMMPS input ``in-<hash12>.lammps`` (units, ``read_data ${data}``,
+    ``pair_style``, ``pair_coeff`` of every pair,
     ``pair_modify shift yes`` for LJ, masses; run it as ``lmp -in in-<hash12>.lammps -var
     data sample-<id>-inherent.data``) and, for EAM, its potential
     ``potential-<hash12>.eam.<kind>``. An ``index.csv`` lists the exported samples with
@@ -40,14 +43,20 @@ def export_samples(library: Library, samples: list[Sample], directory: str,
 
     Parameters
     ----------
-    library : Library
-        The open library.
+    library : Library or None
+        The open library; unused (each sample is read from its own library, so samples of
+        several files, e.g. from :func:`~swapmc.library.store.query_many`, export
+        together).
     samples : list of Sample
         From :meth:`Library.query`.
     directory : str
         Created if missing.
     formats : sequence of {"extxyz", "lammps"}
     structures : sequence of {"equilibrium", "inherent"}
+    naming : {"id", "build-chain"}
+        File names by sample id (unique within one library file) or by build and chain
+        (unique across files); with "build-chain", ``index.csv`` also names each sample's
+        ``file``.
 
     Returns
     -------
@@ -60,16 +69,19 @@ def export_samples(library: Library, samples: list[Sample], directory: str,
     for k in structures:
         if k not in STRUCTURE_KINDS:
             raise ValueError(f"unknown structure {k!r}; known: {STRUCTURE_KINDS}")
+    if naming not in ("id", "build-chain"):
+        raise ValueError(f"unknown naming {naming!r}; known: 'id', 'build-chain'")
     os.makedirs(directory, exist_ok=True)
     written = []
     lammps = {}  # model hash -> (pair lines, input file name)
     for sample in samples:
         meta = sample.meta
         if meta["model_hash"] not in lammps:
-            lammps[meta["model_hash"]] = _write_lammps_model(library, meta, directory, written)
+            lammps[meta["model_hash"]] = _write_lammps_model(sample._library, meta, directory,
+                                                             written)
         for kind in structures:
             system = sample.structure(kind)
-            stem = os.path.join(directory, f"sample-{sample.id}-{kind}")
+            stem = os.path.join(directory, f"{_name(sample, naming)}-{kind}")
             if "extxyz" in formats:
                 info = {k: meta[k] for k in XYZ_INFO if meta.get(k) is not None}
                 info.update({"sample_id": sample.id, "structure": kind})
@@ -87,15 +99,24 @@ def export_samples(library: Library, samples: list[Sample], directory: str,
     columns = ["id", "model", "build", "chain", "n", "temperature", "pressure", "verdict",
                "energy", "is_energy", "tau_alpha", "decays", "seed", "lammps_pair_style",
                "lammps_input"]
+    if naming == "build-chain":
+        columns[1:1] = ["name", "file"]
     with atomic_write(index) as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for s in samples:
             lines, script = lammps[s.meta["model_hash"]]
-            row = {**s.meta, "lammps_pair_style": "\n".join(lines), "lammps_input": script}
+            row = {**s.meta, "lammps_pair_style": "\n".join(lines), "lammps_input": script,
+                   "name": _name(s, naming), "file": s.path}
             w.writerow([row.get(c) for c in columns])
     written.append(index)
     return written
+
+
+def _name(sample: Sample, naming: str) -> str:
+    if naming == "id":
+        return f"sample-{sample.id}"
+    return f"sample-{sample.meta['build'][:12]}-c{sample.meta['chain']:06d}"
 
 
 def _lj_model(library: Library, meta: dict):

@@ -15,9 +15,10 @@ describes *one chain*, plus a ``[library]`` table::
     samples = 100
     max_production_sweeps = 200000   # extend a chain whose F_s has not decayed enough
 
-Everything except ``samples``, ``path``, ``work_directory`` and ``lease_seconds`` enters the
-build fingerprint: rerunning the same command continues the same build (and asking for more
-samples extends it), while changing the protocol starts a new build in the same library file.
+Everything except ``samples``, ``path``, ``work_directory``, ``lease_seconds``, ``shards``
+and ``shard`` enters the build fingerprint: rerunning the same command continues the same
+build (and asking for more samples extends it), while changing the protocol starts a new
+build in the same library file.
 
 ``lease_seconds`` (default 600) is how long a claimed chain stays reserved for its worker
 without news from it: workers renew their lease every third of it while the chain runs, and
@@ -26,6 +27,18 @@ claimed by any other worker after that long. It should exceed the longest stretc
 renewals (the wall time between two thermo rows or checkpoints of a chain, its start-up
 including compilation, and its quench); a shorter lease does not change the samples, but a
 chain may then be taken over and partly run twice.
+
+Shards
+------
+``shards = n`` (default 0: one shared file) splits a build into ``n`` shards for file
+systems whose POSIX locks cannot be trusted across hosts (NFS without ``lockd``). Shard
+``i`` runs the chains ``k`` with ``k mod n == i`` (``k < samples``) and writes them to its
+own file, ``<stem>.shard-<i>-of-<n><ext>`` next to ``path`` (:func:`shard_path`), so no two
+hosts ever write one file and no chain belongs to two shards. ``shard = i`` names the shard
+(``swapmc library build --shard i``); the default ``"auto"`` takes ``SLURM_ARRAY_TASK_ID``,
+so the tasks of ``sbatch --array=0-<n-1>`` are the shards. ``n`` is read from the config,
+not from the array's size, so resubmitting some tasks (``--array=3,7``) gives them the same
+shards as before. ``swapmc library merge`` combines the shard files into one library.
 """
 
 from __future__ import annotations
@@ -49,15 +62,18 @@ LIBRARY_DEFAULTS = {
     "quench_fmax": "auto",  # FIRE force tolerance: 1e-6 (LJ) or 1e-5 eV/Å (metal)
     "quench_max_steps": 200_000,
     "lease_seconds": 600.0,  # a claimed chain is free for others after this long unrenewed
+    "shards": 0,  # 0: one shared library file; n: shard files, chains split k mod n
+    "shard": "auto",  # this job's shard (0 .. shards-1); "auto": $SLURM_ARRAY_TASK_ID
     **{k: f.default for k, f in Criteria.__dataclass_fields__.items()},
 }
 
 # Keys that do not change what a sample is (so not part of the build fingerprint).
-NOT_FINGERPRINTED = ("samples", "path", "work_directory", "lease_seconds")
+NOT_FINGERPRINTED = ("samples", "path", "work_directory", "lease_seconds", "shards", "shard")
 QUENCH_FMAX = {"lj": 1e-6, "metal": 1e-5}
 
 
-def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
+def resolve(source: str | None = None, overrides: dict | None = None,
+            environ=None) -> dict:
     """A run config with a fully defaulted and validated ``library`` table.
 
     Parameters
@@ -66,6 +82,14 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
         Preset name or TOML path (``None``: the default preset).
     overrides : dict, optional
         Nested overrides; may hold a ``library`` table.
+    environ : mapping, optional
+        Environment for ``shard = "auto"`` (``SLURM_ARRAY_TASK_ID``); ``os.environ`` by
+        default.
+
+    Notes
+    -----
+    In the result, ``library.shard`` is the shard index (an int) when ``shards`` > 0 and
+    None otherwise.
     """
     cfg = resolve_run(source, overrides, extra_sections=("library",))
     origin = source or "default preset"
@@ -128,8 +152,69 @@ def resolve(source: str | None = None, overrides: dict | None = None) -> dict:
         lib["work_directory"] = lib["path"] + ".work"
     if cfg["run"]["production_sweeps"] < 1:
         raise ConfigError(f"{origin}: a library chain needs production_sweeps >= 1")
+    lib["shard"] = _resolve_shard(lib, where, os.environ if environ is None else environ)
     cfg["library"] = lib
     return cfg
+
+
+def _resolve_shard(lib: dict, where, environ) -> int | None:
+    """The shard index of this job (None for a shared library file), validated."""
+    n, shard = lib["shards"], lib["shard"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError(f"{where('shards')}: [library] shards must be an integer >= 0 (0: one "
+                          f"shared library file), got {n!r}")
+    if shard is None or shard == "auto":
+        if n == 0:
+            return None
+        text = environ.get("SLURM_ARRAY_TASK_ID")
+        if text is None:
+            raise ConfigError(f"{where('shards')}: [library] shards = {n} needs this job's "
+                              f"shard: give --shard I (0 <= I < {n}) or run it as a Slurm "
+                              f"array task (sbatch --array=0-{n - 1})")
+        try:
+            index = int(text)
+        except ValueError:
+            raise ConfigError(f"SLURM_ARRAY_TASK_ID = {text!r} is not an integer") from None
+        if not 0 <= index < n:
+            raise ConfigError(f"SLURM_ARRAY_TASK_ID = {index} is not a shard of [library] "
+                              f"shards = {n} (0 .. {n - 1}): submit with --array=0-{n - 1}")
+        return index
+    if isinstance(shard, bool) or not isinstance(shard, int):
+        raise ConfigError(f"{where('shard')}: [library] shard must be an integer or 'auto', "
+                          f"got {shard!r}")
+    if n == 0:
+        raise ConfigError(f"{where('shard')}: [library] shard = {shard} needs [library] shards "
+                          "(the number of shards the build is split into)")
+    if not 0 <= shard < n:
+        raise ConfigError(f"{where('shard')}: [library] shard must lie in 0 .. {n - 1} "
+                          f"(shards = {n}), got {shard}")
+    return shard
+
+
+def shard_path(path: str, shard: int, shards: int) -> str:
+    """File of shard ``shard`` of ``shards`` next to the library file ``path``:
+    ``glasses.sqlite`` -> ``glasses.shard-03-of-16.sqlite`` (indices zero-padded, so the
+    shards sort in order)."""
+    stem, ext = os.path.splitext(path)
+    width = len(str(shards - 1))
+    return f"{stem}.shard-{shard:0{width}d}-of-{shards}{ext}"
+
+
+def library_path(cfg: dict) -> str:
+    """The file a build job writes: ``[library] path``, or its shard file."""
+    lib = cfg["library"]
+    if lib.get("shards") and lib.get("shard") is not None:
+        return shard_path(lib["path"], lib["shard"], lib["shards"])
+    return lib["path"]
+
+
+def partition(cfg: dict) -> tuple[int, int] | None:
+    """``(shard, shards)`` of a sharded build job (it runs the chains ``k`` with
+    ``k mod shards == shard``), or None for a shared library file."""
+    lib = cfg["library"]
+    if lib.get("shards") and lib.get("shard") is not None:
+        return int(lib["shard"]), int(lib["shards"])
+    return None
 
 
 def chain_template(cfg: dict) -> dict:

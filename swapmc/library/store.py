@@ -9,8 +9,10 @@ file is opened. Several processes (MPI ranks, or separate jobs) may write to the
 SQLite serialises writers with file locks, and a writer that finds the file busy waits
 (``busy_timeout``) instead of failing. The same ``(build, chain)`` is stored at most once (a
 UNIQUE constraint), so rerunning a build can never duplicate a sample. Metadata are plain
-columns, so queries are SQL. The file needs a file system with working POSIX locks (local
-disks, Lustre/GPFS with locking enabled; not NFS without ``lockd``).
+columns, so queries are SQL. A file shared by several hosts needs a file system with working
+POSIX locks (local disks, Lustre/GPFS with locking enabled; not NFS without ``lockd``);
+elsewhere a build is split into shard files, each written from one host, and merged
+(:mod:`swapmc.library.merge`).
 
 Claims and leases
 -----------------
@@ -35,7 +37,14 @@ text of every EAM potential used, keyed by its SHA-256, so an exported sample ca
 LAMMPS with exactly its potential. ``claims``: one row per chain being made (build, chain,
 the owner's token, host, pid, MPI rank and process start time, and the claim, heartbeat and
 expiry times in Unix seconds); files written before claims existed gain the table when next
-opened for writing, and read without it.
+opened for writing, and read without it. ``digests``: the SHA-256 of each sample as stored
+(:func:`sample_digest`: its non-null metadata and every byte of its structures), written in
+the sample's transaction, so that a merge or a check can tell a sample that changed on disk
+from an intact one; samples written before the table existed have none. ``shards``: for a
+shard file (``[library] shards``), which shard of which build it holds.
+
+Tables were only ever added (``CREATE TABLE IF NOT EXISTS``), never altered, so files of
+every swapmc with this schema version stay readable and writable by each other.
 """
 
 from __future__ import annotations
@@ -145,10 +154,24 @@ CREATE TABLE IF NOT EXISTS claims (
     expires REAL NOT NULL,
     PRIMARY KEY (build, chain)
 );
+CREATE TABLE IF NOT EXISTS digests (
+    sample_id INTEGER PRIMARY KEY REFERENCES samples (id),
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    build TEXT PRIMARY KEY,
+    shard INTEGER NOT NULL,
+    shards INTEGER NOT NULL,
+    CHECK (shard >= 0 AND shard < shards)
+);
 """
 
 # Writers wait this long for a busy database (other ranks committing) before giving up.
 BUSY_TIMEOUT_S = 600.0
+# Columns that record how and where a sample was made, not what it is: two runs of one chain
+# differ in these and are still the same sample.
+PROVENANCE_COLUMNS = ("created", "host", "wall_seconds", "cpu_seconds", "swapmc_version")
+STRUCTURE_BLOBS = ("positions", "images", "species", "cell")
 
 
 class LibraryError(OSError):
@@ -300,6 +323,11 @@ class Sample:
         return self._library.structure(self.id, kind)
 
     @property
+    def path(self) -> str:
+        """The library file the sample was read from."""
+        return self._library.path
+
+    @property
     def system(self) -> System:
         """The equilibrium configuration (end of the certified production run)."""
         return self.structure("equilibrium")
@@ -316,6 +344,36 @@ def _decode(row: sqlite3.Row) -> dict:
         if key in meta and isinstance(meta[key], str):
             meta[key] = json.loads(meta[key])
     return meta
+
+
+def sample_digest(row, structures: dict, exclude: Iterable[str] = ()) -> str:
+    """SHA-256 (hex) of a sample as stored.
+
+    Parameters
+    ----------
+    row : mapping
+        The sample's ``samples`` row as stored (JSON columns as their text); columns not in
+        :data:`SAMPLE_COLUMNS`, missing ones and NULLs are left out, so a column added to
+        the table later (NULL in older rows) does not change the digest.
+    structures : dict
+        ``{kind: {"positions": bytes, "images": ..., "species": ..., "cell": ...}}``.
+    exclude : iterable of str
+        Further columns to leave out (:data:`PROVENANCE_COLUMNS` gives the digest of the
+        result alone, equal for two runs of one chain).
+    """
+    import hashlib
+
+    skip = set(exclude)
+    keys = set(row.keys())
+    meta = {c: row[c] for c in COLUMN_NAMES if c in keys and c not in skip and row[c] is not None}
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for kind in STRUCTURE_KINDS:
+        if kind in structures:
+            h.update(b"\0" + kind.encode())
+            for name in STRUCTURE_BLOBS:
+                blob = bytes(structures[kind][name])
+                h.update(len(blob).to_bytes(8, "little") + blob)
+    return h.hexdigest()
 
 
 class Library:
@@ -448,6 +506,55 @@ class Library:
         rows = self._db.execute("SELECT chain FROM samples WHERE build = ?", (build,))
         return {int(r[0]) for r in rows}
 
+    def build_rows(self) -> list[dict]:
+        """Every row of the ``builds`` table as stored (fingerprint, model, model hash, config
+        text, creation time, version)."""
+        return [dict(r) for r in self._db.execute("SELECT * FROM builds ORDER BY created, build")]
+
+    def copy_build(self, row: dict) -> bool:
+        """Register a build exactly as another library holds it (:meth:`build_rows`); False
+        when it is registered here already (nothing written)."""
+        with self._transaction() as db:
+            cur = db.execute("INSERT OR IGNORE INTO builds VALUES (?, ?, ?, ?, ?, ?)",
+                             (row["build"], row["model"], row["model_hash"], row["config"],
+                              row["created"], row["swapmc_version"]))
+        return cur.rowcount > 0
+
+    def potentials(self) -> list[dict]:
+        """Every stored potential: ``{"model_hash", "kind", "text"}``."""
+        return [dict(r) for r in self._db.execute("SELECT * FROM potentials ORDER BY model_hash")]
+
+    def register_shard(self, build: str, shard: int, shards: int) -> None:
+        """Record that this file holds shard ``shard`` of ``shards`` of ``build``.
+
+        Raises
+        ------
+        LibraryError
+            The file already holds another shard of the build (a renamed shard file, or a
+            different split pointed at it).
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT shard, shards FROM shards WHERE build = ?",
+                             (build,)).fetchone()
+            if row is not None and (int(row[0]), int(row[1])) != (int(shard), int(shards)):
+                raise LibraryError(
+                    f"{self.path}: holds shard {row[0]} of {row[1]} of build {build[:16]}, not "
+                    f"shard {shard} of {shards}; each shard file keeps the split it was made "
+                    "with")
+            db.execute("INSERT OR IGNORE INTO shards VALUES (?, ?, ?)",
+                       (build, int(shard), int(shards)))
+
+    def shards(self) -> dict:
+        """``{build: (shard, shards)}`` for every build this file holds a shard of (empty for
+        a library that is not a shard file)."""
+        try:
+            rows = self._db.execute("SELECT build, shard, shards FROM shards").fetchall()
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                return {}
+            raise
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
     def add_potential(self, model_hash: str, kind: str, text: str) -> None:
         with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO potentials VALUES (?, ?, ?)",
@@ -461,7 +568,8 @@ class Library:
 
     # ------------------------------------------------------------------ claims
     def claim_chain(self, build: str, wanted: int, worker: Worker, lease_s: float,
-                    now: float | None = None, exclude: Iterable[int] = ()) -> Claim | None:
+                    now: float | None = None, exclude: Iterable[int] = (),
+                    partition: tuple[int, int] | None = None) -> Claim | None:
         """Claim the lowest chain of a build that nobody has stored or holds.
 
         Parameters
@@ -479,6 +587,9 @@ class Library:
             Unix time (default: the clock); given by tests.
         exclude : iterable of int
             Chains this worker does not want (e.g. found busy in their work directory).
+        partition : (int, int), optional
+            ``(i, n)``: only chains ``k`` with ``k mod n == i`` are candidates (shard ``i``
+            of a build split into ``n`` shard files).
 
         Returns
         -------
@@ -487,20 +598,50 @@ class Library:
             live claim of another worker.
         """
         now = time.time() if now is None else float(now)
+        first, step = (0, 1) if partition is None else (int(partition[0]), int(partition[1]))
         with self._transaction() as db:
             busy = {int(c) for c in exclude}
-            busy |= {int(r[0]) for r in db.execute("SELECT chain FROM samples WHERE build = ?",
-                                                   (build,))}
             rows = {int(r["chain"]): r for r in db.execute(
                 "SELECT * FROM claims WHERE build = ?", (build,))}
             busy |= {c for c, r in rows.items() if _live(r, now, worker)}
-            chain = next((k for k in range(int(wanted)) if k not in busy), None)
+            chain = self._lowest_free(db, build, first, step, int(wanted), busy)
             if chain is None:
                 return None
             row = rows.get(chain)
             previous = None if row is None or row["token"] == worker.token else _owner(row)
             self._write_claim(db, build, chain, worker, lease_s, now, claimed=now)
         return Claim(chain, previous)
+
+    @staticmethod
+    def _lowest_free(db, build: str, first: int, step: int, wanted: int,
+                     busy: set) -> int | None:
+        """The lowest chain ``k = first + j * step < wanted`` neither stored nor in ``busy``.
+
+        The claim transaction holds the write lock, so it must not grow with the library:
+        the stored chains are counted in SQL (one pass over the index, no rows returned),
+        and when the stored and busy candidates fill every slot up to the highest of them,
+        as they do while chains are claimed lowest first, the answer is the next slot.
+        Only a gap (a chain released, or stored out of order) costs reading the stored
+        chains.
+        """
+        where = "build = ? AND chain >= ? AND chain < ? AND (chain - ?) % ? = 0"
+        args = (build, first, wanted, first, step)
+        count, top = db.execute(f"SELECT COUNT(*), MAX(chain) FROM samples WHERE {where}",
+                                args).fetchone()
+        held = {c for c in busy if first <= c < wanted and (c - first) % step == 0}
+        if held:
+            marks = ", ".join("?" * len(held))
+            held -= {int(r[0]) for r in db.execute(
+                f"SELECT chain FROM samples WHERE build = ? AND chain IN ({marks})",
+                (build, *sorted(held)))}
+        highest = max([first - step if top is None else int(top), *held])
+        if count + len(held) == (highest - first) // step + 1:
+            chain = highest + step
+            return chain if chain < wanted else None
+        stored = {int(r[0]) for r in db.execute(f"SELECT chain FROM samples WHERE {where}",
+                                                 args)}
+        return next((k for k in range(first, wanted, step)
+                     if k not in stored and k not in held), None)
 
     def renew_claim(self, build: str, chain: int, worker: Worker, lease_s: float,
                     now: float | None = None) -> bool:
@@ -664,7 +805,87 @@ class Library:
                 np.ascontiguousarray(system.images, "<i8").tobytes(),
                 np.ascontiguousarray(system.species, "<i4").tobytes(),
                 np.ascontiguousarray(cell, "<f8").tobytes()))
+        Library._write_digest(db, sample_id)
         return sample_id
+
+    @staticmethod
+    def _write_digest(db, sample_id: int) -> str:
+        """Record the digest of a sample just inserted, computed from what the database
+        holds (column affinities may have changed a value's type, e.g. 1 -> 1.0)."""
+        row, structures = Library._raw_sample(db, sample_id)
+        digest = sample_digest(row, structures)
+        db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (sample_id, digest))
+        return digest
+
+    @staticmethod
+    def _raw_sample(db, sample_id: int) -> tuple[sqlite3.Row, dict]:
+        row = db.execute("SELECT * FROM samples WHERE id = ?", (int(sample_id),)).fetchone()
+        structures = {r["kind"]: {name: r[name] for name in STRUCTURE_BLOBS} for r in db.execute(
+            "SELECT * FROM structures WHERE sample_id = ?", (int(sample_id),))}
+        return row, structures
+
+    def raw_sample(self, sample_id: int) -> tuple[sqlite3.Row, dict, str | None]:
+        """A sample exactly as stored: its ``samples`` row (JSON columns as text), its
+        structures ``{kind: {"positions": bytes, ...}}`` and its stored digest (None when
+        it was written without one)."""
+        row, structures = self._raw_sample(self._db, sample_id)
+        if row is None:
+            raise LibraryError(f"{self.path}: no sample with id {sample_id}")
+        return row, structures, self.stored_digest(sample_id)
+
+    def stored_digest(self, sample_id: int) -> str | None:
+        """The digest recorded when the sample was written, or None."""
+        try:
+            found = self._db.execute("SELECT sha256 FROM digests WHERE sample_id = ?",
+                                     (int(sample_id),)).fetchone()
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                return None  # a file written before digests existed, opened read-only
+            raise
+        return None if found is None else found[0]
+
+    def sample_ids(self) -> list[int]:
+        """Every sample id, ascending."""
+        return [int(r[0]) for r in self._db.execute("SELECT id FROM samples ORDER BY id")]
+
+    def sample_columns(self) -> list[str]:
+        """The columns of this file's ``samples`` table."""
+        return [r[1] for r in self._db.execute("PRAGMA table_info(samples)")]
+
+    def copy_sample(self, row, structures: dict) -> int | None:
+        """Store a sample exactly as another library holds it (:meth:`raw_sample`), with its
+        structures and digest, in one transaction; claims on its chain end.
+
+        Returns
+        -------
+        int or None
+            The new id here, or None when ``(build, chain)`` is already stored (nothing is
+            written).
+        """
+        keys = set(row.keys())
+        columns = [c for c in COLUMN_NAMES if c in keys]
+        with self._transaction() as db:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO samples ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})", [row[c] for c in columns])
+            if cur.rowcount == 0:
+                return None
+            sample_id = int(cur.lastrowid)
+            for kind in STRUCTURE_KINDS:
+                if kind in structures:
+                    blobs = structures[kind]
+                    db.execute("INSERT INTO structures VALUES (?, ?, ?, ?, ?, ?)",
+                               (sample_id, kind, *(bytes(blobs[n]) for n in STRUCTURE_BLOBS)))
+            self._write_digest(db, sample_id)
+            db.execute("DELETE FROM claims WHERE build = ? AND chain = ?",
+                       (row["build"], row["chain"]))
+        return sample_id
+
+    def sample_id(self, build: str, chain: int) -> int | None:
+        """The id of chain ``chain`` of ``build``, or None when it is not stored."""
+        found = self._db.execute("SELECT id FROM samples WHERE build = ? AND chain = ?",
+                                 (build, int(chain))).fetchone()
+        return None if found is None else int(found[0])
 
     def query(self, *, ids=None, model: str | None = None, build: str | None = None,
               verdict: str | None = "certified", t_min: float | None = None,
@@ -774,3 +995,70 @@ class Library:
             images=np.frombuffer(row["t_img"], "<i8").reshape(n, 3).copy(),
             info=info,
         )
+
+
+@dataclass
+class Combined:
+    """Samples of several library files taken together (:func:`query_many`).
+
+    Attributes
+    ----------
+    samples : list of Sample
+        Each ``(build, chain)`` once, from the first file (in the order given) holding it;
+        ``Sample.path`` names that file. Copies whose metadata differ are all kept (see
+        ``conflicts``).
+    copies : dict
+        ``{(build, chain): [paths]}`` of every sample found in more than one file with the
+        same result metadata (shown once).
+    conflicts : list of (Sample, Sample)
+        Pairs of samples of one ``(build, chain)`` whose results differ (a sample kept and
+        the copy that disagrees with it).
+    matched : dict
+        ``{path: number of samples of that file matching the filters}``.
+    """
+
+    samples: list
+    copies: dict
+    conflicts: list
+    matched: dict
+
+
+def query_many(libraries: list[Library], limit: int | None = None, **filters) -> Combined:
+    """:meth:`Library.query` over several files, each ``(build, chain)`` once.
+
+    A sample is identified by its build fingerprint and chain, which are the same in every
+    file holding it (a shard and the library it was merged into); ids are per file. Two
+    copies are the same sample when their metadata agree except for
+    :data:`PROVENANCE_COLUMNS` (``swapmc library merge`` also compares the structures).
+
+    Parameters
+    ----------
+    libraries : list of Library
+        Open libraries, in the order their samples are listed.
+    limit : int, optional
+        At most this many samples in all.
+    **filters
+        As for :meth:`Library.query`.
+    """
+    samples, copies, conflicts, first, matched = [], {}, [], {}, {}
+
+    def result(meta):
+        return {k: v for k, v in meta.items() if k not in PROVENANCE_COLUMNS and k != "id"}
+
+    for lib in libraries:
+        found = lib.query(**filters)
+        matched[lib.path] = len(found)
+        for sample in found:
+            key = (sample.meta["build"], sample.meta["chain"])
+            kept = first.get(key)
+            if kept is None:
+                first[key] = sample
+                samples.append(sample)
+            elif result(kept.meta) == result(sample.meta):
+                copies.setdefault(key, [kept.path]).append(sample.path)
+            else:
+                conflicts.append((kept, sample))
+                samples.append(sample)
+    if limit is not None:
+        samples = samples[:int(limit)]
+    return Combined(samples, copies, conflicts, matched)
