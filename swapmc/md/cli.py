@@ -9,6 +9,12 @@ Results go to standard output; a progress bar in MD steps (FIRE steps for ``mini
 the current stage goes to standard error (rank 0 only; ``--no-progress`` turns it off). Wire
 it with ``add_parsers(subparsers)``.
 
+``dms`` runs a scan (temperatures x periods x samples, :mod:`swapmc.md.dms_scan`): every
+(sample, T, period) is an independent point with its own result file in
+``<output>/points``, so a rerun resumes where a killed scan stopped and ``mpiexec -n K``
+farms the points over ranks (rank 0 writes the tables); with enough points along a scan it
+locates the loss peaks and fits their Arrhenius law (``peaks.csv``, ``scan.json``).
+
 ``dms`` and ``relax`` deform a fixed cell. When the model has a pressure (the EAM presets:
 NPT at 0 GPa) or ``--pressure`` is given, each sample is first equilibrated at (T, P) for
 ``--npt-steps`` steps and deformed at the mean volume (:func:`~swapmc.md.protocols.
@@ -270,9 +276,10 @@ def _add_model_args(p, inputs_optional: bool = False) -> None:
                    "redrawn in place, in a log file one line every 30 s)")
 
 
-def _add_md_args(p) -> None:
-    p.add_argument("-T", "--temperature", type=float, nargs="+", required=True,
-                   help="temperature(s), epsilon/k_B (LJ) or K (metal) (required)")
+def _add_md_args(p, temperatures: bool = True) -> None:
+    if temperatures:
+        p.add_argument("-T", "--temperature", type=float, nargs="+", required=True,
+                       help="temperature(s), epsilon/k_B (LJ) or K (metal) (required)")
     p.add_argument("--mode", choices=("shear", "uniaxial"), default="shear",
                    help="xy simple shear (G) or uniaxial at constant volume (E_V = 3G)")
     p.add_argument("--dt", type=float,
@@ -412,81 +419,186 @@ def cmd_minimize(args) -> int:
 
 
 # ----------------------------------------------------------------------------- dms
+def _npt_records_of(table, temperatures, n_samples):
+    """(T, [NPT record per sample]) of the slowest period's points, as ``_npt_report``
+    reads NPTResults (every point has its own NPT stage; one per (T, sample) is shown)."""
+    from types import SimpleNamespace
+
+    slowest = max(period for _, _, period in table.records)
+    out = []
+    for temp in temperatures:
+        npts = []
+        for i in range(n_samples):
+            rec = table.records[(i, temp, slowest)]
+            if rec["npt"] is None:
+                continue
+            d = dict(rec["npt"])
+            npts.append(SimpleNamespace(system=SimpleNamespace(n=rec["n"]),
+                                        as_dict=lambda d=d: dict(d), **d))
+        out.append((temp, npts))
+    return out
+
+
 def cmd_dms(args) -> int:
-    """``swapmc dms``: oscillatory strain at each (T, omega), averaged over the samples."""
-    from .protocols import DENSITY_UNIT, MODULUS_NAME, dms_sweep
+    """``swapmc dms``: oscillatory strain at every (sample, T, omega) of a scan, one
+    resumable point at a time (farmed over MPI ranks), averaged over the samples; loss peaks
+    and their Arrhenius law when the scan resolves them."""
+    from ..tempering.comm import CollectiveError, abort_on_error, agree, get_comm
+
+    comm = get_comm(args.mpi)
+    try:
+        with abort_on_error(comm):
+            return _dms(args, comm, agree)
+    except CollectiveError as err:
+        if comm.rank == 0:
+            raise ValueError(str(err)) from None
+        return 1
+
+
+def _dms_setup(args):
+    """Everything checked before any MD: grids, inputs, settings (raises ValueError)."""
+    from . import dms_scan
 
     _check_args(args, **_MD_CHECKS)
-    _check_args(args, positive=(("periods", "--periods"), ("omegas", "--omegas"),
-                                ("amplitude", "--amplitude")),
-                positive_int=(("cycles", "--cycles"),))
+    _check_args(args, positive=(("amplitude", "--amplitude"),),
+                finite=(("tg", "--tg"),),
+                positive_int=(("cycles", "--cycles"), ("max_cycles", "--max-cycles")))
+    if args.tg is not None and args.tg <= 0:
+        raise ValueError(f"--tg must be > 0, got {args.tg:g}")
+    temps = dms_scan.temperature_grid(args.temperature, args.t_range, args.t_step)
+    periods = dms_scan.period_grid(args.periods, args.omegas, args.period_range,
+                                   args.per_decade)
+    if args.per_decade is not None and args.period_range is None:
+        raise ValueError("--per-decade needs --period-range")
+    if args.t_step is not None and args.t_range is None:
+        raise ValueError("--t-step needs --t-range")
+    points = dms_scan.scan_points(len(args.configurations), temps, periods,
+                                  min_cycles=args.cycles, max_analysed=args.max_cycles)
     pre, label, systems, ff = _load_inputs(args)
+    pressure, npt_steps = _npt_settings(args, pre)
+    return temps, periods, points, pre, label, systems, ff, pressure, npt_steps
+
+
+def _dms(args, comm, agree) -> int:
+    from . import dms_scan
+    from .protocols import DENSITY_UNIT, MODULUS_NAME
+
+    temps, periods, points, pre, label, systems, ff, pressure, npt_steps = agree(
+        comm, _dms_setup, args)
     model = pre.model
     su, tu, temp_u, _ = _units(model)
-    pressure, npt_steps = _npt_settings(args, pre)
-    if args.omegas:
-        omegas = list(args.omegas)
-    elif args.periods:
-        omegas = [2.0 * math.pi / p for p in args.periods]
-    else:
-        raise ValueError("give --periods or --omegas")
     out = args.output or "swapmc-dms"
-    os.makedirs(out, exist_ok=True)
     names = [os.path.basename(p) for p in args.configurations]
-    print(f"DMS ({label}), {args.mode}: modulus {MODULUS_NAME[args.mode]} in {su}; "
-          f"eps_A = {args.amplitude:g}, {args.cycles} cycles (first dropped), "
-          f"{len(systems)} sample(s)")
-    print(_describe_npt(pressure, npt_steps, model, args))
+    dt = args.dt
+    oscillation = dict(strain_amplitude=args.amplitude, mode=args.mode, dt=dt,
+                       thermostat=args.thermostat, tau=args.tau_t,
+                       equilibration_steps=args.equilibration_steps, pressure=pressure,
+                       npt_steps=npt_steps, barostat_tau=args.tau_p,
+                       remap_velocities=args.remap_velocities)
+    # What a point's result depends on besides its own (sample, T, period, cycles): a rerun
+    # with other values must not mix its points with these.
+    settings = dict(oscillation, model=label, seed=args.seed,
+                    configurations=[os.path.abspath(p) for p in args.configurations],
+                    min_cycles=args.cycles, max_cycles=args.max_cycles)
+    rank0 = comm.rank == 0
+    if rank0:
+        os.makedirs(out, exist_ok=True)
+        print(f"DMS ({label}), {args.mode}: modulus {MODULUS_NAME[args.mode]} in {su}; "
+              f"eps_A = {args.amplitude:g}; {len(temps)} temperature(s) x {len(periods)} "
+              f"period(s) x {len(systems)} sample(s) = {len(points)} points"
+              + (f" over {comm.size} ranks" if comm.size > 1 else ""))
+        print(f"cycles per point: at least {args.cycles} (first dropped), about the MD time "
+              f"of the slowest period, at most {args.max_cycles} analysed; the first "
+              "max(1, ceil(P_max / (2 pi P))) cycles are dropped as the transient")
+        print(_describe_npt(pressure, npt_steps, model, args))
+    comm.barrier()
+    bar = _progress_bar(args) if rank0 else None
+
+    def done(point, record):
+        if bar is not None:
+            r = record["result"]
+            bar.write(f"point T={point.temperature:g} period={point.period:.5g} "
+                      f"sample {point.sample + 1}/{len(systems)}: cycles "
+                      f"{point.n_cycles} ({point.discard_cycles} dropped), "
+                      f"M' = {r['m_storage']:.5g}, M'' = {r['m_loss']:.4g}")
+
+    def progress(d, total, stage):
+        if bar is not None:
+            if bar.total != total:
+                bar.set_total(total)
+            bar.update(d, stage)
+
+    try:
+        measured = dms_scan.run_points(points, systems, ff, directory=out, settings=settings,
+                                       seed=args.seed, oscillation=oscillation, on_done=done,
+                                       step_progress=progress)
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
+    if bar is not None:
+        _finish_bar(bar)
+    counts = comm.gather(measured)
+    comm.barrier()
+    if not rank0:
+        return 0
+    table = dms_scan.collect(points, out, settings, mode=args.mode, units=model.units)
+    rows = table.rows
+    print(f"{len(points) - sum(counts)} of {len(points)} points were already measured "
+          f"(resumed); {sum(counts)} measured now"
+          + (f" (per rank: {', '.join(map(str, counts))})" if len(counts) > 1 else ""))
     head = (f"{'T [' + temp_u + ']':>14s} {'omega [1/' + tu + ']':>16s} {'period':>10s} "
             f"{'M_storage':>12s} {'+-':>8s} {'M_loss':>10s} {'+-':>8s} {'tan_delta':>10s} "
             f"{'+-':>8s} {'N/V':>10s}")
     print(head)
-
-    bar = _progress_bar(args)
-
-    def show(r):
-        bar.write(f"{r.temperature:14.5g} {r.omega:16.5g} {r.period:10.4g} {r.m_storage:12.5g} "
-                  f"{r.m_storage_err:8.2g} {r.m_loss:10.4g} {r.m_loss_err:8.2g} "
-                  f"{r.tan_delta:10.4g} {r.tan_delta_err:8.2g} {r.density:10.5g}")
-
+    for r in rows:
+        print(f"{r.temperature:14.5g} {r.omega:16.5g} {r.period:10.4g} {r.m_storage:12.5g} "
+              f"{r.m_storage_err:8.2g} {r.m_loss:10.4g} {r.m_loss_err:8.2g} "
+              f"{r.tan_delta:10.4g} {r.tan_delta_err:8.2g} {r.density:10.5g}")
     print("+- : half-width of a 68 % interval (Student-t): "
           + ("spread over the glasses (input samples)" if len(systems) >= 2 else
              "spread over the cycles of one run; one glass, so glass-to-glass scatter is "
              "not included"))
-    try:
-        rows = dms_sweep(systems, ff, omegas=omegas, temperatures=args.temperature,
-                         strain_amplitude=args.amplitude, n_cycles=args.cycles,
-                         mode=args.mode, dt=args.dt, thermostat=args.thermostat,
-                         tau=args.tau_t, equilibration_steps=args.equilibration_steps,
-                         pressure=pressure, npt_steps=npt_steps, barostat_tau=args.tau_p,
-                         remap_velocities=args.remap_velocities,
-                         rng=np.random.default_rng(args.seed), progress=show,
-                         step_progress=_reporter(bar))
-    except BaseException:
-        bar.close()
-        raise
-    _finish_bar(bar)
-    # One NPT stage per (T, sample), shared by every frequency at that T.
-    first = {}
-    for r in rows:
-        first.setdefault(r.temperature, r.npt)
-    npt_records = _npt_report(list(first.items()), model, names)
+    npt_records = _npt_report(_npt_records_of(table, temps, len(systems)), model, names)
+    peaks = dms_scan.scan_peaks(rows, quantity=args.peak_quantity, units=model.units,
+                                tg=args.tg)
+    peak_rows = _print_peaks(peaks, args, temp_u, tu, model)
     fields = ["temperature", "omega", "period", "m_storage", "m_storage_err", "m_loss",
               "m_loss_err", "tan_delta", "tan_delta_err", "n_samples", "error_dof", "density"]
     _write_csv(os.path.join(out, "dms.csv"), fields,
                [[getattr(r, f) for f in fields] for r in rows])
-    _write_json(os.path.join(out, "dms.json"), {
+    cycles = {p.period: (p.n_cycles, p.discard_cycles) for p in points}
+    common = {
         "model": label, "mode": args.mode, "modulus": MODULUS_NAME[args.mode],
         "stress_unit": su, "time_unit": tu, "temperature_unit": temp_u,
         "density_unit": DENSITY_UNIT[model.units],
-        "strain_amplitude": args.amplitude, "cycles": args.cycles, "seed": args.seed,
-        "pressure": pressure, "npt_steps": npt_steps,
-        "equilibration_steps": args.equilibration_steps,
-        "configurations": args.configurations, "rows": [r.as_dict() for r in rows],
-        "npt": npt_records})
+        "strain_amplitude": args.amplitude, "cycles": args.cycles,
+        "max_cycles": args.max_cycles, "seed": args.seed, "pressure": pressure,
+        "npt_steps": npt_steps, "equilibration_steps": args.equilibration_steps,
+        "configurations": args.configurations}
+    _write_json(os.path.join(out, "dms.json"), dict(
+        common, rows=[r.as_dict() for r in rows], npt=npt_records,
+        cycles_per_period=[{"period": p, "n_cycles": c, "discard_cycles": d}
+                           for p, (c, d) in sorted(cycles.items())]))
+    peak_fields = ["scan", "temperature", "omega", "found", "position", "position_err",
+                   "height", "height_err", "reason"]
+    _write_csv(os.path.join(out, "peaks.csv"), peak_fields,
+               [[row[f] for f in peak_fields] for row in peak_rows])
+    fit = peaks["arrhenius"]
+    _write_json(os.path.join(out, "scan.json"), dict(
+        common, temperatures=temps, periods=periods, quantity=args.peak_quantity,
+        tg=args.tg,
+        isothermal_peaks=[p.as_dict() for p in peaks["isothermal"]],
+        isochronal_peaks=[p.as_dict() for p in peaks["isochronal"]],
+        peak_search_failed=peaks["failed"],
+        arrhenius=fit.as_dict() if fit is not None else None,
+        arrhenius_error=peaks["arrhenius_error"]))
     # The recorded series of the first sample, for inspection.
-    series = [[r.temperature, r.omega, t, e, s] for r in rows
-              for t, e, s in zip(r.runs[0].t, r.runs[0].strain, r.runs[0].stress)]
+    series = []
+    for r in rows:
+        s = table.records[(0, r.temperature, r.period)]["series"]
+        series += [[r.temperature, r.omega, t, e, y]
+                   for t, e, y in zip(s["t"], s["strain"], s["stress"])]
     _write_csv(os.path.join(out, "dms_series.csv"),
                ["temperature", "omega", "t", "strain", "stress"], series)
     if _pyplot() is not None:
@@ -497,6 +609,49 @@ def cmd_dms(args) -> int:
                      out)
     print(f"wrote {out}/")
     return 0
+
+
+def _print_peaks(peaks, args, temp_u, tu, model) -> list:
+    """Print the located peaks and the Arrhenius fit; the peaks as peaks.csv rows."""
+    rows = []
+    for p in peaks["isothermal"]:
+        rows.append({"scan": "isothermal", "temperature": p.fixed, "omega": p.omega,
+                     "found": p.found, "position": p.position, "position_err":
+                     p.position_err, "height": p.height, "height_err": p.height_err,
+                     "reason": p.reason})
+    for p in peaks["isochronal"]:
+        rows.append({"scan": "isochronal", "temperature": p.position, "omega": p.fixed,
+                     "found": p.found, "position": p.position, "position_err":
+                     p.position_err, "height": p.height, "height_err": p.height_err,
+                     "reason": p.reason})
+    if not rows and not peaks["failed"]:
+        print("loss peaks: not searched (a scan needs >= 6 frequencies at a temperature or "
+              ">= 6 temperatures at a frequency)")
+        return rows
+    print(f"loss peaks of {args.peak_quantity} (position +- 68 %; isothermal: ln omega_p "
+          f"with omega in rad/{tu}; isochronal: T_p in {temp_u})")
+    for row in rows:
+        where = (f"T = {row['temperature']:g}" if row["scan"] == "isothermal"
+                 else f"omega = {row['omega']:.5g}")
+        if row["found"]:
+            print(f"  {row['scan']:10s} {where:22s} peak at {row['position']:.5g} +- "
+                  f"{row['position_err']:.2g}")
+        else:
+            print(f"  {row['scan']:10s} {where:22s} no peak: {row['reason']}")
+    for text in peaks["failed"]:
+        print(f"  peak search refused: {text}")
+    fit = peaks["arrhenius"]
+    if fit is None:
+        print(f"Arrhenius fit: none ({peaks['arrhenius_error']})")
+    else:
+        line = (f"Arrhenius fit of {fit.n_points} peaks: E = {fit.energy:.5g} +- "
+                f"{fit.energy_err:.2g} {fit.energy_unit} (E/k_B = {fit.e_over_k:.5g} +- "
+                f"{fit.e_over_k_err:.2g} {temp_u}), ln omega_0 = {fit.ln_omega0:.4g} +- "
+                f"{fit.ln_omega0_err:.2g}")
+        if math.isfinite(fit.ratio):
+            line += f"; E/(R T_g) = {fit.ratio:.4g} +- {fit.ratio_err:.2g}"
+        print(line)
+    return rows
 
 
 # ----------------------------------------------------------------------------- relax
@@ -615,19 +770,42 @@ def add_parsers(subparsers) -> None:
                               description="Oscillatory strain eps_A sin(omega t) at each "
                               "temperature and frequency; M', M'', tan delta with errors.")
     _add_model_args(d)
-    _add_md_args(d)
+    t = d.add_mutually_exclusive_group(required=True)
+    t.add_argument("-T", "--temperature", "--temperatures", dest="temperature", type=float,
+                   nargs="+", help="temperature(s), epsilon/k_B (LJ) or K (metal); one of "
+                   "-T/--t-range is required")
+    t.add_argument("--t-range", type=float, nargs=2, metavar=("TMIN", "TMAX"),
+                   help="isochronal scan from TMIN to TMAX in steps of --t-step")
+    d.add_argument("--t-step", type=float, help="temperature step of --t-range")
+    _add_md_args(d, temperatures=False)
     g = d.add_mutually_exclusive_group(required=True)
     g.add_argument("--periods", type=float, nargs="+",
-                   help="periods, tau_LJ or ps (one of --periods/--omegas is required)")
+                   help="periods, tau_LJ or ps (one of --periods/--omegas/--period-range is "
+                   "required)")
     g.add_argument("--omegas", type=float, nargs="+",
                    help="angular frequencies, rad/tau_LJ or rad/ps")
+    g.add_argument("--period-range", type=float, nargs=2, metavar=("PMIN", "PMAX"),
+                   help="isothermal scan: periods from PMIN to PMAX, log-spaced with "
+                   "--per-decade points per decade (e.g. 10 10000 tau_LJ; metal: 10 1000 ps "
+                   "is 100 to 1 GHz)")
+    d.add_argument("--per-decade", type=int, help="periods per decade of --period-range")
     d.add_argument("--amplitude", type=float, default=0.01,
                    help="strain amplitude eps_A (dimensionless)")
     d.add_argument("--cycles", type=int, default=7,
-                   help="cycles per run (first dropped; 7 gives the one-run error 5 dof)")
+                   help="least cycles per point, the first dropped (7 gives the one-run error "
+                   "5 dof); faster periods of a scan get more (about the MD time of the "
+                   "slowest period, see --max-cycles)")
+    d.add_argument("--max-cycles", type=int, default=100,
+                   help="cap on the analysed cycles of a point")
     d.add_argument("--remap-velocities", action="store_true",
                    help="SLLOD: remap the peculiar velocities with the cell (v -> M^-1 v) "
                         "after each affine step (default: positions only, as LAMMPS remap x)")
+    d.add_argument("--peak-quantity", choices=("m_loss", "tan_delta"), default="m_loss",
+                   help="loss quantity whose peaks are located (>= 6 points along a scan)")
+    d.add_argument("--tg", type=float,
+                   help="glass transition temperature, for E/(R T_g) of the Arrhenius fit")
+    d.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
+                   help="farm the points over MPI ranks (auto: when started by mpiexec)")
     d.set_defaults(func=cmd_dms)
 
     r = subparsers.add_parser("relax", formatter_class=HelpFormatter,
