@@ -274,3 +274,52 @@ def test_cli_errors(glasses, tmp_path, extra, text):
     assert len(lines) == 1 and lines[0].startswith("swapmc: error:") and text in lines[0], \
         proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_isochronal_scan_through_the_cli(glasses, tmp_path, capsys):
+    """--t-range: six temperatures at one period, one sample (errors over its cycles); the
+    peak search runs on the T grid and its outcome, found or not, is reported and saved."""
+    out = tmp_path / "iso"
+    args = _parse(["dms", glasses[0], "--preset", "ka2-x10", "--t-range", "0.3", "0.8",
+                   "--t-step", "0.1", "--periods", "0.5", "--cycles", "3",
+                   "--equilibration-steps", "50", "--tg", "0.45", "--no-progress",
+                   "-o", str(out)])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "6 temperature(s) x 1 period(s) x 1 sample(s) = 6 points" in text
+    assert "isochronal" in text and "Arrhenius fit: none" in text
+    scan = json.loads((out / "scan.json").read_text())
+    assert scan["temperatures"] == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    assert scan["tg"] == 0.45 and scan["isothermal_peaks"] == []
+    (peak,) = scan["isochronal_peaks"]
+    assert peak["variable"] == "temperature" and peak["fixed"] == pytest.approx(4 * math.pi)
+    lines = (out / "peaks.csv").read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("isochronal,")
+    assert len(json.loads((out / "dms.json").read_text())["rows"]) == 6
+
+
+def test_live_claim_is_skipped_and_stale_claim_file_is_not(tmp_path):
+    """A point whose claim a live process holds (flock) is left to it; a claim file nobody
+    holds (left by a killed process) does not block."""
+    import fcntl
+
+    from swapmc.md import dms_scan
+
+    point = ScanPoint(0, 0.3, 1.0, 3, 1)
+    folder = tmp_path / "points"
+    folder.mkdir()
+    claim = folder / (point.name + ".claim")
+    fd = os.open(claim, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    calls = []
+    try:
+        n = dms_scan.run_points([point], [None], None, directory=str(tmp_path), settings={},
+                                seed=1, oscillation={},
+                                on_done=lambda p, r: calls.append(p))
+        assert n == 0 and not calls and not (folder / (point.name + ".json")).exists()
+    finally:
+        os.close(fd)  # the claim file stays, as after a SIGKILL
+    assert claim.exists()
+    got = dms_scan._claim(str(claim))
+    assert got is not None
+    os.close(got)
