@@ -460,3 +460,27 @@ def test_build_ls_export_with_a_path_that_needs_escaping(serial, tmp_path, capsy
     assert os.listdir(folder) == ["gläss #2?%41.sqlite"]
     assert sorted(os.listdir(tmp_path)) == sorted(["ex", "lib.toml", folder.name])
     _assert_same(_chains(path), serial)
+
+
+def test_a_chain_with_every_checkpoint_damaged_restarts_and_equals_the_serial_build(
+        serial, tmp_path, capsys):
+    # A killed build left chain 0 with both checkpoints destroyed (a full disk): the next
+    # build keeps the damaged directory aside, restarts the chain from its seed and stores
+    # the same sample as an uninterrupted build.
+    from swapmc.library.settings import build_fingerprint, chain_directory, resolve
+
+    cfg_path = _toml(tmp_path, "dmg", 2)
+    cfg = resolve(cfg_path)
+    chain_dir = chain_directory(cfg, build_fingerprint(cfg), 0)
+    os.makedirs(chain_dir)
+    for name in ("checkpoint.npz", "checkpoint.prev.npz"):
+        with open(os.path.join(chain_dir, name), "wb") as fh:
+            fh.write(b"PK\x03\x04 cut short by a full disk")
+    result = build_library(cfg_path, log=lambda *a: None)
+    err = capsys.readouterr().err
+    assert result.chains == [0, 1]
+    _assert_same(_chains(result.path), serial)
+    assert "chain 0:" in err and "restarts from the beginning" in err and "Traceback" not in err
+    aside = chain_dir + ".damaged"
+    kept = sorted(name for name in os.listdir(aside) if name != ".swapmc.lock")
+    assert kept == ["checkpoint.npz", "checkpoint.prev.npz"]

@@ -49,6 +49,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ from ..config import PRESET_SECTIONS
 from ..io import atomic_write
 from ..io.lock import DirectoryBusyError
 from ..models.presets import build_preset
-from ..run import Run, production_rows
+from ..run import CheckpointUnusable, Run, production_rows
 from .certify import Certificate, Criteria, certify
 from .settings import (
     QUENCH_FMAX,
@@ -101,6 +102,21 @@ class BuildResult:
     made: list
     counts: dict
     chains: list = field(default_factory=list)
+
+
+def warn(message: str) -> None:
+    """One warning line on standard error (every rank: a damaged chain is that rank's)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _set_aside(directory: str) -> str:
+    """Rename a chain's work directory to a free ``<dir>.damaged[-k]`` name; returns it."""
+    base = directory.rstrip(os.sep) + ".damaged"
+    target, k = base, 1
+    while os.path.exists(target):
+        target, k = f"{base}-{k}", k + 1
+    os.rename(directory, target)
+    return target
 
 
 def model_fingerprint(model) -> tuple[str, str | None]:
@@ -223,11 +239,25 @@ class LibraryBuilder:
         if os.path.exists(target_file):
             with open(target_file) as fh:
                 cfg["run"]["production_sweeps"] = int(json.load(fh)["production_sweeps"])
+        restarted = False
         while True:
             # Rank 0 shows the progress of its own chain (stderr); other ranks stay quiet.
             run = _ChainRun(cfg, beat, progress=self.show_progress, log=lambda *a, **k: None)
-            # Wall time of the chain so far, summed over every process that worked on it.
-            summary = run.execute().summary
+            try:
+                # Wall time of the chain so far, summed over every process that worked on it.
+                summary = run.execute().summary
+            except CheckpointUnusable as err:
+                if restarted:
+                    raise
+                # Every checkpoint of the chain is damaged. Its seed fixes the chain, so a
+                # restart from the melt ends exactly where an undamaged chain would; the
+                # damaged directory is kept aside (never deleted) for inspection.
+                restarted = True
+                aside = _set_aside(cfg["output"]["directory"])
+                warn(f"chain {chain}: {err}; its directory is kept as {aside} and the chain "
+                     "restarts from the beginning (same seed, same result)")
+                cfg["run"]["production_sweeps"] = self.template["run"]["production_sweeps"]
+                continue
             wall, cpu = summary["wall_seconds"], summary["cpu_seconds"]
             cert = self._certify(run, quenched=True)
             produced = cfg["run"]["production_sweeps"]
