@@ -4,8 +4,8 @@ Boltzmann checks on systems small enough to know the exact answer, in the style 
 ``test_mc_balance.py``: a histogram from the chain against exact probabilities by a
 chi-square with batch-means errors, threshold the chi-square quantile at significance
 ALPHA = 1e-4, and a power check (the same data reject energies off by 5 %; the swap tests
-also reject the exact stationary distribution of the same sweep without the Hastings
-factor). Then the running energy, the visiting order, checkpoints and the ``[moves]`` key.
+also reject the exact stationary distribution of a wrong sequential swap rule). Then the
+running energy, the visiting order, checkpoints and the ``[moves]`` key.
 """
 
 import itertools
@@ -38,7 +38,7 @@ def _ka2_model():
     ).with_dopant("C", ("A", "B"), 0.5)
 
 
-def _swap_sweep_distribution(energies, assignments, visit, classes, weights, beta, hastings):
+def _swap_sweep_distribution(energies, assignments, visit, classes, weights, beta, anchored):
     """Exact distribution, averaged over the N phases of a sweep, of a swap-only sequential
     chain on fixed sites, sampled after every attempt.
 
@@ -48,36 +48,47 @@ def _swap_sweep_distribution(energies, assignments, visit, classes, weights, bet
     assignments : list of M tuples of species indices per site
     visit : sequence of sites in the order the sweep visits them
     classes : list of (a, b) species pairs; weights : list of class weights
-    hastings : bool
-        With the factor (W_a N_b) / (W_b N_a) in the acceptance (the sampler's rule) or
-        without it (the plain Metropolis rule, which is wrong for this proposal).
+    anchored : bool
+        False: every turn swaps a pair drawn as in random order (the sampler's rule).
+        True: the turn re-types the particle whose turn it is, with a partner drawn
+        uniformly from the other species of a class containing its species, under plain
+        Metropolis: an asymmetric proposal without its Hastings factor, which is wrong.
+
+    Returns
+    -------
+    distribution : ndarray (M,)
+    kernels : list of the per-turn transition matrices (M, M)
     """
     m = len(assignments)
     index = {a: k for k, a in enumerate(assignments)}
     counts = np.bincount(np.array(assignments[0]), minlength=1 + max(max(c) for c in classes))
+    wsum = sum(weights)
 
-    def total_weight(s):
-        return sum(w for (a, b), w in zip(classes, weights) if s in (a, b))
+    def swapped(sx, i, j):
+        sy = list(sx)
+        sy[i], sy[j] = sx[j], sx[i]
+        return index[tuple(sy)]
 
     kernels = []
     for site in visit:
         t = np.zeros((m, m))
         for x, sx in enumerate(assignments):
-            a = sx[site]
-            wa = total_weight(a)
             for (ca, cb), w in zip(classes, weights):
-                if a not in (ca, cb):
-                    continue
-                b = cb if a == ca else ca
-                partners = [j for j, s in enumerate(sx) if s == b]
-                h = wa * counts[b] / (total_weight(b) * counts[a]) if hastings else 1.0
-                for j in partners:
-                    sy = list(sx)
-                    sy[site], sy[j] = b, a
-                    y = index[tuple(sy)]
-                    p = (w / wa) / len(partners) * min(1.0, h * np.exp(
-                        -beta * (energies[y] - energies[x])))
-                    t[x, y] += p
+                if anchored:
+                    a = sx[site]
+                    if a not in (ca, cb):
+                        continue
+                    wa = sum(v for c, v in zip(classes, weights) if a in c)
+                    b = cb if a == ca else ca
+                    pairs = [(site, j) for j, s in enumerate(sx) if s == b]
+                    p_pair = (w / wa) / len(pairs)
+                else:
+                    pairs = [(i, j) for i, s in enumerate(sx) if s == ca
+                             for j, r in enumerate(sx) if r == cb]
+                    p_pair = (w / wsum) / (counts[ca] * counts[cb])
+                for i, j in pairs:
+                    y = swapped(sx, i, j)
+                    t[x, y] += p_pair * min(1.0, np.exp(-beta * (energies[y] - energies[x])))
             t[x, x] += 1.0 - t[x].sum()
         kernels.append(t)
     sweep = np.linalg.multi_dot(kernels) if len(kernels) > 1 else kernels[0]
@@ -166,8 +177,9 @@ def test_sequential_displacement_two_particles_boltzmann():
 
 def test_sequential_swaps_fixed_sites_boltzmann():
     """Four particles A, A, B, C on fixed sites, three swap classes with unequal weights: the
-    12 identity assignments occur with Boltzmann weights, which needs the Hastings factor
-    (W_a N_b) / (W_b N_a) of the sequential swap proposal (here from 1/5 to 5)."""
+    12 identity assignments occur with Boltzmann weights. Each turn's kernel leaves them
+    invariant exactly, and the data reject the stationary distribution of a tempting wrong
+    sweep (the particle whose turn it is re-typed with a uniform partner, plain Metropolis)."""
     model = _ka2_model()
     pos = np.array([[1.0, 1.0, 1.0], [2.05, 1.1, 1.0], [1.5, 1.95, 1.2], [1.5, 1.4, 2.0]])
     length, temperature = 5.5, 1.0
@@ -184,13 +196,12 @@ def test_sequential_swaps_fixed_sites_boltzmann():
     exact = _boltzmann(energies, beta)
     visit = list(mc.order)  # storage index k holds the user's site order[k]
     right, kernels = _swap_sweep_distribution(energies, assignments, visit, classes, weights,
-                                              beta, hastings=True)
-    # The argument itself: every single-turn kernel leaves the Boltzmann weights invariant.
+                                              beta, anchored=False)
     for t in kernels:
         assert np.allclose(exact @ t, exact, rtol=0, atol=1e-14)
     assert np.allclose(right, exact, rtol=0, atol=1e-13)
     wrong, _ = _swap_sweep_distribution(energies, assignments, visit, classes, weights, beta,
-                                        hastings=False)
+                                        anchored=True)
     code = {a: k for k, a in enumerate(assignments)}
     inv = np.argsort(mc.order)
     n_samples = 240_000
@@ -213,13 +224,13 @@ def test_sequential_npt_two_particles_with_swaps():
     ∝ V (V - B) exp(-P V / T) above the smallest box (2 r_c,max)^3, and the pair distance
     r < L/2 has density ∝ r^2 exp(-u(r)/T) at every V."""
     model = _ka2_model()
-    temperature, pressure = 0.8, 0.01
+    temperature, pressure = 0.5, 0.02
     a, c = 0, 2
     eps, sig, rc = model.epsilon[a, c], model.sigma[a, c], model.cutoff[a, c]
     system = System(np.array([[1.0, 1.0, 1.0], [2.0, 1.2, 1.1]]), [a, c], ("A", "B", "C"),
                     Box.cube(6.5))
     moves = MoveSettings(p_swap=0.2, swap_classes=[("A", "C")], p_volume=0.3, lnv_step=0.4,
-                         displacement=0.6, order="sequential")
+                         displacement=0.4, order="sequential")
     mc = MonteCarlo(system, model, temperature, pressure=pressure, moves=moves, seed=23,
                     energy_check_every=0)
     v_min = (2 * model.max_cutoff) ** 3
@@ -240,7 +251,7 @@ def test_sequential_npt_two_particles_with_swaps():
 
     b_excl = integrate.quad(lambda r: 4 * np.pi * r * r * (1 - boltz(r)), 1e-6, rc,
                             points=[sig])[0]
-    v_edges = np.array([v_min, 150, 200, 260, 330, 420, 530, 700, 1000, np.inf])
+    v_edges = np.array([v_min, 135, 145, 160, 180, 200, 230, 270, 330, np.inf])
 
     def v_probs(p_scale):
         def f(v):
@@ -254,7 +265,7 @@ def test_sequential_npt_two_particles_with_swaps():
     assert batch_chi2(vols, v_edges, v_probs(1.0)) < thr_v
     assert batch_chi2(vols, v_edges, v_probs(1.05)) > thr_v
 
-    r_edges = np.linspace(0.7, 2.45, 12)
+    r_edges = np.linspace(0.85, 2.45, 12)
     inside = dist[(dist >= r_edges[0]) & (dist < r_edges[-1])]
 
     def r_probs(scale):
@@ -267,10 +278,10 @@ def test_sequential_npt_two_particles_with_swaps():
     assert batch_chi2(inside, r_edges, r_probs(1.05)) > thr_r
 
 
-def test_sequential_ideal_gas_volume_and_unswappable_species():
-    """Non-interacting A, B, C at pressure P, swaps only A<->C: V ~ Gamma(N + 1, T / P) above
-    the smallest box, and B's swap turns are displacements (swap attempts are p_swap x 2/3
-    of the particle turns)."""
+def test_sequential_ideal_gas_volume_with_swaps():
+    """Non-interacting A, B, C at pressure P with displacements, A<->C swaps (B in no swap
+    class) and volume moves: V ~ Gamma(N + 1, T / P) above the smallest box, and a swap or a
+    volume move takes p_swap or p_volume of the turns."""
     model = LJMixture.from_pairs(
         ["A", "B", "C"], {f"{x}-{y}": {"epsilon": 0.0, "sigma": 0.1}
                           for x, y in itertools.combinations_with_replacement("ABC", 2)})
@@ -298,15 +309,14 @@ def test_sequential_ideal_gas_volume_and_unswappable_species():
     assert batch_chi2(vols, edges, probs(1.0)) < _threshold(len(edges) - 1)
     assert batch_chi2(vols, edges, probs(1.05)) > _threshold(len(edges) - 1)
     total = mc.counts[:, 0].sum()
-    expected = total * p_swap * 2 / 3
-    sd = np.sqrt(total * p_swap * 2 / 3 * (1 - p_swap * 2 / 3))
-    assert abs(mc.counts[1, 0] - expected) < 5 * sd
+    for move, p in ((1, p_swap), (2, p_volume)):
+        assert abs(mc.counts[move, 0] - total * p) < 5 * np.sqrt(total * p * (1 - p))
     assert mc.counts[1, 1] == mc.counts[1, 0]  # ideal gas: every swap is accepted
 
 
 def test_sequential_eam_swaps_fixed_sites_boltzmann():
     """Three Cu and one Zr on fixed cluster sites (ZJW EAM): the four positions of the Zr
-    occur with Boltzmann weights; a Cu turn's swap carries the factor N_Zr / N_Cu = 1/3."""
+    occur with Boltzmann weights (and not with those of the wrong re-typing sweep)."""
     pot = eam.zjw_potential()
     rng = np.random.default_rng(9)
     length = 2 * pot.max_cutoff + 0.5
@@ -325,7 +335,7 @@ def test_sequential_eam_swaps_fixed_sites_boltzmann():
     beta = 1.0 / (8.617333262e-5 * temperature)
     exact = _boltzmann(energies, beta)
     wrong, _ = _swap_sweep_distribution(energies, assignments, list(mc.order), [(0, 1)],
-                                        [1.0], beta, hastings=False)
+                                        [1.0], beta, anchored=True)
     code = {a: k for k, a in enumerate(assignments)}
     inv = np.argsort(mc.order)
     labels = np.empty(120_000, np.int64)
@@ -340,13 +350,13 @@ def test_sequential_eam_swaps_fixed_sites_boltzmann():
 
 
 # -------------------------------------------------------------------- running energy
-def test_sequential_swap_delta_u(ka2, liquid_factory):
-    """Each sequential swap's energy change equals a brute-force recomputation."""
+def test_sequential_mixed_delta_u(ka2, liquid_factory):
+    """Each energy change of a mixed sequential sweep equals a brute-force recomputation."""
     from test_mc_energy import _check_each_attempt
 
     s = liquid_factory(ka2, n=160, seed=4, min_distance=0.72)
     moves = MoveSettings(p_swap=0.7, swap_classes=[("A", "C"), ("B", "C"), ("A", "B")],
-                         order="sequential")
+                         order="sequential", displacement=0.15)
     mc = MonteCarlo(s, ka2.model, 5.0, moves=moves, seed=3)
     _check_each_attempt(mc, ka2.model, 400, min_accepted=30)
     assert np.all(mc.class_counts[:, 1] > 0)

@@ -15,12 +15,10 @@ from numba import njit
 
 from .eam import cell_of, embed_packed, energy_virial, particle_terms_all
 from .mc_common import (
-    choose_partner,
     choose_swap,
     commit_swap,
     list_covers_scaled,
     metropolis,
-    metropolis_hastings,
     prepare_trial,
     propose_displacement,
     propose_volume,
@@ -101,29 +99,15 @@ def run_attempts_eam(
     rho_trial = np.empty(n)
     site = start
     for _ in range(n_attempts):
-        # The particle whose turn this is in sequential order; a volume move uses the turn.
+        # The particle whose turn this is in sequential order; a swap or a volume move uses
+        # the turn.
         k_seq = site
         site += 1
         if site == n:
             site = 0
         il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
         u = rng.random()
-        move = 0
         if u < p_volume:
-            move = 2
-        elif u < p_volume + p_swap:
-            move = 1
-            log_h = 0.0
-            if sequential:
-                c, sa, sb, i, j, log_h = choose_partner(rng, k_seq, species, class_cdf,
-                                                        class_a, class_b, members,
-                                                        member_counts)
-                if c < 0:
-                    move = 0  # species in no swap class: the turn is a displacement
-            else:
-                c, sa, sb, i, j = choose_swap(rng, class_cdf, class_a, class_b, members,
-                                              member_counts)
-        if move == 2:
             # ---------------------------------------------------------- volume move
             counts[2, 0] += 1
             v_old = lengths[0] * lengths[1] * lengths[2]
@@ -151,8 +135,11 @@ def run_attempts_eam(
                 nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot = rebuild(
                     pos, lengths, ref, nbr, cell_members, fstate, nstats
                 )
-        elif move == 1:
+        elif u < p_volume + p_swap:
             # ------------------------------------------------------------ swap move
+            # In both orders the pair is drawn at random (see mc_common.py for why).
+            c, sa, sb, i, j = choose_swap(rng, class_cdf, class_a, class_b, members,
+                                          member_counts)
             acc_u = rng.random()
             counts[1, 0] += 1
             class_counts[c, 0] += 1
@@ -216,7 +203,7 @@ def run_attempts_eam(
                 demb += (embed_packed(fq, rho[q] + drho[q], rdrho, nrho, rhomax)
                          - embed_packed(fq, rho[q], rdrho, nrho, rhomax))
             du = dpair + demb
-            if metropolis_hastings(du, beta, log_h, acc_u):
+            if metropolis(du, beta, acc_u):
                 counts[1, 1] += 1
                 class_counts[c, 1] += 1
                 for t in range(n_touched):

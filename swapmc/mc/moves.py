@@ -55,17 +55,14 @@ class MoveSettings:
     target_acceptance : float
         Acceptance rate the equilibration phase tunes step sizes toward.
     order : {"random", "sequential"}
-        Which particle an attempt acts on. ``"random"``: a particle drawn uniformly for a
-        displacement, a pair drawn as described under ``class_weights`` for a swap (detailed
-        balance move by move). ``"sequential"``: each sweep gives every particle one turn in
-        the sampler's storage order (neighbours in space are neighbours in memory, so the
-        cache stays warm at large N); the turn is a displacement of that particle or a swap
-        that re-types it with a partner of the other species of a class containing its
-        species, chosen with probability proportional to the class weight among those
-        classes, with a Hastings factor in the acceptance. A sweep then satisfies balance,
-        not detailed balance (see ``kernels/mc_common.py``). The storage order is fixed when
-        the sampler is built and kept for the whole run (and across checkpoints). Volume
-        moves are drawn per attempt in both orders.
+        Which particle a displacement moves. ``"random"``: one drawn uniformly at each
+        attempt (detailed balance move by move). ``"sequential"``: each sweep gives every
+        particle one turn in the sampler's storage order, a spatial (Morton) order, so that
+        consecutive attempts touch neighbouring memory and the cost per attempt stays flat
+        in N; the turn is a displacement of that particle, or a swap or volume move drawn
+        as in random order. A sweep then satisfies balance, not detailed balance (see
+        ``kernels/mc_common.py``). The storage order is fixed when the sampler is built and
+        kept for the whole run, across checkpoints.
     """
 
     p_swap: float = 0.0

@@ -76,13 +76,14 @@ class MonteCarlo:
     Notes
     -----
     A *sweep* is N attempts; the move type is drawn per attempt (probabilities
-    ``p_volume``, ``p_swap``, rest displacements). In random order (the default) each
-    attempt acts on a particle chosen uniformly at random. In sequential order
+    ``p_volume``, ``p_swap``, rest displacements). In random order (the default) a
+    displacement moves a particle chosen uniformly at random. In sequential order
     (``moves.order = "sequential"``) attempt t of a sweep is particle t's turn in storage
-    order: a Morton order of the starting configuration, fixed for the whole run because a
+    order, a Morton order of the starting configuration, fixed for the whole run because a
     visiting order re-chosen from the current positions would make the sweep a
     state-dependent choice among kernels, which is not guaranteed to preserve the Boltzmann
-    distribution (the argument is in ``kernels/mc_common.py``).
+    distribution (the argument is in ``kernels/mc_common.py``). Swaps pick their pair at
+    random in both orders.
     """
 
     def __init__(
