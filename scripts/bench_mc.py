@@ -1,17 +1,23 @@
-"""Monte Carlo attempt rates of swapmc, side by side with LAMMPS on the same configurations.
+"""Monte Carlo attempt rates of swapmc, side by side with a plain kernel and LAMMPS.
 
 For KA2 (x_C = 0.10, rho = 1.2) at N = 1000, 8000 and 64 000, single core, this prints
-displacement and swap attempts per second of swapmc and -- when the ``lammps`` extra is
-installed -- of LAMMPS ``fix gcmc`` (translations only) and ``fix atom/swap`` on the very same
-configuration written as a LAMMPS data file. It also times the start-up of a fresh process
-(import + loading the cached compiled kernels).
+displacement and swap attempts per second of swapmc in random and in sequential attempt
+order, of a plain reference kernel written in this script (a textbook Numba Verlet-list
+displacement loop, below), and -- when the ``lammps`` extra is installed -- of LAMMPS
+``fix gcmc`` (translations only) and ``fix atom/swap`` on the very same configuration written
+as a LAMMPS data file; then the same for Cu50Zr50 EAM with LAMMPS ``fix sgcmc``. It also
+times the start-up of a fresh process (import + loading the cached compiled kernels).
 
     python scripts/bench_mc.py            # full table (several minutes with LAMMPS)
-    python scripts/bench_mc.py --quick    # about a minute
+    python scripts/bench_mc.py --quick    # one to two minutes
     python scripts/bench_mc.py --no-lammps
+    python scripts/bench_mc.py --aging    # also: sequential order as its storage order ages
 
 Rates are attempts divided by the process CPU time of the timed call, which is robust to
-other jobs on a shared machine; wall time is printed too.
+other jobs on a shared machine. swapmc's two orders and the plain kernel are timed
+interleaved (``--repeats`` rounds, the order alternating between rounds) on the same
+configuration and step size; each row gives the median rate, and the ratios are medians of
+the per-round ratios with their smallest and largest value.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
+from numba import njit
 
 # Runnable from a checkout without installing: the repository root and scripts/ itself.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +78,56 @@ def prepare_eam(n: int, potential, seed: int = 1) -> MonteCarlo:
     return mc
 
 
-def eam_rows(sizes, attempts, lammps_ok, quick, tmp):
+def sequential_twin(mc: MonteCarlo) -> MonteCarlo:
+    """A sequential-order sampler on ``mc``'s configuration with its step size; ``mc`` is
+    re-sorted so that both start from a fresh Morton order."""
+    mc.spatial_sort()
+    moves = MoveSettings(**{**mc.moves.to_dict(), "order": "sequential"})
+    twin = MonteCarlo(mc.system(), mc.model, mc.temperature, moves=moves, seed=2,
+                      energy_check_every=mc.energy_check_every)
+    twin.delta = mc.delta
+    return twin
+
+
+def compare(samplers, moves, attempts, repeats, plain=None):
+    """Interleaved timings: ``repeats`` rounds of every (sampler, move) pair and the plain
+    kernel, the order of the samplers reversed every other round.
+
+    Returns
+    -------
+    dict
+        (label, move name) -> list of :func:`time_moves` results, one per round.
+    """
+    out = {}
+    labels = list(samplers)
+    for r in range(repeats):
+        for label in (labels if r % 2 == 0 else labels[::-1]):
+            for name, p_swap in moves:
+                out.setdefault((label, name), []).append(
+                    time_moves(samplers[label], p_swap, attempts))
+        if plain is not None:
+            out.setdefault(("plain", "displacement"), []).append(plain.time(attempts))
+    return out
+
+
+def print_rows(code, n, results, orders):
+    for (label, name), rs in results.items():
+        if label not in orders:
+            continue
+        rates = [r["rate"] for r in rs]
+        print(f"{code if label != 'plain' else 'plain':8s} {n:7d} {name:14s} "
+              f"{orders[label]:10s} {sum(r['attempts'] for r in rs):10d} "
+              f"{np.median(rates):12.3e} {np.mean([r['acceptance'] for r in rs]):10.3f}",
+              flush=True)
+
+
+def ratio(results, a, b):
+    """'median [min, max]' of the per-round rate ratios a / b (keys of ``results``)."""
+    q = np.array([x["rate"] / y["rate"] for x, y in zip(results[a], results[b])])
+    return f"{np.median(q):.2f} [{q.min():.2f}, {q.max():.2f}]"
+
+
+def eam_rows(sizes, attempts, repeats, lammps_ok, quick, tmp, ratio_lines):
     """swapmc and LAMMPS EAM rates on the same Cu50Zr50 configurations (CuZr_mm.eam.fs)."""
     import lammps_peer
 
@@ -79,12 +137,16 @@ def eam_rows(sizes, attempts, lammps_ok, quick, tmp):
     potential = EAMPotential.from_file(path)
     print(f"\nCu50Zr50, EAM {os.path.basename(path)} (Mendelev, eam/fs), "
           f"{EAM_DENSITY} Å^-3, T = {EAM_TEMPERATURE:g} K, constant volume")
+    moves = (("displacement", 0.0), ("swap Cu<->Zr", 1.0))
     for n in sizes:
         mc = prepare_eam(n, potential)
-        for name, p_swap in (("displacement", 0.0), ("swap Cu<->Zr", 1.0)):
-            r = time_moves(mc, p_swap, attempts)
-            print(f"{'swapmc':8s} {n:7d} {name:14s} {r['attempts']:10d} {r['rate']:12.3e} "
-                  f"{r['acceptance']:10.3f}", flush=True)
+        seq = sequential_twin(mc)
+        res = compare({"random": mc, "sequential": seq}, moves, attempts, repeats)
+        print_rows("swapmc", n, res, {"random": "random", "sequential": "sequential"})
+        ratio_lines.append(
+            f"Cu-Zr N = {n:6d}: sequential / random: displacement "
+            f"{ratio(res, ('sequential', moves[0][0]), ('random', moves[0][0]))}, swap "
+            f"{ratio(res, ('sequential', moves[1][0]), ('random', moves[1][0]))}")
         if not lammps_ok:
             continue
         data = os.path.join(tmp, f"cuzr_{n}.data")
@@ -96,7 +158,7 @@ def eam_rows(sizes, attempts, lammps_ok, quick, tmp):
         g = lammps_peer.measure_eam_sgcmc_rate(data, path, EAM_TEMPERATURE,
                                                (4 if quick else 20) * n, 23)
         for label, res in (("gcmc transl.", d), ("atom/swap", s), ("sgcmc flips", g)):
-            print(f"{'LAMMPS':8s} {n:7d} {label:14s} {res['attempts']:10d} "
+            print(f"{'LAMMPS':8s} {n:7d} {label:14s} {'':10s} {res['attempts']:10d} "
                   f"{res.get('rate_cpu', res['rate']):12.3e} {res['acceptance']:10.3f}",
                   flush=True)
 
@@ -113,6 +175,187 @@ def time_moves(mc: MonteCarlo, p_swap: float, attempts: int) -> dict:
     k = 1 if p_swap > 0 else 0
     return {"attempts": int(diff[k, 0]), "rate": diff[k, 0] / cpu, "wall": wall,
             "acceptance": diff[k, 1] / max(diff[k, 0], 1)}
+
+
+# --------------------------------------------------------------- plain reference kernel
+# A textbook Metropolis displacement loop: one global Verlet list (radius r_c + skin, built
+# from a cell list) rebuilt whenever a particle has moved far enough from its position at
+# the last build that a trial move could reach a pair the list lacks; random particle
+# choice, cut-and-shifted LJ with a branch per pair.
+
+
+@njit(cache=True)
+def plain_build(pos, box, r_list, cap):
+    """Verlet list (N, cap) and counts; ``ok`` is False when a row would exceed ``cap``."""
+    n = pos.shape[0]
+    nbr = np.empty((n, cap), np.int32)
+    cnt = np.zeros(n, np.int32)
+    rl2 = r_list * r_list
+    nc = int(box / r_list)
+    if nc < 3:
+        nc = 1  # one cell holding everything: all pairs
+    side = box / nc
+    cell = np.empty(n, np.int64)
+    for i in range(n):
+        cx = min(int(pos[i, 0] / side), nc - 1)
+        cy = min(int(pos[i, 1] / side), nc - 1)
+        cz = min(int(pos[i, 2] / side), nc - 1)
+        cell[i] = (cx * nc + cy) * nc + cz
+    order = np.argsort(cell)
+    start = np.searchsorted(cell[order], np.arange(nc**3 + 1))
+    span = 1 if nc >= 3 else 0
+    for i in range(n):
+        c = cell[i]
+        cx, cy, cz = c // (nc * nc), (c // nc) % nc, c % nc
+        for ox in range(-span, span + 1):
+            for oy in range(-span, span + 1):
+                for oz in range(-span, span + 1):
+                    c2 = (((cx + ox) % nc) * nc + (cy + oy) % nc) * nc + (cz + oz) % nc
+                    for t in range(start[c2], start[c2 + 1]):
+                        j = order[t]
+                        if j == i:
+                            continue
+                        dx = pos[j, 0] - pos[i, 0]
+                        dy = pos[j, 1] - pos[i, 1]
+                        dz = pos[j, 2] - pos[i, 2]
+                        dx -= box * np.rint(dx / box)
+                        dy -= box * np.rint(dy / box)
+                        dz -= box * np.rint(dz / box)
+                        if dx * dx + dy * dy + dz * dz < rl2:
+                            if cnt[i] == cap:
+                                return nbr, cnt, False
+                            nbr[i, cnt[i]] = j
+                            cnt[i] += 1
+    return nbr, cnt, True
+
+
+@njit(cache=True)
+def plain_attempts(pos, species, box, eps4, sig2, rc2, shift, delta, beta, skin, n_attempts,
+                   rng):
+    """``n_attempts`` displacement attempts; returns (accepted, list builds)."""
+    n = pos.shape[0]
+    r_list = np.sqrt(rc2.max()) + skin
+    limit = 0.5 * skin - np.sqrt(3.0) * delta  # |pos - ref| bound keeping trials covered
+    cap = 64
+    ok = False
+    while not ok:
+        cap *= 2
+        nbr, cnt, ok = plain_build(pos, box, r_list, cap)
+    ref = pos.copy()
+    trial = np.empty(3)
+    inv = 1.0 / box
+    accepted, builds = 0, 1
+    for _ in range(n_attempts):
+        i = int(rng.random() * n)
+        for d in range(3):
+            x = pos[i, d] + delta * (2.0 * rng.random() - 1.0)
+            trial[d] = x - box * np.floor(x / box)
+        du = 0.0
+        a = species[i]
+        for k in range(cnt[i]):
+            j = nbr[i, k]
+            b = species[j]
+            for new in range(2):
+                x0, y0, z0 = (trial[0], trial[1], trial[2]) if new else (pos[i, 0], pos[i, 1],
+                                                                         pos[i, 2])
+                dx = pos[j, 0] - x0
+                dy = pos[j, 1] - y0
+                dz = pos[j, 2] - z0
+                dx -= box * np.rint(dx * inv)
+                dy -= box * np.rint(dy * inv)
+                dz -= box * np.rint(dz * inv)
+                r2 = dx * dx + dy * dy + dz * dz
+                if r2 < rc2[a, b]:
+                    sr2 = sig2[a, b] / r2
+                    sr6 = sr2 * sr2 * sr2
+                    u = eps4[a, b] * (sr6 * sr6 - sr6) - shift[a, b]
+                    du += u if new else -u
+        if du <= 0.0 or rng.random() < np.exp(-beta * du):
+            accepted += 1
+            pos[i, 0], pos[i, 1], pos[i, 2] = trial[0], trial[1], trial[2]
+            dx = pos[i, 0] - ref[i, 0]
+            dy = pos[i, 1] - ref[i, 1]
+            dz = pos[i, 2] - ref[i, 2]
+            dx -= box * np.rint(dx / box)
+            dy -= box * np.rint(dy / box)
+            dz -= box * np.rint(dz / box)
+            if dx * dx + dy * dy + dz * dz > limit * limit:
+                ok = False
+                while not ok:
+                    nbr, cnt, ok = plain_build(pos, box, r_list, cap)
+                    if not ok:
+                        cap *= 2
+                ref[:, :] = pos
+                builds += 1
+    return accepted, builds
+
+
+class PlainKernel:
+    """The plain kernel on a copy of a sampler's configuration (its storage order, so both
+    read memory alike), step size, temperature and Verlet skin."""
+
+    def __init__(self, mc: MonteCarlo):
+        model = mc.model
+        self.pos = mc.pos.copy()
+        self.species = mc.species.astype(np.int64)
+        self.box = float(mc.lengths[0])
+        src6 = (model.sigma / model.cutoff) ** 6
+        self.params = (4.0 * model.epsilon, model.sigma**2, model.cutoff**2,
+                       4.0 * model.epsilon * (src6 * src6 - src6))
+        self.delta, self.beta, self.skin = mc.delta, 1.0 / mc.temperature, mc.skin
+        self.rng = np.random.default_rng(5)
+
+    def time(self, attempts: int) -> dict:
+        plain_attempts(self.pos, self.species, self.box, *self.params, self.delta, self.beta,
+                       self.skin, min(attempts, 10_000), self.rng)  # compile, warm caches
+        c0 = time.process_time()
+        acc, builds = plain_attempts(self.pos, self.species, self.box, *self.params,
+                                     self.delta, self.beta, self.skin, attempts, self.rng)
+        cpu = time.process_time() - c0
+        return {"attempts": attempts, "rate": attempts / cpu, "acceptance": acc / attempts,
+                "builds": builds}
+
+
+def blur_order(mc: MonteCarlo, noise: float, seed: int = 1) -> None:
+    """Re-sort ``mc``'s storage along the Morton curve of its positions plus Gaussian noise
+    of standard deviation ``noise`` per coordinate (inf: a random order), as if it had been
+    sorted when the particles were elsewhere; the configuration itself is unchanged."""
+    rng = np.random.default_rng(seed)
+    pos = (mc.pos + rng.normal(0.0, noise, mc.pos.shape) if np.isfinite(noise)
+           else rng.random(mc.pos.shape) * mc.lengths) % mc.lengths
+    ncell = np.clip((mc.lengths / 1.5).astype(np.int64), 1, 1024)  # as MonteCarlo sorts
+    cells = np.minimum((pos / mc.lengths * ncell).astype(np.int64), ncell - 1)
+    code = np.zeros(mc.n, np.int64)
+    for bit in range(10):
+        for d in range(3):
+            code |= ((cells[:, d] >> bit) & 1) << (3 * bit + d)
+    perm = np.argsort(code, kind="stable")
+    for name in ("pos", "species", "images", "order"):
+        setattr(mc, name, np.ascontiguousarray(getattr(mc, name)[perm]))
+    mc._init_members()
+    mc._rebuild()
+    mc.fstate[0] = mc.total_energy()
+
+
+def aging_rows(n, attempts, repeats):
+    """Sequential order with an aged storage order: what a long run's fixed order costs."""
+    mc = prepare(n)
+    mc.moves.p_swap = 0.0
+    print(f"\nSequential order as its storage order ages (KA2 N = {n}, displacements): the "
+          "storage order is the Morton order of the positions plus Gaussian noise of the "
+          "given standard deviation per coordinate (sigma_AA); rates relative to random "
+          "order (freshly sorted)")
+    samplers = {"random": mc}
+    for noise in (0.0, 1.0, 2.0, 4.0, 8.0, np.inf):
+        twin = sequential_twin(mc)
+        if noise > 0:
+            blur_order(twin, noise)
+        samplers[f"noise {noise:g}"] = twin
+    res = compare(samplers, (("displacement", 0.0),), attempts, repeats)
+    for label in samplers:
+        rates = [r["rate"] for r in res[(label, "displacement")]]
+        print(f"  {label:10s} {np.median(rates):12.3e} /s   "
+              f"{ratio(res, (label, 'displacement'), ('random', 'displacement'))}")
 
 
 def startup_seconds() -> float:
@@ -137,12 +380,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="N = 1000, 8000, short runs")
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="interleaved timing rounds (default 3 with --quick, else 5)")
     ap.add_argument("--no-lammps", action="store_true")
     ap.add_argument("--eam-sizes", type=int, nargs="+", default=None)
     ap.add_argument("--no-eam", action="store_true")
+    ap.add_argument("--aging", action="store_true",
+                    help="also time sequential order with aged storage orders (largest N)")
     args = ap.parse_args(argv)
     sizes = args.sizes or ([1000, 8000] if args.quick else [1000, 8000, 64000])
-    attempts = 1_000_000 if args.quick else 4_000_000
+    attempts = 500_000 if args.quick else 1_000_000
+    repeats = args.repeats or (3 if args.quick else 5)
 
     lammps_ok, lammps_why = False, "disabled (--no-lammps)"
     if not args.no_lammps:
@@ -155,18 +403,32 @@ def main(argv=None) -> int:
     print(machine_line())
     print(f"LAMMPS: {lammps_why}")
     print(f"start-up (fresh process, warm kernel cache, 1 sweep of N = 256): "
-          f"{startup_seconds():.2f} s\n")
-    header = f"{'code':8s} {'N':>7s} {'move':14s} {'attempts':>10s} {'attempts/s':>12s} " \
-             f"{'acceptance':>10s}"
+          f"{startup_seconds():.2f} s")
+    print(f"swapmc and plain rows: median of {repeats} interleaved rounds of {attempts} "
+          "attempts each (attempts column: all rounds)\n")
+    header = f"{'code':8s} {'N':>7s} {'move':14s} {'order':10s} {'attempts':>10s} " \
+             f"{'attempts/s':>12s} {'acceptance':>10s}"
     print(header)
     print("-" * len(header))
     tmp = tempfile.mkdtemp(prefix="swapmc-bench-")
+    ratio_lines = []
+    moves = (("displacement", 0.0), ("swap A,B<->C", 1.0))
     for n in sizes:
         mc = prepare(n)
-        for name, p_swap in (("displacement", 0.0), ("swap A,B<->C", 1.0)):
-            r = time_moves(mc, p_swap, attempts)
-            print(f"{'swapmc':8s} {n:7d} {name:14s} {r['attempts']:10d} {r['rate']:12.3e} "
-                  f"{r['acceptance']:10.3f}", flush=True)
+        seq = sequential_twin(mc)
+        res = compare({"random": mc, "sequential": seq}, moves, attempts, repeats,
+                      plain=PlainKernel(mc))
+        print_rows("swapmc", n, res, {"random": "random", "sequential": "sequential",
+                                      "plain": "random"})
+        disp, swap = moves[0][0], moves[1][0]
+        ratio_lines.append(
+            f"KA2   N = {n:6d}: sequential / random: displacement "
+            f"{ratio(res, ('sequential', disp), ('random', disp))}, swap "
+            f"{ratio(res, ('sequential', swap), ('random', swap))}; swapmc / plain "
+            f"displacement: random {ratio(res, ('random', disp), ('plain', disp))}, "
+            f"sequential {ratio(res, ('sequential', disp), ('plain', disp))}; swap / "
+            f"displacement: random {ratio(res, ('random', swap), ('random', disp))}, "
+            f"sequential {ratio(res, ('sequential', swap), ('sequential', disp))}")
         if not lammps_ok:
             continue
         data = os.path.join(tmp, f"ka2_{n}.data")
@@ -176,17 +438,25 @@ def main(argv=None) -> int:
         n_disp = max(2000, int((4e4 if not args.quick else 1e4) * 1000 / n))
         n_swap = max(20, int((400 if not args.quick else 100) * 1000 / n))
         d = lammps_peer.measure_displacement_rate(data, TEMPERATURE, n_disp, mc.delta, 11)
-        print(f"{'LAMMPS':8s} {n:7d} {'gcmc transl.':14s} {d['attempts']:10d} "
+        print(f"{'LAMMPS':8s} {n:7d} {'gcmc transl.':14s} {'':10s} {d['attempts']:10d} "
               f"{d.get('rate_cpu', d['rate']):12.3e} {d['acceptance']:10.3f}", flush=True)
         s = lammps_peer.measure_swap_rate(data, TEMPERATURE, n_swap, [(1, 3), (2, 3)], 13)
-        print(f"{'LAMMPS':8s} {n:7d} {'atom/swap':14s} {s['attempts']:10d} "
+        print(f"{'LAMMPS':8s} {n:7d} {'atom/swap':14s} {'':10s} {s['attempts']:10d} "
               f"{s.get('rate_cpu', s['rate']):12.3e} {s['acceptance']:10.3f}", flush=True)
     if not args.no_eam:
         eam_sizes = args.eam_sizes or ([2000] if args.quick else [2000, 16000])
-        eam_rows(eam_sizes, attempts // 4, lammps_ok, args.quick, tmp)
-    print("\nswapmc rates are attempts per CPU second of the timed call; LAMMPS rates are its "
-          "own attempt counters per CPU second of `run` (setup excluded); LAMMPS `fix sgcmc` "
-          "flips change the composition (semi-grand canonical), swaps do not.")
+        eam_rows(eam_sizes, attempts // 4, repeats, lammps_ok, args.quick, tmp, ratio_lines)
+    print(f"\nRatios in the same run (median [min, max] over the {repeats} rounds):")
+    for line in ratio_lines:
+        print("  " + line)
+    if args.aging:
+        aging_rows(max(sizes), attempts, repeats)
+    print("\nswapmc and plain rates are attempts per CPU second of the timed call; LAMMPS "
+          "rates are its own attempt counters per CPU second of `run` (setup excluded); "
+          "LAMMPS `fix sgcmc` flips change the composition (semi-grand canonical), swaps do "
+          "not.")
+    print("plain: the reference kernel in this script (global Verlet list, same skin, "
+          "configuration, storage order and step size as swapmc).")
     print("LAMMPS displacements are uniform in a ball of radius delta, swapmc's in a cube of "
           "half-width delta (same delta).")
     return 0
