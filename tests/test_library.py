@@ -367,9 +367,12 @@ def test_build_killed_then_rerun_equals_uninterrupted(built, tmp_path):
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(lib_path):
-            with Library(lib_path) as lib:
-                if lib.count()["certified"] >= 1:
-                    break
+            try:
+                with Library(lib_path) as lib:
+                    if lib.count()["certified"] >= 1:
+                        break
+            except LibraryError:
+                pass  # the build is creating the file's tables right now: look again
         time.sleep(0.05)
     time.sleep(0.5)  # into the next chain
     if proc.poll() is not None:
