@@ -30,7 +30,11 @@ with respect to pi, and so does any mixture of them with fixed weights.
   visiting order to be the same in every sweep, not chosen from the current state: a
   kernel picked as a function of the state, K_{sigma(x)}, need not preserve pi even when
   every K_sigma does. The sampler therefore fixes the storage order when it is built and
-  never re-sorts in sequential order.
+  never re-sorts in sequential order. That order is a function of the starting
+  configuration x_0; every later sweep uses the same kernel, whose invariant distribution
+  is pi, so the chain converges to pi from any start. Only a start drawn from pi itself is
+  correlated with the order chosen from it: its later states are not exactly pi-distributed
+  but relax to pi over the chain's correlation time, as from any other start.
 
 Swaps draw their pair at random in both orders rather than re-typing the particle whose turn
 it is: re-typing particle k (species a) with a uniform partner of species b is not a
