@@ -237,6 +237,38 @@ class Engine(Protocol):
         """Restore a state from :meth:`get_state`."""
 
 
+def checked_cell(h, forcefield) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A new cell for ``Engine.set_cell``, validated the same way by every engine.
+
+    Parameters
+    ----------
+    h : array_like, shape (3, 3)
+        Cell matrix (length unit), LAMMPS convention.
+    forcefield : ForceField
+        Whose cut-off and skin bound the reduced cell (minimum image).
+
+    Returns
+    -------
+    h : ndarray, shape (3, 3)
+        ``h`` as float64.
+    h_reduced, t : ndarray
+        :func:`reduce_cell` of ``h``.
+
+    Raises
+    ------
+    ValueError
+        A cell that is not upper triangular with a positive diagonal, or whose reduced
+        form is too small for the cut-off.
+    """
+    h = np.array(h, dtype=np.float64)
+    if h.shape != (3, 3) or np.any(np.tril(h, -1) != 0.0) or np.any(np.diag(h) <= 0):
+        raise ValueError("cell matrix must be 3x3 upper triangular with positive "
+                         "diagonal (LAMMPS convention)")
+    h_red, t = reduce_cell(h)
+    check_cell(h_red, forcefield.cutoff, forcefield.skin)
+    return h, h_red, t
+
+
 def reduce_cell(h) -> tuple[np.ndarray, np.ndarray]:
     """The equivalent cell with tilts inside LAMMPS's limits.
 
@@ -448,12 +480,7 @@ class NativeEngine:
         check_cell(h_red, self.forcefield.cutoff, self.forcefield.skin)
 
     def set_cell(self, h, remap: bool = True) -> None:
-        h = np.array(h, dtype=np.float64)
-        if h.shape != (3, 3) or np.any(np.tril(h, -1) != 0.0) or np.any(np.diag(h) <= 0):
-            raise ValueError("cell matrix must be 3x3 upper triangular with positive "
-                             "diagonal (LAMMPS convention)")
-        h_red, t = reduce_cell(h)
-        check_cell(h_red, self.forcefield.cutoff, self.forcefield.skin)
+        h, h_red, t = checked_cell(h, self.forcefield)
         if self.continuous and remap and np.array_equal(t, np.eye(3, dtype=np.int64)):
             # As MD.set_cell: remap the current positions, keep the list while it is valid.
             self.md.set_cell(h)

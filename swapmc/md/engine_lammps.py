@@ -109,6 +109,7 @@ from .engine import (
     MinimizeInfo,
     RunSamples,
     check_tilts,
+    checked_cell,
     deformed_cell,
     reduce_cell,
     strained_cell,
@@ -594,12 +595,7 @@ class LammpsEngine:
         check_cell(h_red, self.forcefield.cutoff, self.forcefield.skin)
 
     def set_cell(self, h, remap: bool = True) -> None:
-        h = np.array(h, dtype=np.float64)
-        if h.shape != (3, 3) or np.any(np.tril(h, -1) != 0.0) or np.any(np.diag(h) <= 0):
-            raise ValueError("cell matrix must be 3x3 upper triangular with positive "
-                             "diagonal (LAMMPS convention)")
-        h_red, _ = reduce_cell(h)
-        check_cell(h_red, self.forcefield.cutoff, self.forcefield.skin)
+        h, h_red, _ = checked_cell(h, self.forcefield)
         x, img, h_old = self._raw()
         u = x + img @ h_old.T
         if remap:
