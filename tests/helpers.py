@@ -29,3 +29,24 @@ def cuzr_mm_path():
         if os.path.exists(path):
             return path
     return None
+
+
+#: A tiny KA2 library build (N = 200 at T = 1.0, chains of ~1500 sweeps) shared by the
+#: library tests; ``extra`` adds further [library] lines.
+LIBRARY_TOML = """\
+preset = "ka2-x10"
+[state]
+temperature = 1.0
+[system]
+n = 200
+melt_sweeps = 20
+[run]
+seed = 11
+equilibration_sweeps = 300
+production_sweeps = 1200
+[output]
+checkpoint_every = 100
+[library]
+path = "{path}"
+samples = {samples}
+{extra}"""

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import MPIEXEC, subprocess_env
+from helpers import LIBRARY_TOML, MPIEXEC, subprocess_env
 
 from swapmc import Box, System
 from swapmc.library import Library, build_library
@@ -198,30 +198,13 @@ def test_lease_seconds_is_validated_and_not_fingerprinted(tmp_path):
 
 
 # ------------------------------------------------------------------ builds
-TOML = """\
-preset = "ka2-x10"
-[state]
-temperature = 1.0
-[system]
-n = 200
-melt_sweeps = 20
-[run]
-seed = 11
-equilibration_sweeps = 300
-production_sweeps = 1200
-[output]
-checkpoint_every = 100
-[library]
-path = "{path}"
-samples = {samples}
-"""
 
 
 def _toml(tmp_path, name, samples, library=None):
     path = tmp_path / f"{name}.toml"
     lib = library or str(tmp_path / f"{name}.sqlite")
-    path.write_text(TOML.format(path=lib.replace("\\", "\\\\").replace('"', '\\"'),
-                                samples=samples))
+    escaped = lib.replace("\\", "\\\\").replace('"', '\\"')
+    path.write_text(LIBRARY_TOML.format(path=escaped, samples=samples, extra=""))
     return str(path)
 
 

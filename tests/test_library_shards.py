@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import MPIEXEC, REPO, subprocess_env
+from helpers import LIBRARY_TOML, MPIEXEC, REPO, subprocess_env
 
 from swapmc import Box, System
 from swapmc.library import Library, build_library
@@ -27,30 +27,12 @@ from swapmc.library.settings import (
 )
 from swapmc.library.store import Worker, query_many
 
-TOML = """\
-preset = "ka2-x10"
-[state]
-temperature = 1.0
-[system]
-n = 200
-melt_sweeps = 20
-[run]
-seed = 11
-equilibration_sweeps = 300
-production_sweeps = 1200
-[output]
-checkpoint_every = 100
-[library]
-path = "{path}"
-samples = {samples}
-{extra}"""
-
 SAMPLES = 6
 
 
 def _toml(folder, name, samples=SAMPLES, extra=""):
     path = folder / f"{name}.toml"
-    path.write_text(TOML.format(path=str(folder / f"{name}.sqlite"), samples=samples,
+    path.write_text(LIBRARY_TOML.format(path=str(folder / f"{name}.sqlite"), samples=samples,
                                 extra=extra))
     return str(path)
 
