@@ -239,6 +239,9 @@ class ViscoelasticEngine:
     def set_state(self, state):
         self.x, self.h, self.ev = (np.array(state[k]) for k in ("x", "h", "ev"))
 
+    def close(self):
+        self.calls.append("close")
+
     def spawn(self, system, rng):
         self.calls.append("spawn")
         child = ViscoelasticEngine(system, self.h_ref, self.dt)

@@ -236,6 +236,13 @@ class Engine(Protocol):
     def set_state(self, state: dict) -> None:
         """Restore a state from :meth:`get_state`."""
 
+    def close(self) -> None:
+        """Release what the engine holds (a LAMMPS instance on every rank; nothing for
+        :class:`NativeEngine`) at once, not when it is garbage-collected; the engine must
+        not be used afterwards. Closing twice is harmless. Engines are also context
+        managers (``with engine: ...`` closes on leaving); whoever creates an engine closes
+        it, e.g. the protocols close every stage engine they ``spawn``."""
+
 
 def checked_cell(h, forcefield) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A new cell for ``Engine.set_cell``, validated the same way by every engine.
@@ -436,6 +443,15 @@ class NativeEngine:
         self._thermostat = None
         self.continuous = bool(continuous)
         self._sync()
+
+    def close(self) -> None:
+        """Nothing to release (see :meth:`Engine.close`)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def spawn(self, system: System, rng: np.random.Generator) -> NativeEngine:
         return NativeEngine(system, self.forcefield, dt=self.dt,

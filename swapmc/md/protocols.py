@@ -49,6 +49,7 @@ a bar is the command line's business. The trajectories are the same with and wit
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -195,6 +196,19 @@ def _engines(ff, dt=None, thermostat="bussi", tau=None, friction=None) -> _Engin
     return ff if isinstance(ff, _Engines) else _Engines(ff, dt, thermostat, tau, friction)
 
 
+@contextmanager
+def _stage(engine):
+    """The engine of one stage, closed when the stage ends, also on an error
+    (:meth:`~swapmc.md.engine.Engine.close`: a LAMMPS instance is released at once; an
+    engine without ``close`` is left to the garbage collector)."""
+    try:
+        yield engine
+    finally:
+        close = getattr(engine, "close", None)
+        if callable(close):
+            close()
+
+
 def _reporting(report, base: int, total: int, stage) -> dict:
     """The ``progress`` keyword of an engine call that reports ``base`` + its steps done to
     ``report(done, total, stage)`` (``stage`` a string or a function of the steps done);
@@ -247,12 +261,12 @@ def equilibrate(system: System, ff, *, temperature: float, steps: int,
     """
     rng = np.random.default_rng() if rng is None else rng
     engines = _engines(ff, dt, thermostat, tau, friction)
-    engine = engines(system, rng)
-    if redraw_velocities or system.velocities is None:
-        engine.thermalize(temperature)
-    _run(engine, steps, engines.temperature(temperature), step_progress, 0, int(steps),
-         f"NVT T={temperature:g}")
-    return engine.system()
+    with _stage(engines(system, rng)) as engine:
+        if redraw_velocities or system.velocities is None:
+            engine.thermalize(temperature)
+        _run(engine, steps, engines.temperature(temperature), step_progress, 0, int(steps),
+             f"NVT T={temperature:g}")
+        return engine.system()
 
 
 @dataclass
@@ -361,26 +375,26 @@ def npt_equilibrate(system: System, ff, *, temperature: float, pressure: float,
         raise ValueError(f"NPT needs at least 2 steps, got {steps}")
     rng = np.random.default_rng() if rng is None else rng
     engines = _engines(ff, dt, thermostat, tau, friction)
-    engine = engines(system, rng)
-    if redraw_velocities or system.velocities is None:
-        engine.thermalize(temperature)
     stage = f"NPT T={temperature:g} P={pressure:g}"
     half = steps // 2
     baro = dict(temperature=temperature, pressure=pressure, tau_p=barostat_tau,
                 compressibility=compressibility)
-    engine.npt(half, sample_every=max(1, half), **baro,
-               **_reporting(step_progress, 0, steps, stage))
-    r = engine.npt(steps - half, sample_every=1, **baro,
-                   **_reporting(step_progress, half, steps, stage))
-    # P = tr(P_ab) / 3 = -tr(sigma) / 3 (exact: negation commutes with the rounding).
-    ps = [-float(np.trace(sig) / 3.0) for sig in r.stress]
-    # 16 blocks (not 32): the volume decorrelates over ~tau_p, i.e. ~100 samples, and the
-    # blocks must outgrow that for the error not to be underestimated.
-    p_mean, p_err = blocking_error(ps, min_blocks=16)
-    v_mean, v_err = blocking_error(r.volume, min_blocks=16)
-    h = engine.cell()
-    engine.scale_cell((v_mean / float(h[0, 0] * h[1, 1] * h[2, 2])) ** (1.0 / 3.0))
-    out = engine.system()
+    with _stage(engines(system, rng)) as engine:
+        if redraw_velocities or system.velocities is None:
+            engine.thermalize(temperature)
+        engine.npt(half, sample_every=max(1, half), **baro,
+                   **_reporting(step_progress, 0, steps, stage))
+        r = engine.npt(steps - half, sample_every=1, **baro,
+                       **_reporting(step_progress, half, steps, stage))
+        # P = tr(P_ab) / 3 = -tr(sigma) / 3 (exact: negation commutes with the rounding).
+        ps = [-float(np.trace(sig) / 3.0) for sig in r.stress]
+        # 16 blocks (not 32): the volume decorrelates over ~tau_p, i.e. ~100 samples, and
+        # the blocks must outgrow that for the error not to be underestimated.
+        p_mean, p_err = blocking_error(ps, min_blocks=16)
+        v_mean, v_err = blocking_error(r.volume, min_blocks=16)
+        h = engine.cell()
+        engine.scale_cell((v_mean / float(h[0, 0] * h[1, 1] * h[2, 2])) ** (1.0 / 3.0))
+        out = engine.system()
     return NPTResult(out, float(temperature), float(pressure), p_mean, p_err, v_mean, v_err,
                      float(system.box.volume), out.n / v_mean, steps,
                      PRESSURE_UNIT[engines.units])
@@ -556,12 +570,24 @@ def oscillatory_strain(system: System, ff, *, temperature: float,
                      npt_steps=npt_steps, rng=rng, barostat_tau=barostat_tau,
                      compressibility=compressibility, redraw_velocities=redraw_velocities,
                      step_progress=_offset(step_progress, 0, total))
-    if npt is not None:
-        engine = engines(npt.system, rng)
-    else:
-        engine = engines(system, rng)
-        if redraw_velocities or system.velocities is None:
-            engine.thermalize(temperature)
+    with _stage(engines(system if npt is None else npt.system, rng)) as engine:
+        return _oscillate(engine, engines, system, npt, temperature=temperature,
+                          period=period, strain_amplitude=strain_amplitude,
+                          n_cycles=n_cycles, mode=mode, equilibration_steps=equilibration_steps,
+                          every=every, discard_cycles=discard_cycles, detrend=detrend,
+                          redraw_velocities=redraw_velocities,
+                          remap_velocities=remap_velocities, step_progress=step_progress,
+                          n_npt=n_npt, n_steps=n_steps, total=total)
+
+
+def _oscillate(engine, engines, system, npt, *, temperature, period, strain_amplitude,
+               n_cycles, mode, equilibration_steps, every, discard_cycles, detrend,
+               redraw_velocities, remap_velocities, step_progress, n_npt, n_steps,
+               total) -> OscillationRun:
+    """The fixed-cell part of :func:`oscillatory_strain` on its stage engine."""
+    if npt is None and (redraw_velocities or system.velocities is None):
+        engine.thermalize(temperature)
+    steps_per_period = period / engines.dt
     # Fail before any work if the largest strain is outside the tilt/width limits.
     h0 = engine.cell()
     for e in (strain_amplitude, -strain_amplitude):
@@ -896,13 +922,14 @@ def step_strain_relaxation(systems, ff, *, temperature: float,
             branch = []
             for sign in signs:
                 # Same seed in both branches: identical thermostat noise keeps them correlated.
-                engine = engines(state, np.random.default_rng(seed))
-                engine.set_cell(strained_cell(engine.cell(), sign * strain, mode))
-                y0 = conjugate_stress(engine.stress(), mode)
-                rec = _run(engine, n_hold, engines.temperature(temperature), step_progress,
-                           done, total, f"hold T={temperature:g} {'+' if sign > 0 else '-'}"
-                           f"eps, repeat {r + 1}/{n_repeats}{suffix}",
-                           sample_every=sample_every)
+                with _stage(engines(state, np.random.default_rng(seed))) as engine:
+                    engine.set_cell(strained_cell(engine.cell(), sign * strain, mode))
+                    y0 = conjugate_stress(engine.stress(), mode)
+                    rec = _run(engine, n_hold, engines.temperature(temperature),
+                               step_progress, done, total,
+                               f"hold T={temperature:g} {'+' if sign > 0 else '-'}"
+                               f"eps, repeat {r + 1}/{n_repeats}{suffix}",
+                               sample_every=sample_every)
                 done += n_hold
                 branch.append(np.array([y0] + [conjugate_stress(s, mode)
                                                for s in rec.stress]))
@@ -999,11 +1026,11 @@ def static_modulus(system: System, ff, strain: float = 0.01,
     engines = _engines(ff)
     # Minimisation draws no random numbers; the stream only satisfies spawn.
     rng = np.random.default_rng(0)
-    engine = engines(system, rng)
-    ref = engine.minimize(fmax, max_steps)
-    is_ = engine.system()
-    # After a minimisation the velocities are zero: the stress is the potential part.
-    stress0 = conjugate_stress(engine.stress(), mode)
+    with _stage(engines(system, rng)) as engine:
+        ref = engine.minimize(fmax, max_steps)
+        is_ = engine.system()
+        # After a minimisation the velocities are zero: the stress is the potential part.
+        stress0 = conjugate_stress(engine.stress(), mode)
     h0 = is_.box.matrix
     aff, rel, ok = [], [], ref.converged
     for e in (strain, -strain):
@@ -1012,11 +1039,11 @@ def static_modulus(system: System, ff, strain: float = 0.01,
         # directly so that each strain starts from the same reference on a new engine.
         s = System.from_unwrapped(is_.positions @ (h @ np.linalg.inv(h0)).T, is_.species,
                                   is_.species_names, Box.from_matrix(h))
-        strained = engines(s, rng)
-        aff.append(conjugate_stress(strained.stress(), mode))
-        m = strained.minimize(fmax, max_steps)
-        ok = ok and m.converged
-        rel.append(conjugate_stress(strained.stress(), mode))
+        with _stage(engines(s, rng)) as strained:
+            aff.append(conjugate_stress(strained.stress(), mode))
+            m = strained.minimize(fmax, max_steps)
+            ok = ok and m.converged
+            rel.append(conjugate_stress(strained.stress(), mode))
     return StaticModulus((aff[0] - aff[1]) / (2 * strain), (rel[0] - rel[1]) / (2 * strain),
                          ref.energy / is_.n, stress0, float(strain), mode, bool(ok),
                          STRESS_UNIT[engines.units])
