@@ -1,4 +1,8 @@
-"""Conventional quenches of KA2 against swap-equilibrated glasses: the equivalent cooling rate.
+"""Conventional quenches against swap-equilibrated glasses: the equivalent cooling rate.
+
+KA2 (x_C = 0.10, LJ units) by default; any preset with ``--preset``, e.g. a doped Cu-Zr one
+in kelvin at P = 0 (NPT: the plain-MC quenches then keep their volume moves, without swaps).
+The numbered description below gives the KA2 defaults; ``--help`` lists each preset's.
 
 1. **Quenches.** KA2 (x_C = 0.10, N = 500, rho = 1.2) is equilibrated as a liquid at
    T = ``--t-start`` (1.0) with swap MC (melt at T = 2, then ``--liquid-sweeps``), and then
@@ -29,6 +33,8 @@
 
     python scripts/cooling_rate.py -o cooling --deep deep-glasses/results.json
     python scripts/cooling_rate.py --quick -o /tmp/cooling-quick     # < 1 min
+    python scripts/cooling_rate.py --preset cu50zr50-x10 -o cooling-cuzr \
+        --deep deep-cuzr/results.json                         # doped ZJW Cu-Zr, K, P = 0
     python scripts/cooling_rate.py -o cooling --deep ... --analyze-only   # refit, replot
 """
 
@@ -51,15 +57,36 @@ from swapmc.md.minimize import fire
 from swapmc.models import load_preset
 
 PRESET = "ka2-x10"
-FMAX = 1e-6  # FIRE force tolerance (epsilon/sigma), as the library quench of LJ models
+# FIRE force tolerance (epsilon/sigma or eV/Angstrom), as the library quench.
+FMAX = 1e-6
+
+#: Per-unit-system defaults: melt, ramp, shortened start, plain-MC step, extra equilibrium
+#: points and the rates. Metal units (Cu-Zr, K): the swap liquid at 1100 K has tau_alpha
+#: ~1.2e3 sweeps, so a ramp of >= 1e5 sweeps (0.012 K per sweep) stays in equilibrium there;
+#: the 0.1 Angstrom step is the presets' displacement (acceptance ~0.4 near 1000 K).
+DEFAULTS = {
+    "lj": {"min_distance": 0.7, "t_melt": 2.0, "t_start": 1.0, "t_end": 0.2,
+           "short_start": 0.6, "delta": 0.15,
+           "eq_temperatures": [0.5], "eq_fit_tmax": 0.6,
+           "durations": [100, 1000, 10_000, 100_000, 1_000_000],
+           "quenches": [3, 3, 3, 3, 1]},
+    "metal": {"min_distance": 2.0, "t_melt": 2500.0, "t_start": 1500.0, "t_end": 300.0,
+              "short_start": 1100.0,
+              "delta": 0.1, "eq_temperatures": [1200.0], "eq_fit_tmax": 1200.0,
+              "durations": [100, 1000, 10_000, 100_000], "quenches": [3, 3, 3, 2]},
+}
+#: Axis and table units per unit system.
+UNITS = {"lj": {"T": "epsilon/k_B", "E": "epsilon", "L": "sigma_AA"},
+         "metal": {"T": "K", "E": "eV", "L": "Angstrom"}}
 
 
 def liquid(args, preset, seed: int, temperature: float, then: float | None = None):
     """An equilibrated swap-MC liquid at ``temperature`` (System, user order); with
     ``then``, continued by swap MC at that temperature for ``--eq-sweeps`` sweeps."""
     counts = composition_counts(preset.composition, args.n, preset.model.species)
-    system = random_configuration(counts, preset.model.species, preset.density, seed=seed)
-    mc = MonteCarlo(system, preset.model, temperature=2.0,
+    system = random_configuration(counts, preset.model.species, preset.density, seed=seed,
+                                  min_distance=DEFAULTS[args.units]["min_distance"])
+    mc = MonteCarlo(system, preset.model, temperature=args.t_melt, pressure=preset.pressure,
                     moves=MoveSettings(**preset.moves), seed=seed + 1)
     mc.equilibrate(200)
     mc.temperature = temperature
@@ -72,9 +99,10 @@ def liquid(args, preset, seed: int, temperature: float, then: float | None = Non
 
 def quench(args, preset, ff, start, t_from: float, sweeps: int, seed: int) -> dict:
     """Linear plain-MC cooling of ``start`` from ``t_from`` to ``--t-end`` in ``sweeps``
-    sweeps, then FIRE."""
-    mc = MonteCarlo(start, preset.model, temperature=t_from,
-                    moves=MoveSettings(displacement=args.delta), seed=seed)
+    sweeps, then FIRE. NPT presets keep their volume moves (no swaps either way)."""
+    volume = {k: preset.moves[k] for k in ("p_volume", "lnv_step") if k in preset.moves}
+    mc = MonteCarlo(start, preset.model, temperature=t_from, pressure=preset.pressure,
+                    moves=MoveSettings(displacement=args.delta, **volume), seed=seed)
     steps = min(sweeps, 1000)
     edges = np.linspace(0, sweeps, steps + 1).round().astype(int)
     for k in range(steps):
@@ -86,6 +114,7 @@ def quench(args, preset, ff, start, t_from: float, sweeps: int, seed: int) -> di
     final = mc.system()
     res = fire(final, ff, fmax=FMAX, max_steps=200_000)
     return {"energy_final": mc.energy / mc.n, "is_energy": res.energy_per_particle,
+            "volume_per_particle": float(final.box.volume / mc.n),
             "converged": bool(res.converged),
             "acceptance": float(mc.acceptance()["displacement"])}
 
@@ -93,6 +122,13 @@ def quench(args, preset, ff, start, t_from: float, sweeps: int, seed: int) -> di
 def is_energy_of(ff, system) -> float:
     res = fire(system, ff, fmax=FMAX, max_steps=200_000)
     return res.energy_per_particle
+
+
+def pressure_text(args, prefix: str) -> str:
+    """``prefix`` + the imposed pressure with its unit, or "" for an NVT preset."""
+    if args.pressure is None:
+        return ""
+    return f"{prefix}{args.pressure:g} {'GPa' if args.units == 'metal' else 'epsilon/sigma^3'}"
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -110,7 +146,7 @@ def append_jsonl(path: str, row: dict) -> None:
 
 
 def run_measurements(args) -> None:
-    preset = load_preset(PRESET)
+    preset = load_preset(args.preset)
     ff = ForceField(preset.model)
     qpath = os.path.join(args.output, "quenches.jsonl")
     epath = os.path.join(args.output, "equilibrium.jsonl")
@@ -172,7 +208,8 @@ def run_equilibrium(args, preset, ff, epath, done_e) -> None:
         cpu0 = time.process_time()
         system = liquid(args, preset, seed, args.t_start)
         mc = MonteCarlo(system, preset.model, temperature=args.t_start,
-                        moves=MoveSettings(**preset.moves), seed=seed + 5)
+                        pressure=preset.pressure, moves=MoveSettings(**preset.moves),
+                        seed=seed + 5)
         for t in sorted(args.eq_temperatures, reverse=True):
             mc.temperature = t
             mc.equilibrate(args.eq_sweeps)
@@ -237,10 +274,12 @@ def analyse(args) -> dict:
     by_rate = stability.group_mean_sem([r["duration"] for r in qrows],
                                        [r["is_energy"] for r in qrows])
     span = args.t_start - args.t_end
+    u = UNITS[args.units]
     print(f"\n# Plain-MC quenches, linear in T down to {args.t_end:g} (fixed delta = "
-          f"{args.delta:g}), then FIRE; KA2 x_C = 0.10, N = {args.n}. Rate in epsilon/k_B per "
-          f"sweep (a 'duration' names the rate: the sweeps of a full ramp from "
-          f"{args.t_start:g}); E in epsilon per particle, +- standard error over quenches (a "
+          f"{args.delta:g} {u['L']}), then FIRE; {args.preset}, N = {args.n}"
+          f"{pressure_text(args, ', NPT at P = ')}. Rate in "
+          f"{u['T']} per sweep (a 'duration' names the rate: the sweeps of a full ramp from "
+          f"{args.t_start:g}); E in {u['E']} per particle, +- standard error over quenches (a "
           f"single quench gets the pooled scatter of the others)")
     print(f"{'duration':>9s} {'rate':>9s} {'from T':>6s} {'sweeps':>8s} {'n':>2s} "
           f"{'<E_IS/N>':>20s} {'CPU s/quench':>12s}")
@@ -311,7 +350,7 @@ def analyse(args) -> dict:
                                            [p[1] for p in eq_points])
         for t, n, m, se in stats_t:
             src = sorted({p[2] for p in eq_points if p[0] == t})
-            print(f"T = {t:5.3g}: E_IS/N = {m:.5f} ± {se:.5f} ({n} glasses; {', '.join(src)})")
+            print(f"T = {t:5.4g}: E_IS/N = {m:.5f} ± {se:.5f} ({n} glasses; {', '.join(src)})")
         sel = [(t, e) for t, e, _ in eq_points if t <= args.eq_fit_tmax]
         if len({t for t, _ in sel}) >= 2 and len(sel) >= 3:
             # One point per glass, common unknown scatter (as for the rate fits).
@@ -335,7 +374,8 @@ def analyse(args) -> dict:
            "fits": {k: f.as_dict() for k, f in fits.items()},
            "equilibrium_fit": eqfit.as_dict() if eqfit else None,
            "short_start_check": check_out, "fit_min_duration": args.fit_min_duration,
-           "t_start": args.t_start, "t_end": args.t_end, "delta": args.delta, "n": args.n}
+           "t_start": args.t_start, "t_end": args.t_end, "delta": args.delta, "n": args.n,
+           "preset": args.preset, "units": args.units}
 
     if eqfit is not None:
         print("\n# Fictive temperature T_f (equilibrium E_IS(T_f) = glass E_IS; +- from the "
@@ -450,9 +490,12 @@ def figure(args, out, fits, eqfit) -> None:
                          f"glass{'es' if e['n'] > 1 else ''}, ± 1 s.e.)")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("cooling rate r [epsilon/k_B per MC sweep]")
-    ax.set_ylabel("inherent-structure energy E_IS/N [epsilon]")
-    ax.set_title(f"KA2 x_C = 0.10, N = {out['n']}", fontsize=10)
+    u = UNITS[args.units]
+    ax.set_xlabel(f"cooling rate r [{u['T']} per MC sweep]")
+    ax.set_ylabel(f"inherent-structure energy E_IS/N [{u['E']}]")
+    ax.set_title(f"{args.preset}, N = {out['n']}"
+                 f"{pressure_text(args, ', P = ')}",
+                 fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     # Right: equilibrium E_IS(T) and the quench glasses at their fictive temperatures.
     for source, marker, label in (
@@ -464,7 +507,8 @@ def figure(args, out, fits, eqfit) -> None:
             t, e = map(np.array, zip(*eq))
             bx.plot(1 / t, e, marker, color="C2", ms=7, zorder=6, label=label)
     if eqfit is not None:
-        tt = np.linspace(min(eqfit.t_range[0], 0.3), max(eqfit.t_range[1], 0.7), 100)
+        lo_t, hi_t = eqfit.t_range
+        tt = np.linspace(0.9 * lo_t, 1.15 * hi_t, 100)
         bx.plot(1 / tt, eqfit.energy(tt), "k-", lw=1, label="fit a + b/T")
         for qf, b in zip(out.get("fictive_quench", []), out["by_duration"]):
             if np.isfinite(qf["t_f"]):
@@ -473,8 +517,8 @@ def figure(args, out, fits, eqfit) -> None:
                             fmt="o", color="0.4", mfc="none", ms=9, zorder=4)
         bx.plot([], [], "o", color="0.4", mfc="none", ms=9,
                 label="plain-MC quenches at their T_f (mean per rate)")
-    bx.set_xlabel("1 / T (parent or fictive) [k_B/epsilon]")
-    bx.set_ylabel("E_IS/N [epsilon]")
+    bx.set_xlabel(f"1 / T (parent or fictive) [1/({u['T']})]")
+    bx.set_ylabel(f"E_IS/N [{u['E']}]")
     bx.legend(fontsize=7)
     fig.tight_layout()
     path = os.path.join(args.output, "equivalent_cooling_rate.png")
@@ -487,43 +531,72 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--output", default="cooling")
     ap.add_argument("-N", "--n", type=int, default=500)
+    ap.add_argument("--preset", default=PRESET,
+                    help=f"built-in preset (default {PRESET}); NPT presets are quenched at "
+                         f"their pressure")
+    lj, metal = DEFAULTS["lj"], DEFAULTS["metal"]
+
+    def dflt(key):
+        return f"(default {lj[key]} in LJ units, {metal[key]} in metal units)"
+
     ap.add_argument("--durations", type=int, nargs="+",
-                    default=[100, 1000, 10_000, 100_000, 1_000_000], help="quench lengths (sweeps)")
-    ap.add_argument("--quenches", type=int, nargs="+", default=[3, 3, 3, 3, 1],
-                    help="independent quenches per duration")
-    ap.add_argument("--t-start", type=float, default=1.0)
-    ap.add_argument("--t-end", type=float, default=0.2)
-    ap.add_argument("--short-start", type=lambda x: None if x.lower() == "none" else float(x),
-                    default=0.6,
+                    help=f"quench lengths (sweeps) {dflt('durations')}")
+    ap.add_argument("--quenches", type=int, nargs="+",
+                    help=f"independent quenches per duration {dflt('quenches')}")
+    ap.add_argument("--t-melt", type=float, help=f"melt temperature {dflt('t_melt')}")
+    ap.add_argument("--t-start", type=float, help=f"top of the ramp {dflt('t_start')}")
+    ap.add_argument("--t-end", type=float, help=f"bottom of the ramp {dflt('t_end')}")
+    ap.add_argument("--short-start", type=lambda x: "none" if x.lower() == "none" else float(x),
                     help="slow quenches start from a swap-MC liquid equilibrated here and "
                          "cool at the same rate (the part of the ramp above it is spent in "
-                         "equilibrium); 'none' for full ramps only")
+                         f"equilibrium); 'none' for full ramps only {dflt('short_start')}")
     ap.add_argument("--short-start-from", type=int, default=100_000,
                     help="durations (sweeps of the full ramp) from which --short-start applies")
     ap.add_argument("--short-check-duration", type=int, default=10_000,
                     help="a (faster) rate at which quenches are run both ways, to check that "
                          "starting at --short-start changes nothing (0: no check)")
     ap.add_argument("--short-check-count", type=int, default=3)
-    ap.add_argument("--delta", type=float, default=0.15,
-                    help="fixed maximum displacement of the plain MC (sigma_AA)")
+    ap.add_argument("--delta", type=float,
+                    help=f"fixed maximum displacement of the plain MC (sigma_AA or Angstrom) "
+                         f"{dflt('delta')}")
     ap.add_argument("--liquid-sweeps", type=int, default=3000,
                     help="swap-MC equilibration of each starting liquid at t-start")
-    ap.add_argument("--eq-temperatures", type=float, nargs="*", default=[0.5],
-                    help="extra swap-MC equilibrium E_IS points for the E_IS(T) curve")
+    ap.add_argument("--eq-temperatures", type=float, nargs="*",
+                    help=f"extra swap-MC equilibrium E_IS points for the E_IS(T) curve "
+                         f"{dflt('eq_temperatures')}")
     ap.add_argument("--eq-samples", type=int, default=3)
     ap.add_argument("--eq-sweeps", type=int, default=6000,
                     help="swap-MC sweeps per extra equilibrium T (equilibration, then as "
                          "many again before the quench)")
     ap.add_argument("--deep", help="results.json of scripts/deep_glasses.py")
-    ap.add_argument("--eq-fit-tmax", type=float, default=0.6,
-                    help="fit E_IS = a + b/T to equilibrium points at T <= this")
+    ap.add_argument("--eq-fit-tmax", type=float,
+                    help=f"fit E_IS = a + b/T to equilibrium points at T <= this "
+                         f"{dflt('eq_fit_tmax')}")
     ap.add_argument("--fit-min-duration", type=int, default=0,
                     help="leave quenches shorter than this out of the rate fits")
     ap.add_argument("--analyze-only", action="store_true")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="tiny everything (smoke test)")
     args = ap.parse_args(argv)
-    if args.quick:
+    try:
+        preset = load_preset(args.preset)
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(f"--preset: {exc.args[0]}") from None
+    args.units = preset.model.units
+    args.pressure = preset.pressure
+    for key, value in DEFAULTS[args.units].items():
+        if getattr(args, key, None) is None and key != "min_distance":
+            setattr(args, key, value)
+    if args.short_start == "none":
+        args.short_start = None
+    if args.quick and args.units == "metal":
+        args.short_start, args.short_start_from = 1200.0, 300
+        args.short_check_duration, args.short_check_count = 100, 2
+        args.n, args.durations, args.quenches = 256, [50, 100, 300], [2, 2, 2]
+        args.t_start, args.t_end = 1500.0, 700.0
+        args.liquid_sweeps, args.eq_temperatures, args.eq_samples = 200, [1300.0], 2
+        args.eq_sweeps, args.eq_fit_tmax = 200, 1300.0
+    elif args.quick:
         args.short_start, args.short_start_from = 0.8, 1000
         args.short_check_duration, args.short_check_count = 300, 2
         args.n, args.durations, args.quenches = 200, [100, 300, 1000], [2, 2, 2]

@@ -103,3 +103,27 @@ def test_cooling_rate_quick(tmp_path, deep):
     assert len(res["equivalent"]) == len({r["temperature"] for r in res["deep_rows"]})
     assert os.path.exists(tmp_path / "cool" / "equivalent_cooling_rate.png")
     assert "EXTRAPOLATION" in stdout
+
+
+def test_cooling_rate_quick_metal_npt(tmp_path):
+    """A doped Cu-Zr preset: quenches in K at P = 0 with volume moves, E in eV."""
+    stdout = run_script("cooling_rate.py", "--preset", "cu50zr50-x10", "--quick", "-o", "cool",
+                        cwd=tmp_path)
+    with open(tmp_path / "cool" / "results.json") as fh:
+        res = json.load(fh)
+    assert res["units"] == "metal" and res["preset"] == "cu50zr50-x10"
+    assert "K per sweep" in stdout and "NPT at P = 0 GPa" in stdout
+    for b in res["by_duration"]:
+        assert b["rate"] == pytest.approx((1500.0 - 700.0) / b["duration"])
+    volumes = np.array([q["volume_per_particle"] for q in res["quenches"]])
+    for q in res["quenches"]:
+        assert q["converged"]
+        # ZJW Cu-Zr inherent structures: E_IS/N between -5.6 and -5.45 eV (docs/figures/
+        # cu50zr50_cooling.txt: U/N -5.50 eV at 700 K, 3 k_B T/2 ~ 0.09 eV above its E_IS),
+        # below the energy at the end of the ramp.
+        assert -5.6 < q["is_energy"] < -5.45
+        assert q["is_energy"] < q["energy_final"]
+    # The box breathes at P = 0 (volume moves kept): the glasses' volumes differ, and lie
+    # near the cooling curve's 17.0-17.3 A^3 per atom (the dopant is between Cu and Zr).
+    assert volumes.std() > 0 and np.all((volumes > 15.5) & (volumes < 19.0))
+    assert os.path.exists(tmp_path / "cool" / "equivalent_cooling_rate.png")
