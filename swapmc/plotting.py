@@ -19,8 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LogBinned", "dms_figures", "log_bin", "plot_run", "relaxation_figure",
-           "run_figures", "save_figures", "unit_power", "unit_text"]
+__all__ = ["LogBinned", "beta_isochronal_figure", "beta_isothermal_figure", "dms_figures",
+           "log_bin", "master_curve_figure", "peak_arrhenius_figure", "plot_run",
+           "relaxation_figure", "run_figures", "save_figures", "unit_power", "unit_text"]
 
 # Unit strings as swapmc writes them (swapmc.units.LABELS and the MD protocols' units) and
 # how an axis shows them (matplotlib mathtext; DejaVu Sans has the Å glyph).
@@ -590,5 +591,290 @@ def relaxation_figure(results, *, stress_unit: str, time_unit: str, temperature_
     ax.set_ylabel(rf"${sym}(t)$ ({su})")
     ax.axhline(0.0, color="0.7", lw=0.8)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- DMS analysis
+_QUANTITY_TEXT = {"m_loss": "{sym}''", "tan_delta": r"\tan\delta", "m_storage": "{sym}'"}
+
+
+def _quantity_label(quantity, sym, su):
+    text = "$" + _QUANTITY_TEXT[quantity].format(sym=sym) + "$"
+    return text if quantity == "tan_delta" else f"{text} ({su})"
+
+
+def master_curve_figure(mc, laws=None, *, quantity="m_loss", stress_unit="",
+                        time_unit="", temperature_unit="", modulus="G"):
+    """Time-temperature master curve and its shift factors.
+
+    Left: the shifted points y / b_T against the reduced frequency omega a_T (log axes),
+    one colour per temperature with error bars, and the fitted master curve with its 68 %
+    band. Right: ln a_T against 1/T with 68 % errors and the fitted Arrhenius / VFT laws
+    (E with its error in the legend).
+
+    Parameters
+    ----------
+    mc : MasterCurve
+        From :func:`swapmc.analysis.superpose`.
+    laws : dict, optional
+        ``{"arrhenius": ShiftFactorFit, "vft": ShiftFactorFit}`` (either may be absent).
+    quantity : {"m_loss", "tan_delta", "m_storage"}
+    stress_unit, time_unit, temperature_unit : str
+    modulus : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    su, tu, temp_u = unit_text(stress_unit), unit_text(time_unit), unit_text(temperature_unit)
+    sym = "E_V" if modulus.startswith("E") else "G"
+    colors = _temperature_colors(mc.temperatures)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8),
+                                 gridspec_kw={"width_ratios": [1.35, 1]})
+    for c, t in enumerate(mc.temperatures):
+        on = mc.curve == c
+        err = mc.y_err[on] if mc.weighted else None
+        a1.errorbar(np.exp(mc.x[on]), mc.y[on], err, marker="o", ms=4, ls="none",
+                    capsize=2, color=colors[float(t)], label=f"T = {t:g} {temp_u}")
+    xf = np.linspace(mc.x.min(), mc.x.max(), 300)
+    yf, ef = mc.master(xf)
+    a1.plot(np.exp(xf), yf, "-", color="k", lw=1.2, label="master curve (spline)")
+    a1.fill_between(np.exp(xf), yf - ef, yf + ef, color="0.6", alpha=0.3, lw=0)
+    a1.set_xscale("log")
+    if mc.scale == "log":
+        a1.set_yscale("log")
+    a1.set_xlabel(rf"reduced frequency $\omega a_T$ (rad/{tu})")
+    ylab = _quantity_label(quantity, sym, su)
+    a1.set_ylabel(ylab + (" / $b_T$" if mc.vertical else ""))
+    a1.set_title(f"master curve, $T_\\mathrm{{ref}}$ = {mc.reference:g} {temp_u}",
+                 fontsize=10)
+    a1.legend(fontsize=8, ncol=2)
+    inv = 1.0 / mc.temperatures
+    for c, t in enumerate(mc.temperatures):
+        e = mc.ln_a_err[c]
+        a2.errorbar(inv[c], mc.ln_a[c], e if math.isfinite(e) else None, marker="o",
+                    ms=6, capsize=3, ls="none", color=colors[float(t)])
+    tf = np.linspace(mc.temperatures.min(), mc.temperatures.max(), 200)
+    styles = {"arrhenius": ("-", "C0"), "vft": ("--", "C3")}
+    for name, fit in (laws or {}).items():
+        v, e = fit.ln_a(tf)
+        if name == "arrhenius":
+            lab = (f"Arrhenius: E = {fit.energy:.3g} ± {fit.energy_err:.2g} "
+                   f"{unit_text(fit.energy_unit)}")
+        else:
+            t0e = fit.errors.get("t0", math.nan)
+            lab = (f"VFT: $T_0$ = {fit.params['t0']:.3g}"
+                   + (f" ± {t0e:.2g}" if math.isfinite(t0e) else " (at bound)")
+                   + f", E(T_ref) = {fit.energy:.3g}"
+                   + (f" ± {fit.energy_err:.2g}" if math.isfinite(fit.energy_err) else ""))
+        ls, col = styles[name]
+        a2.plot(1.0 / tf, v, ls, color=col, lw=1.4, label=lab)
+        a2.fill_between(1.0 / tf, v - e, v + e, color=col, alpha=0.15, lw=0)
+    a2.axhline(0.0, color="0.7", lw=0.8)
+    a2.set_xlabel(f"1/T ({_inverse_unit(temperature_unit)})")
+    a2.set_ylabel(r"shift factor $\ln a_T$,  $a_T = \tau(T)/\tau(T_\mathrm{ref})$")
+    _top_temperature_axis(a2, temp_u)
+    if laws:
+        a2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _inverse_unit(unit: str) -> str:
+    """Axis text of 1/unit: "K$^{-1}$", or "(ε_AA/k_B)$^{-1}$" for a compound unit."""
+    text = unit_text(unit)
+    return f"({text})$^{{-1}}$" if "/" in unit else unit_power(unit, -1)
+
+
+def _top_temperature_axis(ax, temp_u):
+    """A T axis on top of a 1/T axis, with a few plain ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    top = ax.secondary_xaxis("top", functions=(_inverse, _inverse))
+    top.set_xlabel(f"T ({temp_u})", fontsize=9)
+    top.xaxis.set_major_locator(MaxNLocator(5))
+    return top
+
+
+def _inverse(x):
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore"):
+        return np.where(x != 0, 1.0 / np.where(x != 0, x, 1.0), np.inf)
+
+
+def peak_arrhenius_figure(peaks, fit=None, *, time_unit="", temperature_unit=""):
+    """Arrhenius plot of loss-peak positions: ln omega_p against 1/T_p.
+
+    Isochronal peaks (T_p at fixed omega, horizontal errors) and isothermal ones
+    (ln omega_p at fixed T, vertical errors) as separate markers; the fitted law with its
+    68 % band and E ± error in the legend.
+
+    Parameters
+    ----------
+    peaks : sequence of LossPeak
+        Those not found are skipped.
+    fit : ActivationFit, optional
+        :func:`swapmc.analysis.fit_peak_arrhenius` of the peaks.
+    time_unit, temperature_unit : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    tu, temp_u = unit_text(time_unit), unit_text(temperature_unit)
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    found = [p for p in peaks if p.found]
+    chron = [p for p in found if p.variable == "temperature"]
+    therm = [p for p in found if p.variable == "ln_omega"]
+    if chron:
+        t = np.array([p.position for p in chron])
+        te = np.array([p.position_err for p in chron])
+        ax.errorbar(1.0 / t, [math.log(p.fixed) for p in chron], xerr=te / t**2,
+                    marker="s", ms=6, ls="none", capsize=3, color="C1",
+                    label=r"isochronal: $T_p$ at fixed $\omega$")
+    if therm:
+        ax.errorbar([1.0 / p.fixed for p in therm], [p.position for p in therm],
+                    [p.position_err for p in therm], marker="o", ms=6, ls="none",
+                    capsize=3, color="C0", label=r"isothermal: $\omega_p$ at fixed T")
+    if fit is not None:
+        lo, hi = fit.t_range
+        tf = np.linspace(lo * 0.97, hi * 1.03, 200)
+        v, e = fit.ln_omega(tf)
+        ax.plot(1.0 / tf, v, "-", color="k", lw=1.3,
+                label=f"Arrhenius: E = {fit.energy:.3g} ± {fit.energy_err:.2g} "
+                f"{unit_text(fit.energy_unit)}")
+        ax.fill_between(1.0 / tf, v - e, v + e, color="0.6", alpha=0.3, lw=0)
+    ax.set_xlabel(f"1/T ({_inverse_unit(temperature_unit)})")
+    ax.set_ylabel(rf"$\ln\,\omega_p$ ($\omega_p$ in rad/{tu})")
+    _top_temperature_axis(ax, temp_u)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def beta_isochronal_figure(rows, features, *, quantity="tan_delta", stress_unit="",
+                           time_unit="", temperature_unit="", modulus="G"):
+    """Isochronal loss against T, one colour per frequency, with the beta test drawn.
+
+    For each tested frequency: the points (68 % errors), the alpha-only fit (dotted) and
+    the alpha + beta fit (solid) over the fitted window, the beta term alone (dashed) when
+    it was kept, and T_b ± error as a shaded band with a marker.
+
+    Parameters
+    ----------
+    rows : sequence of DMSRow or dict
+    features : sequence of BetaFeature
+        :func:`swapmc.analysis.beta_relaxation.detect_beta_isochronal` results.
+    quantity : {"tan_delta", "m_loss"}
+    stress_unit, time_unit, temperature_unit, modulus : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    rows = [r if isinstance(r, dict) else r.as_dict() for r in rows]
+    su, tu, temp_u = unit_text(stress_unit), unit_text(time_unit), unit_text(temperature_unit)
+    sym = "E_V" if modulus.startswith("E") else "G"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    omegas = sorted({r["omega"] for r in rows})
+    cmap = plt.get_cmap("viridis")
+    feat = {f.fixed: f for f in features}
+    for k, w in enumerate(omegas):
+        col = cmap(0.85 * k / max(len(omegas) - 1, 1))
+        sel = sorted((r for r in rows if r["omega"] == w), key=lambda r: r["temperature"])
+        ax.errorbar([r["temperature"] for r in sel], [r[quantity] for r in sel],
+                    [r[quantity + "_err"] for r in sel], marker="o", ms=4, ls="none",
+                    capsize=2, color=col, label=f"period {2 * math.pi / w:.3g} {tu}")
+        f = feat.get(w)
+        if f is None:
+            continue
+        tf = np.linspace(f.window[0], f.window[1], 200)
+        a_only, _, b_part, total = f.curves(tf)
+        ax.plot(tf, a_only, ":", color=col, lw=1.2)
+        if f.found or f.kind in ("edge", "other"):
+            ax.plot(tf, total, "-", color=col, lw=1.4)
+        if f.found:
+            ax.plot(tf, b_part, "--", color=col, lw=1.2)
+            ax.axvspan(f.position - f.position_err, f.position + f.position_err, color=col,
+                       alpha=0.15, lw=0)
+            ax.plot([f.position], [float(np.interp(f.position, tf, total))], "v", ms=10,
+                    color=col, mec="k")
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="k", ls=":", label=r"$\alpha$ flank only"),
+                Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit"),
+                Line2D([], [], color="k", ls="--", label=r"$\beta$ term (kept)"),
+                Line2D([], [], color="k", marker="v", ls="none", mec="k",
+                       label=r"$T_\beta$ ± 68 % (shaded)")]
+    ax.legend(handles=handles, fontsize=8)
+    kept = [f for f in features if f.found]
+    ax.set_title(r"isochronal $\beta$ test: " + (
+        ", ".join(f"{f.kind} at T = {f.position:.3g} ± {f.position_err:.2g}" for f in kept)
+        if kept else "no $\\beta$ feature kept"), fontsize=10)
+    ax.set_xlabel(f"T ({temp_u})")
+    ax.set_ylabel(_quantity_label(quantity, sym, su))
+    if all(r[quantity] > 0 for r in rows):
+        ax.set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def beta_isothermal_figure(rows, features, *, quantity="m_loss", stress_unit="",
+                           time_unit="", temperature_unit="", modulus="G"):
+    """Isothermal loss spectra with the beta test: points per temperature, alpha-only fit
+    (dotted), alpha + beta fit (solid) and the kept beta term (dashed) with omega_b ± error
+    shaded.
+
+    Parameters
+    ----------
+    rows : sequence of DMSRow or dict
+    features : sequence of BetaFeature
+        :func:`swapmc.analysis.beta_relaxation.detect_beta_isothermal` results.
+    quantity : {"m_loss", "tan_delta"}
+    stress_unit, time_unit, temperature_unit, modulus : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    rows = [r if isinstance(r, dict) else r.as_dict() for r in rows]
+    su, tu, temp_u = unit_text(stress_unit), unit_text(time_unit), unit_text(temperature_unit)
+    sym = "E_V" if modulus.startswith("E") else "G"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = _temperature_colors(f.fixed for f in features)
+    for f in features:
+        col = colors[float(f.fixed)]
+        sel = sorted((r for r in rows if r["temperature"] == f.fixed), key=lambda r: r["omega"])
+        ax.errorbar([r["omega"] for r in sel], [r[quantity] for r in sel],
+                    [r[quantity + "_err"] for r in sel], marker="o", ms=4, ls="none",
+                    capsize=2, color=col, label=f"T = {f.fixed:g} {temp_u}: {f.kind}")
+        wf = np.exp(np.linspace(f.window[0], f.window[1], 200))
+        a_only, _, b_part, total = f.curves(wf)
+        ax.plot(wf, a_only, ":", color=col, lw=1.2)
+        ax.plot(wf, total, "-", color=col, lw=1.4)
+        if f.found:
+            ax.plot(wf, b_part, "--", color=col, lw=1.2)
+            lo, hi = f.position - f.position_err, f.position + f.position_err
+            ax.axvspan(math.exp(lo), math.exp(min(hi, f.window[1] + 3)), color=col,
+                       alpha=0.15, lw=0)
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="k", ls=":", label=r"$\alpha$ only"),
+                Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit"),
+                Line2D([], [], color="k", ls="--", label=r"$\beta$ term (kept)")]
+    ax.legend(handles=handles, fontsize=8)
+    ax.set_xscale("log")
+    if all(r[quantity] > 0 for r in rows):
+        ax.set_yscale("log")
+    ax.set_xlabel(rf"$\omega$ (rad/{tu})")
+    ax.set_ylabel(_quantity_label(quantity, sym, su))
+    ax.set_title(r"isothermal $\beta$ test (shaded: $\omega_\beta$ ± 68 %)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -41,9 +41,10 @@ import numpy as np
 from scipy import optimize
 from scipy.interpolate import BSpline
 
+from .. import units as _units
 from ._lsq import scaled_covariance
 
-__all__ = ["MasterCurve", "superpose"]
+__all__ = ["MasterCurve", "ShiftFactorFit", "fit_shift_factors", "superpose"]
 
 
 def _nan_to_none(v):
@@ -411,3 +412,186 @@ def superpose(ln_omega, values, errors=None, temperatures=None, *, reference=Non
                        error_method=method, at_bound=at_bound, knots=knots,
                        coefficients=coef.copy(),
                        coefficient_covariance=cov[n_sh:, n_sh:])
+
+
+# ============================================================================ a_T laws
+@dataclass(frozen=True)
+class ShiftFactorFit:
+    """Temperature law of the shift factors of a :class:`MasterCurve`
+    (:func:`fit_shift_factors`).
+
+    ``model`` is ``"arrhenius"`` (``params``: ``e_over_k``, E/k_B in the temperature unit)
+    or ``"vft"`` (``b``, in the temperature unit, and ``t0``); ``errors`` are 68 %
+    half-widths (NaN for a parameter at its bound, listed in ``at_bound``). ``energy`` /
+    ``energy_err`` give the Arrhenius E (or the VFT apparent activation energy
+    ``d ln a_T / d(1/T)`` at the reference temperature, ``k_B B T_ref^2 / (T_ref -
+    T_0)^2``) in the unit system's energy unit ``energy_unit``. ``chi2`` and ``dof`` are of
+    the generalised least squares; ``temperatures`` the curves used (reference excluded).
+    """
+
+    model: str
+    params: dict
+    errors: dict
+    covariance: np.ndarray = field(repr=False)
+    reference: float = math.nan
+    temperatures: tuple = ()
+    chi2: float = math.nan
+    dof: int = 0
+    p_value: float = math.nan
+    energy: float = math.nan
+    energy_err: float = math.nan
+    energy_unit: str = ""
+    at_bound: tuple = ()
+    units: str = "lj"
+    method: str = ""
+
+    def ln_a(self, temperature):
+        """The fitted ln a_T at ``temperature`` (array) and its 68 % delta-method error."""
+        t = np.asarray(temperature, dtype=np.float64)
+        tr = self.reference
+        if self.model == "arrhenius":
+            g = (1.0 / t - 1.0 / tr)[..., None]
+            val = self.params["e_over_k"] * g[..., 0]
+        else:
+            b, t0 = self.params["b"], self.params["t0"]
+            f = 1.0 / (t - t0) - 1.0 / (tr - t0)
+            val = b * f
+            g = np.stack([f, b * (1.0 / (t - t0) ** 2 - 1.0 / (tr - t0) ** 2)], axis=-1)
+        c = np.nan_to_num(self.covariance, nan=0.0)
+        var = np.einsum("...i,ij,...j->...", g, c, g)
+        return val, np.sqrt(np.maximum(var, 0.0))
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "params": dict(self.params),
+                "errors": {k: _nan_to_none(v) for k, v in self.errors.items()},
+                "covariance": np.where(np.isfinite(self.covariance), self.covariance,
+                                       None).tolist(),
+                "reference": self.reference, "temperatures": list(self.temperatures),
+                "chi2": self.chi2, "dof": self.dof, "p_value": _nan_to_none(self.p_value),
+                "energy": _nan_to_none(self.energy),
+                "energy_err": _nan_to_none(self.energy_err),
+                "energy_unit": self.energy_unit, "at_bound": list(self.at_bound),
+                "units": self.units, "method": self.method}
+
+
+def fit_shift_factors(mc: MasterCurve, model: str = "arrhenius", *,
+                      units: str = "lj") -> ShiftFactorFit:
+    """Arrhenius or VFT law of the shift factors ln a_T of a master curve.
+
+    Parameters
+    ----------
+    mc : MasterCurve
+        From :func:`superpose` (its ``covariance`` is used in full).
+    model : {"arrhenius", "vft"}
+        ``ln a_T = (E/k_B)(1/T - 1/T_ref)`` (1 parameter) or
+        ``B [1/(T - T_0) - 1/(T_ref - T_0)]`` (2 parameters, 0 <= T_0 < min T).
+    units : {"lj", "metal"}
+        Unit system for E (:mod:`swapmc.units`).
+
+    Returns
+    -------
+    ShiftFactorFit
+
+    Raises
+    ------
+    ValueError
+        Unknown model or units; fewer usable shifts than parameters.
+    """
+    if model not in ("arrhenius", "vft"):
+        raise ValueError(f"model must be 'arrhenius' or 'vft', got {model!r}")
+    if units not in _units.BOLTZMANN:
+        raise ValueError(f"units must be one of {sorted(_units.BOLTZMANN)}, got {units!r}")
+    n_c = mc.temperatures.size
+    ref = int(np.flatnonzero(mc.temperatures == mc.reference)[0])
+    use = [c for c in range(n_c) if c != ref and math.isfinite(mc.covariance[c, c])
+           and mc.covariance[c, c] > 0]
+    n_par = 1 if model == "arrhenius" else 2
+    if len(use) < n_par:
+        raise ValueError(f"the {model} law of a_T needs at least {n_par} shifted "
+                         f"temperature(s) with an error besides the reference, got {len(use)}")
+    t = mc.temperatures[use]
+    y = mc.ln_a[use]
+    cov = mc.covariance[np.ix_(use, use)]
+    # Whitening W with W^T W = cov^-1 (eigen-decomposition; the covariance is symmetric
+    # positive definite unless a shift is exactly determined by the others).
+    val, vec = np.linalg.eigh(0.5 * (cov + cov.T))
+    keep = val > 1e-12 * val.max()
+    wmat = (vec[:, keep] / np.sqrt(val[keep])).T
+    tr = mc.reference
+    weighted = mc.weighted
+    if model == "arrhenius":
+        g = 1.0 / t - 1.0 / tr
+        gw, yw = wmat @ g, wmat @ y
+        e = float(gw @ yw / (gw @ gw))
+        p = np.array([e])
+        jac = gw[:, None]
+        r = gw * e - yw
+        lo = hi = None
+    else:
+        def f(q):
+            b, t0 = q
+            return b * (1.0 / (t - t0) - 1.0 / (tr - t0))
+
+        def res(q):
+            return wmat @ (f(q) - y)
+
+        t_min = float(min(t.min(), tr))
+        lo = np.array([0.0, 0.0])
+        hi = np.array([np.inf, 0.99 * t_min])
+        best = None
+        for t0 in np.linspace(0.0, 0.9 * t_min, 10):
+            g = 1.0 / (t - t0) - 1.0 / (tr - t0)
+            gw = wmat @ g
+            b = max(float(gw @ (wmat @ y) / (gw @ gw)), 1e-12)
+            c = float(np.sum(res([b, t0]) ** 2))
+            if best is None or c < best[0]:
+                best = (c, np.array([b, t0]))
+        q0 = np.clip(best[1], lo + 1e-9, hi - 1e-9 * t_min)
+        sol = optimize.least_squares(res, q0, bounds=(lo, hi), method="trf",
+                                     x_scale=np.array([max(q0[0], 1e-6), 0.1 * t_min]),
+                                     xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+        p = sol.x
+        r = res(p)
+        b, t0 = p
+        jac = wmat @ np.stack([1.0 / (t - t0) - 1.0 / (tr - t0),
+                               b * (1.0 / (t - t0) ** 2 - 1.0 / (tr - t0) ** 2)], axis=1)
+    names = ("e_over_k",) if model == "arrhenius" else ("b", "t0")
+    at_bound = []
+    if lo is not None:
+        for i, name in enumerate(names):
+            span = (hi[i] - lo[i]) if np.isfinite(hi[i] - lo[i]) else max(abs(p[i]), 1.0)
+            if p[i] - lo[i] <= 1e-6 * span or hi[i] - p[i] <= 1e-6 * span:
+                at_bound.append(name)
+    est = np.array([n not in at_bound for n in names])
+    full = np.full((n_par, n_par), np.nan)
+    c, chi2, _ = scaled_covariance(jac[:, est], np.ones(r.size), r, known=weighted)
+    full[np.ix_(est, est)] = c
+    dof = int(r.size - n_par)
+    p_value = float(1.0 - _chi2_cdf(chi2, dof)) if dof > 0 and weighted else math.nan
+    errors = {n: (math.sqrt(full[i, i]) if est[i] else math.nan) for i, n in enumerate(names)}
+    kb = _units.BOLTZMANN[units]
+    if model == "arrhenius":
+        energy, energy_err = p[0] * kb, errors["e_over_k"] * kb
+    else:
+        b, t0 = p
+        d = np.array([tr**2 / (tr - t0) ** 2, 2.0 * b * tr**2 / (tr - t0) ** 3])
+        energy = float(b * tr**2 / (tr - t0) ** 2) * kb
+        energy_err = math.sqrt(max(float(d @ np.nan_to_num(full, nan=0.0) @ d), 0.0)) * kb \
+            if all(est) else math.nan
+    method = ("generalised least squares with the full covariance of ln a_T; covariance "
+              "scaled by chi2/dof when chi2 exceeds its 95 % quantile" if weighted else
+              "generalised least squares (shift covariance from the scatter), scaled by "
+              "chi2/dof")
+    return ShiftFactorFit(model=model, params={n: float(v) for n, v in zip(names, p)},
+                          errors=errors, covariance=full, reference=float(tr),
+                          temperatures=tuple(float(v) for v in t), chi2=float(chi2),
+                          dof=dof, p_value=p_value, energy=float(energy),
+                          energy_err=float(energy_err),
+                          energy_unit=_units.LABELS[units]["energy"],
+                          at_bound=tuple(at_bound), units=units, method=method)
+
+
+def _chi2_cdf(x, dof):
+    from scipy import stats
+
+    return float(stats.chi2.cdf(x, dof))

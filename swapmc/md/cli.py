@@ -827,3 +827,7 @@ def add_parsers(subparsers) -> None:
                    help="fit KWW for t >= this, tau_LJ or ps (default: 1 tau_LJ or 1 ps: skips the "
                    "vibrational ringing right after the step; 0 fits everything)")
     r.set_defaults(func=cmd_relax)
+
+    from .dms_analysis_cli import add_parser as add_dms_analyze_parser
+
+    add_dms_analyze_parser(subparsers)

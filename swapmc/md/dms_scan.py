@@ -371,28 +371,33 @@ def collect(points, directory: str, settings: dict, *, mode: str, units: str) ->
     periods = list(dict.fromkeys(p.period for p in sorted(points, key=lambda q: -q.period)))
     periods.sort()
     samples = sorted({p.sample for p in points})
-    rows = []
-    for temp in temps:
-        for period in periods:
-            recs = [records[(i, temp, period)] for i in samples]
-            results = [DMSResult(**r["result"]) for r in recs]
-            if len(results) >= 2:
-                m = combine_dms(results)
-                vals = (m.m_storage, m.m_storage_err, m.m_loss, m.m_loss_err, m.tan_delta,
-                        m.tan_delta_err)
-                err_dof, method = m.error_dof, m.error_method
-            else:
-                r = results[0]
-                vals = (r.m_storage, r.m_storage_err, r.m_loss, r.m_loss_err, r.tan_delta,
-                        r.tan_delta_err)
-                err_dof = r.error_dof
-                method = f"single glass: {r.error_method}; glass-to-glass scatter not included"
-            rows.append(DMSRow(float(temp), 2.0 * math.pi / period, float(period),
-                               *map(float, vals), len(results), mode, STRESS_UNIT[units],
-                               TIME_UNIT[units],
-                               density=float(np.mean([r["density"] for r in recs])),
-                               error_dof=float(err_dof), error_method=method))
+    rows = [combine_records([records[(i, temp, period)] for i in samples], temp, period,
+                            mode=mode, units=units)
+            for temp in temps for period in periods]
     return ScanTable(rows, records)
+
+
+def combine_records(recs, temperature: float, period: float, *, mode: str,
+                    units: str) -> DMSRow:
+    """One (T, period) row from its point records: errors over glasses
+    (:func:`~swapmc.analysis.mechanics.combine_dms`) with two or more, over the cycles of
+    the one run otherwise."""
+    results = [DMSResult(**r["result"]) for r in recs]
+    if len(results) >= 2:
+        m = combine_dms(results)
+        vals = (m.m_storage, m.m_storage_err, m.m_loss, m.m_loss_err, m.tan_delta,
+                m.tan_delta_err)
+        err_dof, method = m.error_dof, m.error_method
+    else:
+        r = results[0]
+        vals = (r.m_storage, r.m_storage_err, r.m_loss, r.m_loss_err, r.tan_delta,
+                r.tan_delta_err)
+        err_dof = r.error_dof
+        method = f"single glass: {r.error_method}; glass-to-glass scatter not included"
+    return DMSRow(float(temperature), 2.0 * math.pi / period, float(period),
+                  *map(float, vals), len(results), mode, STRESS_UNIT[units], TIME_UNIT[units],
+                  density=float(np.mean([r["density"] for r in recs])),
+                  error_dof=float(err_dof), error_method=method)
 
 
 # ----------------------------------------------------------------------------- peaks
