@@ -22,6 +22,7 @@ def _overrides(args) -> dict:
         ("run", "production_sweeps", args.sweeps),
         ("run", "equilibration_sweeps", args.equilibration_sweeps),
         ("run", "seed", args.seed),
+        ("moves", "threads", args.threads),
         ("output", "directory", args.output),
         ("output", "trajectory_every", args.trajectory_every),
         ("diagnostics", "tau_alpha", True if args.tau_alpha else None),
@@ -232,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{d_run['equilibration_sweeps']})")
     r.add_argument("--seed", type=int, help=f"random seed, an integer >= 0 (default: "
                    f"{d_run['seed']})")
+    r.add_argument("--threads", type=int, metavar="K",
+                   help="[moves] threads: 1 for the serial sweep, K >= 2 for the "
+                        "domain-decomposed sweep on K shared-memory threads (LJ, constant "
+                        "volume; under mpiexec per process: one process per node, K = cores) "
+                        "(default: 1)")
     r.add_argument("-o", "--output", help=f"output directory (default: {d_out['directory']})")
     r.add_argument("--trajectory-every", type=int,
                    help="sweeps between trajectory frames in production, 0 for none "

@@ -360,10 +360,21 @@ def overrides(*entries) -> dict:
 
 
 def fingerprint(cfg: dict) -> dict:
-    """The part of a config that must match for a restart to be valid."""
+    """The part of a config that must match for a restart to be valid.
+
+    ``[moves] threads`` enters only as serial (1, also when absent) or domain-decomposed
+    (>= 2): the domain sweep's chain is the same for every thread count, so a run may
+    resume with another count >= 2 (e.g. on a node with more cores), but not switch
+    between the serial and the domain sweep.
+    """
     fp = copy.deepcopy(cfg)
     for sec, key in RESTART_MUTABLE:
         fp.get(sec, {}).pop(key, None)
+    moves = fp.get("moves")
+    if isinstance(moves, dict) and "threads" in moves:
+        threads = moves.pop("threads")
+        if isinstance(threads, int) and not isinstance(threads, bool) and threads > 1:
+            moves["threads"] = "domains"
     return fp
 
 

@@ -303,3 +303,118 @@ def run_attempts(
                         p_slot, stamp, fstate, istate, nstats,
                     )
     return nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot
+
+
+@njit(cache=True)
+def swap_du_lj(i, j, sa, sb, pos, species, lengths, table, nbr, nnbr):
+    """Energy change of re-typing i (sa -> sb) and j (sb -> sa), from their Verlet rows.
+
+    The same arithmetic, in the same order, as the swap branch of :func:`run_attempts`
+    (used by the domain-decomposed sweep, ``mc_domains.py``).
+    """
+    il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
+    du = 0.0
+    for p in range(2):
+        if p == 0:
+            m, other, s_old, s_new = i, j, sa, sb
+        else:
+            m, other, s_old, s_new = j, i, sb, sa
+        xm, ym, zm = pos[m, 0], pos[m, 1], pos[m, 2]
+        for k in range(nnbr[m]):
+            q = nbr[m, k]
+            if q == other:
+                continue
+            sq = species[q]
+            dx = pos[q, 0] - xm
+            dx -= lengths[0] * np.rint(dx * il0)
+            dy = pos[q, 1] - ym
+            dy -= lengths[1] * np.rint(dy * il1)
+            dz = pos[q, 2] - zm
+            dz -= lengths[2] * np.rint(dz * il2)
+            r2 = dx * dx + dy * dy + dz * dz
+            w = 1.0 if r2 < table[s_new, sq, 2] else 0.0
+            q6 = table[s_new, sq, 1] / r2
+            q6 = q6 * q6 * q6
+            du += w * (table[s_new, sq, 0] * (q6 * q6 - q6) - table[s_new, sq, 3])
+            w = 1.0 if r2 < table[s_old, sq, 2] else 0.0
+            q6 = table[s_old, sq, 1] / r2
+            q6 = q6 * q6 * q6
+            du -= w * (table[s_old, sq, 0] * (q6 * q6 - q6) - table[s_old, sq, 3])
+    return du
+
+
+@njit(cache=True)
+def displacement_du_lj(i, xn, yn, zn, ix, iy, iz, pos, species, lengths, table, nbr, nnbr,
+                       rc_max):
+    """Energy change of moving i to the wrapped (xn, yn, zn) (image shift ix, iy, iz) from
+    its Verlet row, which the caller guarantees covers every pair closer than the cut-off
+    before and after the move. Same arithmetic as the list branches of :func:`run_attempts`.
+    """
+    il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
+    xo, yo, zo = pos[i, 0], pos[i, 1], pos[i, 2]
+    si = species[i]
+    du = 0.0
+    mx = xn + ix * lengths[0] - xo
+    my = yn + iy * lengths[1] - yo
+    mz = zn + iz * lengths[2] - zo
+    reuse_image = 0.5 * min(lengths[0], min(lengths[1], lengths[2])) - max(
+        abs(mx), max(abs(my), abs(mz))) >= rc_max
+    if reuse_image:
+        for k in range(nnbr[i]):
+            j = nbr[i, k]
+            sj = species[j]
+            rc2 = table[si, sj, 2]
+            sig2 = table[si, sj, 1]
+            e4 = table[si, sj, 0]
+            sh = table[si, sj, 3]
+            dx = pos[j, 0] - xo
+            dx -= lengths[0] * np.rint(dx * il0)
+            dy = pos[j, 1] - yo
+            dy -= lengths[1] * np.rint(dy * il1)
+            dz = pos[j, 2] - zo
+            dz -= lengths[2] * np.rint(dz * il2)
+            r2 = dx * dx + dy * dy + dz * dz
+            w = 1.0 if r2 < rc2 else 0.0
+            q6 = sig2 / r2
+            q6 = q6 * q6 * q6
+            du -= w * (e4 * (q6 * q6 - q6) - sh)
+            dx -= mx
+            dy -= my
+            dz -= mz
+            r2 = dx * dx + dy * dy + dz * dz
+            w = 1.0 if r2 < rc2 else 0.0
+            q6 = sig2 / r2
+            q6 = q6 * q6 * q6
+            du += w * (e4 * (q6 * q6 - q6) - sh)
+    else:
+        for k in range(nnbr[i]):
+            j = nbr[i, k]
+            sj = species[j]
+            rc2 = table[si, sj, 2]
+            sig2 = table[si, sj, 1]
+            e4 = table[si, sj, 0]
+            sh = table[si, sj, 3]
+            px, py, pz = pos[j, 0], pos[j, 1], pos[j, 2]
+            dx = px - xo
+            dx -= lengths[0] * np.rint(dx * il0)
+            dy = py - yo
+            dy -= lengths[1] * np.rint(dy * il1)
+            dz = pz - zo
+            dz -= lengths[2] * np.rint(dz * il2)
+            r2 = dx * dx + dy * dy + dz * dz
+            w = 1.0 if r2 < rc2 else 0.0
+            q6 = sig2 / r2
+            q6 = q6 * q6 * q6
+            du -= w * (e4 * (q6 * q6 - q6) - sh)
+            dx = px - xn
+            dx -= lengths[0] * np.rint(dx * il0)
+            dy = py - yn
+            dy -= lengths[1] * np.rint(dy * il1)
+            dz = pz - zn
+            dz -= lengths[2] * np.rint(dz * il2)
+            r2 = dx * dx + dy * dy + dz * dz
+            w = 1.0 if r2 < rc2 else 0.0
+            q6 = sig2 / r2
+            q6 = q6 * q6 * q6
+            du += w * (e4 * (q6 * q6 - q6) - sh)
+    return du

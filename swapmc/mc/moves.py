@@ -63,6 +63,15 @@ class MoveSettings:
         as in random order. A sweep then satisfies balance, not detailed balance (see
         ``kernels/mc_common.py``). The storage order is fixed when the sampler is built and
         kept for the whole run, across checkpoints.
+    threads : int
+        1 (default): the serial attempt loop. K >= 2: the domain-decomposed sweep on K
+        shared-memory threads (``kernels/mc_domains.py``): a checkerboard of randomly shifted
+        domains, displacements that would leave their domain rejected, swaps within a
+        domain, each particle one turn per sweep. Its chain is the same for every K >= 2,
+        bit for bit, and differs from the serial one. Needs a box of at least 4 domain
+        edges in one dimension (domain edge >= r_c for LJ), constant volume and an LJ
+        model. Under ``mpiexec`` it applies per process: one process per node, threads =
+        cores.
     """
 
     p_swap: float = 0.0
@@ -73,6 +82,7 @@ class MoveSettings:
     lnv_step: float = 0.01
     target_acceptance: float = 0.4
     order: str = "random"
+    threads: int = 1
 
     def __post_init__(self):
         if not isinstance(self.swap_classes, (list, tuple)) or not all(
@@ -106,6 +116,10 @@ class MoveSettings:
         if self.order not in ORDERS:
             raise ConfigError(f"order must be one of {', '.join(map(repr, ORDERS))}, got "
                               f"{self.order!r}")
+        if (isinstance(self.threads, bool) or not isinstance(self.threads, (int, np.integer))
+                or self.threads < 1):
+            raise ConfigError(f"threads must be an integer >= 1, got {self.threads!r}")
+        self.threads = int(self.threads)
 
     @classmethod
     def from_dict(cls, d: dict) -> MoveSettings:
@@ -122,6 +136,8 @@ class MoveSettings:
         # option existed read back the same.
         if d["order"] == "random":
             del d["order"]
+        if d["threads"] == 1:
+            del d["threads"]
         return {k: v for k, v in d.items() if v is not None}
 
     def class_cdf(self) -> np.ndarray:
