@@ -357,6 +357,7 @@ class MonteCarlo:
         reach = self.delta * np.sqrt(3.0)
         if reach >= 0.45 * self.fstate[3]:
             skin = 2.5 * reach
+            self.skin = skin
             self.fstate[3] = skin
             self.fstate[1] = self.fstate[2] + skin
             self._rebuild()
@@ -665,6 +666,8 @@ class MonteCarlo:
         self.rng.bit_generator.state = header["rng"]
         self.cursor = cursor
         self.domain_rejections = int(header.get("domain_rejections", 0))
+        # The domain sweep may have raised the skin (see _domain_skin).
+        self.skin = float(self.fstate[3])
         # members/slot order decides which particle a swap picks: restored, not rebuilt.
         self.member_counts[:] = np.bincount(self.species, minlength=self.n_species)
         # Rows are sorted sets {j : |ref_i - ref_j| < r_list}: rebuilding them from ref
