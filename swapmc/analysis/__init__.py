@@ -9,6 +9,7 @@ DMS cross-check). Pure functions over arrays plus :class:`FsTracker`, a bounded-
 checkpointable accumulator of F_s(q, t) and the MSD.
 """
 
+from .beta_relaxation import BetaFeature, detect_beta_isochronal, detect_beta_isothermal
 from .dynamics import (
     FsTracker,
     default_wavenumber,
@@ -29,7 +30,7 @@ from .loss_models import (
     hn_susceptibility,
     kww_susceptibility,
 )
-from .master_curve import MasterCurve, superpose
+from .master_curve import MasterCurve, ShiftFactorFit, fit_shift_factors, superpose
 from .mechanics import (
     DMSMean,
     DMSResult,
@@ -136,18 +137,23 @@ __all__ = [
     "tau_alpha",
     # spectra: peaks, activation energies, master curves, loss models
     "ActivationFit",
+    "BetaFeature",
     "DMSComparison",
     "DMSPrediction",
     "LossPeak",
     "MasterCurve",
+    "ShiftFactorFit",
     "SpectrumFit",
     "compare_dms",
+    "detect_beta_isochronal",
+    "detect_beta_isothermal",
     "dms_arrays",
     "dms_from_kww",
     "fit_arrhenius",
     "fit_havriliak_negami",
     "fit_kww_spectrum",
     "fit_peak_arrhenius",
+    "fit_shift_factors",
     "hn_peak_omega_tau",
     "hn_susceptibility",
     "kww_susceptibility",

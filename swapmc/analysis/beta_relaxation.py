@@ -21,11 +21,13 @@ symmetric relaxation term does:
   Havriliak-Negami or KWW loss falls as ``(omega tau_a)^-s`` and ``ln tau_a`` is Arrhenius
   (``T_0 = 0``, ``alpha_form="arrhenius"``, the default: below T_g the structure is frozen)
   or VFT (``alpha_form="vft"``, T_0 free in [0, 0.95 T_min]); ``c`` is the loss floor and
-  T_hi the top of the fitted window. The beta term is a Gaussian in 1/T,
-  ``A exp[-(1/T - 1/T_b)^2 / (2 s^2)]``, the shape of a thermally activated process with a
-  Gaussian spread of activation energies seen at fixed frequency (an Arrhenius Cole-Cole
-  process is exactly symmetric in 1/T). The window is the rising flank: all points up to
-  the last one below ``flank_fraction`` (default 0.5) of the maximum when the maximum is
+  T_hi the top of the fitted window. The beta term is a symmetric peak in 1/T,
+  ``A / cosh[(1/T - 1/T_b) / s]``: the isochronal loss of an Arrhenius Debye process is
+  exactly this (ln omega tau_b is linear in 1/T), and that of an Arrhenius Cole-Cole
+  process, ``1 / (cosh z + cos(a pi / 2))``, has the same exponential tails (a Gaussian in
+  1/T, the shape of a Gaussian spread of activation energies, put T_b low by ~0.5 of its
+  error on the synthetic Cole-Cole scans). The window is the rising flank: all points up to
+  the last one below ``flank_fraction`` (default 0.2) of the maximum when the maximum is
   inside the scan (the alpha peak itself is not of the flank form), else every point.
 
 **Decision.** Both models are fitted by weighted least squares (several starts of the beta
@@ -114,10 +116,10 @@ class BetaFeature:
     ``"other"`` (module docstring); ``found`` is True for peak, shoulder and wing.
     ``variable`` is ``"ln_omega"`` (isothermal; ``fixed`` = T) or ``"temperature"``
     (isochronal; ``fixed`` = omega). ``position`` (ln omega_b or T_b), ``amplitude``
-    (Delta_b or A, unit of the data) and ``width`` (Cole-Cole exponent a, or the Gaussian
-    s in 1/T units) are those of the alpha + beta fit, with 68 % errors, also when the term
-    was not kept (then they describe the best, rejected, term). ``f_stat``, ``p_value``,
-    ``chi2_*`` and ``dof_*`` are the test's; ``aic_*`` the Akaike criteria
+    (Delta_b or A, unit of the data) and ``width`` (Cole-Cole exponent a, or the s of the
+    symmetric peak, 1/T units) are those of the alpha + beta fit, with 68 % errors, also
+    when the term was not kept (then they describe the best, rejected, term).
+    ``f_stat``, ``p_value``, ``chi2_*`` and ``dof_*`` are the test's; ``aic_*`` the Akaike criteria
     ``chi2 + 2 P`` (for reference). ``alpha_params`` / ``beta_params`` name the fitted
     parameters of both fits (``alpha_only``: the alpha-only fit) and ``window`` the x range
     fitted. :meth:`curves` evaluates the fits.
@@ -499,7 +501,7 @@ def _classify_iso(p, p_max, amp, amp_e, min_sig, pos, pos_e, lnw, p_b, n_alpha, 
 
 # ============================================================================ isochronal
 def detect_beta_isochronal(temperature, loss, loss_err=None, *, omega=math.nan,
-                           alpha_form="arrhenius", flank_fraction=0.5, p_max=BETA_P_MAX,
+                           alpha_form="arrhenius", flank_fraction=0.2, p_max=BETA_P_MAX,
                            min_significance=2.0, n_starts=12) -> BetaFeature:
     """Test an isochronal tan delta(T) or M''(T) scan for a beta peak or shoulder below
     the alpha peak.
@@ -525,7 +527,7 @@ def detect_beta_isochronal(temperature, loss, loss_err=None, *, omega=math.nan,
     Returns
     -------
     BetaFeature
-        ``position`` is T_b; ``width`` the Gaussian s in 1/T units.
+        ``position`` is T_b; ``width`` the peak's s in 1/T units.
 
     Raises
     ------
@@ -642,7 +644,8 @@ def detect_beta_isochronal(temperature, loss, loss_err=None, *, omega=math.nan,
         kind = "peak" if np.any((d[:-1] > 0) & (d[1:] <= 0)) else "shoulder"
         reason = ""
     method = (f"{'weighted' if weighted else 'unweighted'} least squares of the "
-              f"{alpha_form} alpha flank (+ floor) and a Gaussian in 1/T; beta kept when the "
+              f"{alpha_form} alpha flank (+ floor) and a symmetric peak in 1/T; beta kept when "
+              "the "
               f"F test of the nested fits has p < {p_max:g} and amplitude/error >= "
               f"{min_significance:g}")
     return BetaFeature(

@@ -309,7 +309,7 @@ def _section_beta(data, quantity, iso_quantity, alpha_model, alpha_form, p_max,
 
 def analyze(data: ScanData, *, sections=None, quantity="m_loss",
             isochronal_quantity="tan_delta", alpha_model="kww", alpha_form="arrhenius",
-            p_max=BETA_P_MAX, flank_fraction=0.5, mc_scale="auto", reference=None, tg=None,
+            p_max=BETA_P_MAX, flank_fraction=0.2, mc_scale="auto", reference=None, tg=None,
             tg_err=0.0) -> dict:
     """Run the analysis sections on a scan (module docstring).
 

@@ -304,7 +304,7 @@ def add_parser(subparsers) -> None:
                    help="law of tau_alpha(T) on the alpha flank of the isochronal beta test")
     a.add_argument("--p-max", type=float, default=0.01,
                    help="largest nominal F-test p value for a beta term to be kept")
-    a.add_argument("--flank-fraction", type=float, default=0.5,
+    a.add_argument("--flank-fraction", type=float, default=0.2,
                    help="isochronal beta test: the window ends below this fraction of the "
                    "alpha maximum when it lies inside the scan")
     a.add_argument("--mc-scale", choices=("auto", "log", "linear"), default="auto",
