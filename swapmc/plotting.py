@@ -795,9 +795,8 @@ def beta_isochronal_figure(rows, features, *, quantity="tan_delta", stress_unit=
         tf = np.linspace(f.window[0], f.window[1], 200)
         a_only, _, b_part, total = f.curves(tf)
         ax.plot(tf, a_only, ":", color=col, lw=1.2)
-        if f.found or f.kind in ("edge", "other"):
-            ax.plot(tf, total, "-", color=col, lw=1.4)
         if f.found:
+            ax.plot(tf, total, "-", color=col, lw=1.4)
             ax.plot(tf, b_part, "--", color=col, lw=1.2)
             ax.axvspan(f.position - f.position_err, f.position + f.position_err, color=col,
                        alpha=0.15, lw=0)
@@ -807,8 +806,8 @@ def beta_isochronal_figure(rows, features, *, quantity="tan_delta", stress_unit=
 
     handles, _ = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="k", ls=":", label=r"$\alpha$ flank only"),
-                Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit"),
-                Line2D([], [], color="k", ls="--", label=r"$\beta$ term (kept)"),
+                Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
+                Line2D([], [], color="k", ls="--", label=r"$\beta$ term"),
                 Line2D([], [], color="k", marker="v", ls="none", mec="k",
                        label=r"$T_\beta$ ± 68 % (shaded)")]
     ax.legend(handles=handles, fontsize=8)
@@ -818,10 +817,24 @@ def beta_isochronal_figure(rows, features, *, quantity="tan_delta", stress_unit=
         if kept else "no $\\beta$ feature kept"), fontsize=10)
     ax.set_xlabel(f"T ({temp_u})")
     ax.set_ylabel(_quantity_label(quantity, sym, su))
-    if all(r[quantity] > 0 for r in rows):
-        ax.set_yscale("log")
+    _log_axis_positive(ax, [r[quantity] for r in rows])
     fig.tight_layout()
     return fig
+
+
+def _log_axis_positive(ax, values):
+    """Log y axis when most values are positive (a small loss spans decades and a beta
+    feature sits decades below the alpha peak); points <= 0 (noise) cannot be shown there,
+    which the axis label then says."""
+    v = np.asarray(values, dtype=float)
+    pos = v[v > 0]
+    if pos.size < 0.5 * v.size or pos.size < 2:
+        return
+    ax.set_yscale("log")
+    ax.set_ylim(0.5 * pos.min(), 2.0 * pos.max())
+    n_bad = int(np.sum(v <= 0))
+    if n_bad:
+        ax.set_ylabel(ax.get_ylabel() + f"\n({n_bad} point(s) <= 0 not shown)")
 
 
 def beta_isothermal_figure(rows, features, *, quantity="m_loss", stress_unit="",
@@ -857,8 +870,8 @@ def beta_isothermal_figure(rows, features, *, quantity="m_loss", stress_unit="",
         wf = np.exp(np.linspace(f.window[0], f.window[1], 200))
         a_only, _, b_part, total = f.curves(wf)
         ax.plot(wf, a_only, ":", color=col, lw=1.2)
-        ax.plot(wf, total, "-", color=col, lw=1.4)
         if f.found:
+            ax.plot(wf, total, "-", color=col, lw=1.4)
             ax.plot(wf, b_part, "--", color=col, lw=1.2)
             lo, hi = f.position - f.position_err, f.position + f.position_err
             ax.axvspan(math.exp(lo), math.exp(min(hi, f.window[1] + 3)), color=col,
@@ -867,14 +880,14 @@ def beta_isothermal_figure(rows, features, *, quantity="m_loss", stress_unit="",
 
     handles, _ = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="k", ls=":", label=r"$\alpha$ only"),
-                Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit"),
-                Line2D([], [], color="k", ls="--", label=r"$\beta$ term (kept)")]
+                Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
+                Line2D([], [], color="k", ls="--", label=r"$\beta$ term")]
     ax.legend(handles=handles, fontsize=8)
     ax.set_xscale("log")
-    if all(r[quantity] > 0 for r in rows):
-        ax.set_yscale("log")
     ax.set_xlabel(rf"$\omega$ (rad/{tu})")
     ax.set_ylabel(_quantity_label(quantity, sym, su))
+    _log_axis_positive(ax, [r[quantity] for r in rows
+                            if any(r["temperature"] == f.fixed for f in features)])
     ax.set_title(r"isothermal $\beta$ test (shaded: $\omega_\beta$ ± 68 %)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -178,3 +178,33 @@ def test_calibration_script_quick(bc, tmp_path, capsys):
     assert text.startswith("# command: python scripts/beta_detection_calibration.py --quick")
     assert "isochronal tan delta + beta" in text and "covers the truth" in text
     assert bc.main(["--cases", "9"]) == 1
+
+
+def test_beta_figures_have_units_and_legends(bc):
+    from swapmc.plotting import beta_isochronal_figure, beta_isothermal_figure
+
+    rng = np.random.default_rng(15)
+    y, e = bc.noisy_isochronal(rng, bc.isochronal_truth(0.05))
+    f = detect_beta_isochronal(bc.T_GRID, y, e, omega=bc.OMEGA_CHRON)
+    rows = [dict(temperature=t, omega=bc.OMEGA_CHRON, tan_delta=v, tan_delta_err=ee)
+            for t, v, ee in zip(bc.T_GRID, y, e)]
+    fig = beta_isochronal_figure(rows, [f], time_unit="tau_LJ",
+                                 temperature_unit="epsilon/k_B")
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("T (") and "varepsilon" in ax.get_xlabel()
+    assert ax.get_legend() is not None and ax.get_yscale() == "log"
+    assert "T = 0.8" in ax.get_title() or "T = 0.9" in ax.get_title()
+    truth = bc.isothermal_truth(alpha="kww", beta_amp=0.3)
+    err = np.full(truth.size, 0.006)
+    g = detect_beta_isothermal(bc.OMEGA, truth + err * rng.standard_normal(truth.size), err,
+                               temperature=0.3)
+    rows = [dict(temperature=0.3, omega=w, m_loss=v, m_loss_err=ee)
+            for w, v, ee in zip(bc.OMEGA, truth, err)]
+    fig = beta_isothermal_figure(rows, [g], stress_unit="epsilon/sigma^3",
+                                 time_unit="tau_LJ", temperature_unit="epsilon/k_B")
+    ax = fig.axes[0]
+    assert "tau" in ax.get_xlabel() and "sigma" in ax.get_ylabel()
+    assert ax.get_legend() is not None
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
