@@ -180,3 +180,43 @@ def test_cli_errors(tmp_path, case, extra, text):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("swapmc: error:"), proc.stderr
     assert text in lines[0]
+
+
+def test_real_scan_directory_end_to_end(tmp_path, capsys):
+    """A real `swapmc dms` scan (two N = 250 KA2 lattices, 2 T x 3 periods of 40-400 MD
+    steps, as in tests/test_dms_scan.py) read back by the analysis: the rows equal the
+    scan's own dms.csv, and the master curve runs on them (the values are not physics)."""
+    import argparse
+
+    from swapmc.build import composition_counts, lattice_configuration
+    from swapmc.io import write_extxyz
+    from swapmc.md.cli import add_parsers
+    from swapmc.models import load_preset
+
+    pre = load_preset("ka2-x10")
+    counts = composition_counts(pre.composition, 250, pre.model.species)
+    paths = []
+    for k in (1, 2):
+        path = tmp_path / f"g{k}.xyz"
+        write_extxyz(str(path), lattice_configuration(counts, pre.model.species, 1.2, seed=k))
+        paths.append(str(path))
+    parser = argparse.ArgumentParser(prog="swapmc")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "scan"
+    args = parser.parse_args(["dms", *paths, "--preset", "ka2-x10", "-T", "0.3", "0.4",
+                              "--period-range", "0.2", "2", "--per-decade", "2", "--cycles",
+                              "3", "--equilibration-steps", "100", "--no-progress",
+                              "-o", str(out)])
+    assert args.func(args) == 0
+    data = read_scan(str(out))
+    table = json.loads((out / "dms.json").read_text())["rows"]
+    assert len(data.rows) == len(table) == 6
+    mine = {(r.temperature, round(r.period, 9)): r for r in data.rows}
+    for row in table:
+        r = mine[(row["temperature"], round(row["period"], 9))]
+        assert r.m_storage == row["m_storage"] and r.m_loss_err == row["m_loss_err"]
+    capsys.readouterr()
+    args = parser.parse_args(["dms-analyze", str(out), "--sections", "master"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "master curve of m_loss" in text and (out / "analysis" / "analysis.json").exists()

@@ -259,10 +259,25 @@ def _section_master(data, quantity, scale, reference):
                                          for t in temps):
         raise ValueError(f"--reference {reference:g} is not a temperature of the scan "
                          f"({', '.join(f'{t:g}' for t in temps)})")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        mc = superpose(xs, ys, errors, temps, reference=reference, scale=scale)
-    out = {"master_curve": mc, "scale": scale, "quantity": quantity,
+    # superpose's default knots (every 1.5 grid spacings) need several points per curve;
+    # with few frequencies the spacing is doubled until the spline has fewer coefficients
+    # than the points allow (the spacing used is reported).
+    spacing = 1.5 * float(np.median(np.concatenate([np.diff(x) for x in xs])))
+    for _ in range(6):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                mc = superpose(xs, ys, errors, temps, reference=reference, scale=scale,
+                               knot_spacing=spacing)
+            break
+        except ValueError as err:
+            if "increase knot_spacing" not in str(err):
+                raise
+            spacing *= 2.0
+    else:
+        raise ValueError(f"too few points ({sum(x.size for x in xs)}) for a master curve of "
+                         f"{len(xs)} temperatures")
+    out = {"master_curve": mc, "scale": scale, "quantity": quantity, "knot_spacing": spacing,
            "warnings": [str(w.message) for w in caught], "laws": {}, "fits": {}}
     for law in ("arrhenius", "vft"):
         try:

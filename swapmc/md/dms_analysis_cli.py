@@ -114,8 +114,9 @@ def cmd_dms_analyze(args) -> int:
         m = res["master"]
         mc = m["master_curve"]
         laws = {k: v for k, v in m["laws"].items() if not isinstance(v, str)}
-        print(f"master curve of {args.quantity} ({m['scale']} scale), T_ref = "
-              f"{mc.reference:g}; chi2/dof = {mc.chi2:.3g}/{mc.dof}")
+        print(f"master curve of {args.quantity} ({m['scale']} scale, spline knots every "
+              f"{m['knot_spacing']:.3g} in ln omega), T_ref = {mc.reference:g}; chi2/dof = "
+              f"{mc.chi2:.3g}/{mc.dof}")
         for w in m["warnings"]:
             print(f"  warning: {w}")
         print(f"  {'T':>10s} {'ln a_T':>10s} {'+-':>8s}")
@@ -148,6 +149,7 @@ def cmd_dms_analyze(args) -> int:
         if "fits_skipped" in m:
             print(f"  master-curve fits: not done ({m['fits_skipped']})")
         json_out["master"] = {"master_curve": mc.as_dict(), "scale": m["scale"],
+                              "knot_spacing": m["knot_spacing"],
                               "warnings": m["warnings"],
                               "laws": {k: (v if isinstance(v, str) else v.as_dict())
                                        for k, v in m["laws"].items()},
