@@ -100,8 +100,8 @@ def test_refusals_name_the_limit(ka2, liquid_factory):
     from test_eam_mc import _system
 
     pot = eam.zjw_potential()
-    with pytest.raises(NotImplementedError, match="LJ models only"):
-        MonteCarlo(_system(pot, 300, 1), pot, 1500.0, moves=MoveSettings(threads=2), seed=1)
+    with pytest.raises(ConfigurationError, match=r"edge >= 2 r_c = 14.31.* 8 r_c = 57.24"):
+        MonteCarlo(_system(pot, 3000, 1), pot, 1500.0, moves=MoveSettings(threads=2), seed=1)
 
 
 def test_cli_refuses_small_box_in_one_line(tmp_path):
@@ -150,21 +150,21 @@ def test_moves_stay_in_their_domain(ka2, liquid_factory):
     mc = MonteCarlo(_liquid(ka2, liquid_factory), ka2.model, 1.0,
                     moves=_moves(displacement=0.25), seed=2)
     seen = []
-    original = mc_domains.phases_lj
+    original = mc_domains.phases
 
     def spy(*args):
-        pos, lengths, shift, nd = args[0], args[3], args[18], args[19]
+        pos, lengths, shift, nd = args[1], args[4], args[25], args[26]
         before = [mc_domains.domain_of(*p, lengths, shift, nd) for p in pos]
         moved_before = pos.copy()
         original(*args)
         after = [mc_domains.domain_of(*p, lengths, shift, nd) for p in pos]
         seen.append((before == after, np.any(pos != moved_before)))
 
-    mc_domains.phases_lj = spy
+    mc_domains.phases = spy
     try:
         mc.sweep(3)
     finally:
-        mc_domains.phases_lj = original
+        mc_domains.phases = original
     assert all(same and moved for same, moved in seen)
     assert mc.domain_rejections > 0
 
@@ -193,6 +193,43 @@ def test_running_energy_list_and_composition(ka2, liquid_factory):
         assert np.array_equal(mc.slot[members], np.arange(mc.member_counts[sp]))
     mc.energy_check_every = 10
     mc.sweep(10)  # the sampler's own checks pass
+
+
+def _eam_sampler(threads=2, seed=8):
+    """Doped ZJW Cu-Zr, N = 11 400 at 0.06 / Å^3: edge 57.5 Å >= 8 r_c = 57.2 Å."""
+    from swapmc.build import composition_counts, random_configuration
+
+    pot = eam.doped(eam.zjw_potential(), dopant="X", between=("Cu", "Zr"), weight=0.5)
+    counts = composition_counts({"Cu": 0.4, "Zr": 0.4, "X": 0.2}, 11_400, pot.species)
+    s = random_configuration(counts, pot.species, 0.06, seed=7, min_distance=2.0)
+    moves = MoveSettings(p_swap=0.3, swap_classes=[("Cu", "X"), ("Zr", "X")],
+                         displacement=0.15, threads=threads)
+    return pot, MonteCarlo(s, pot, 1500.0, moves=moves, seed=seed, energy_check_every=0)
+
+
+@needs_two
+def test_eam_running_energy_densities_and_one_thread():
+    """EAM (domains 2 r_c apart): after 4 threaded sweeps with swaps the running energy
+    equals the brute-force energy, the stored host densities equal recomputed ones, and
+    the same sweeps on one thread give the same bytes."""
+    from reference import eam_energy
+    from test_mc_energy import _assert_list_exact
+
+    pot, mc = _eam_sampler()
+    _, one = _eam_sampler()
+    one.threads = 1
+    assert mc.domains.tolist() == [4, 4, 4]
+    mc.sweep(4)
+    one.sweep(4)
+    for name in ("pos", "species", "rho", "fstate", "counts", "nnbr"):
+        assert np.array_equal(getattr(mc, name), getattr(one, name)), name
+    assert mc.counts[0, 1] > 10_000 and mc.counts[1, 1] > 2_000
+    assert mc.energy == pytest.approx(
+        eam_energy(mc.pos, mc.species, mc.lengths, pot.kernel_tables()), rel=1e-11)
+    rho = mc.rho.copy()
+    mc.check_energy()  # recomputes the host densities
+    assert np.allclose(rho, mc.rho, rtol=1e-11, atol=1e-12)
+    _assert_list_exact(mc)
 
 
 @needs_two
@@ -260,16 +297,14 @@ from swapmc.build import composition_counts, random_configuration
 from swapmc.mc import MonteCarlo, MoveSettings
 from swapmc.models import load_preset
 args = json.loads(sys.argv[1])
-if args["one_thread"]:
-    # The same decomposition and streams, executed by a single thread.
-    _set = numba.set_num_threads
-    numba.set_num_threads = lambda k: _set(1)
 p = load_preset("ka2-x10")
 s = random_configuration(composition_counts(p.composition, 1500, p.model.species),
                          p.model.species, 1.2, seed=3, min_distance=0.75)
 moves = MoveSettings(p_swap=0.3, swap_classes=[("A", "C"), ("B", "C")], displacement=0.12,
                      threads=args["threads"])
 mc = MonteCarlo(s, p.model, 0.8, moves=moves, seed=17)
+if args["one_thread"]:
+    mc.threads = 1  # the same decomposition and streams, executed by one thread
 mc.equilibrate(20, tune_every=5)
 mc.sweep(30)
 h = hashlib.sha256()
@@ -305,12 +340,12 @@ import numpy as np
 from swapmc import Box, System
 from swapmc.mc import MonteCarlo, MoveSettings
 from swapmc.models import LJMixture
-model = LJMixture.from_pairs(["A"], {"A-A": {"epsilon": 1.0, "sigma": 1.0, "cutoff": 1.25}})
-length, temperature = 5.2, 0.7
+model = LJMixture.from_pairs(["A"], {"A-A": {"epsilon": 4.0, "sigma": 1.0, "cutoff": 1.25}})
+length, temperature = 5.2, 0.3
 system = System(np.array([[1.0, 1.0, 1.0], [2.1, 1.0, 1.0]]), [0, 0], ("A",),
                 Box.cube(length))
 mc = MonteCarlo(system, model, temperature,
-                moves=MoveSettings(displacement=0.35, threads=2), seed=31,
+                moves=MoveSettings(displacement=0.5, threads=2), seed=31,
                 energy_check_every=0)
 assert mc.domains.tolist() == [4, 4, 4]
 mc.sweep(5000)
@@ -328,21 +363,24 @@ print(mc.domain_rejections, mc.counts[0, 1], mc.nstats[2])
 
 @pytest.mark.physics
 def test_threaded_displacement_two_particles_boltzmann(tmp_path):
-    """Two LJ particles (r_c = 1.25, box 5.2: 4 domains of edge 1.3 per dimension, step
-    0.35): the pair distance r < L/2 has density ∝ r^2 exp(-u(r)/T), sampled after every
-    threaded sweep run with 2 threads. A quarter of the moves leave their domain."""
+    """Two LJ particles (epsilon = 4, r_c = 1.25, so a shifted well 0.9 deep, T = 0.3; box
+    5.2: 4 domains of edge 1.3 per dimension; step 0.5, so that the pair binds and unbinds
+    often): the pair distance r < L/2 has density ∝ r^2 exp(-u(r)/T), sampled after every
+    threaded sweep run with 2 threads. About half of the moves leave their domain."""
     out = tmp_path / "pair.npy"
-    code = PAIR_CHILD.replace("NSAMPLES", "150_000").replace("OUT", str(out))
+    code = PAIR_CHILD.replace("NSAMPLES", "300_000").replace("OUT", str(out))
     rejections, accepted, refreshes = map(int, _child(code, 2).split())
     samples = np.load(out)
-    assert rejections > 0.1 * 2 * 155_000 and refreshes > 1000
-    temperature = 0.7
-    edges = np.linspace(0.85, 2.6, 15)
+    assert rejections > 0.3 * 2 * 305_000 and refreshes > 1000
+    temperature = 0.3
+    # From r = 1: below it exp(-u/T) < 1e-13, a bin nothing can fall in (its batch-means
+    # error would be zero).
+    edges = np.linspace(1.0, 2.6, 17)
     inside = samples[(samples >= edges[0]) & (samples < edges[-1])]
 
     def probs(beta_scale):
         def w(r):
-            return r * r * np.exp(-beta_scale * lj_pair_energy(r, 1.0, 1.0, 1.25)
+            return r * r * np.exp(-beta_scale * lj_pair_energy(r, 4.0, 1.0, 1.25)
                                   / temperature)
 
         p = np.array([integrate.quad(w, a, b, points=[1.25] if a < 1.25 < b else None)[0]

@@ -9,7 +9,8 @@ as GPU hard-particle Monte Carlo does (Anderson et al., J. Comput. Phys. 254, 27
    colours). A particle belongs to the domain that holds it at the start of the sweep.
 2. The 8 colours are visited in an order drawn from the master generator. During a colour
    phase, the domains of that colour run in parallel; every other particle is frozen.
-   Within domain A each particle of A, in storage order, has one *turn*: with probability
+   Within domain A each particle of A has one *turn*, in an order drawn uniformly at
+   random from the domain's stream: with probability
    ``p_swap`` a swap of a pair drawn within A (a class with its fixed probability, then one
    particle of each of its species uniformly among those in A; no partner in A: the turn is
    a rejected attempt), else a displacement of that particle, uniform in a cube, **rejected
@@ -28,12 +29,17 @@ counts, a displacement turn is a uniform proposal on the cube around the particl
 to A: symmetric (x' in A is proposed from x with the same probability as x from x'), with
 Metropolis acceptance, so it satisfies detailed balance; a swap turn draws a pair uniformly
 within the (invariant) species lists of A: symmetric, so it too satisfies detailed balance.
-Each turn preserves pi, hence so does their fixed-order product (balance, as for the
-sequential order in ``mc_common.py``), the product over the domains of a colour, the
-product over colours, and the mixture over the shift and colour order, which are drawn
-independently of the state. The random shift makes the chain irreducible: without it, a
-particle could never cross a domain face. Moves that would leave their domain are
-rejected, never clipped or reflected, which would break the symmetry of the proposal.
+Each turn preserves pi, hence so does their product in any fixed order (balance, as for the
+sequential order in ``mc_common.py``), the mixture over turn orders drawn uniformly whatever
+the state, the product over the domains of a colour, the product over colours, and the
+mixture over the shift and colour order, which are drawn independently of the state. The
+turn order is random rather than the storage order because the sampler re-sorts its storage
+by position every ``sort_every`` sweeps: a storage-order kernel would then be chosen as a
+function of the state, which need not preserve pi (see ``mc_common.py``); a uniformly
+random order makes the kernel independent of the labels. The random shift makes the chain
+irreducible: without it, a particle could never cross a domain face. Moves that would leave
+their domain are rejected, never clipped or reflected, which would break the symmetry of
+the proposal.
 
 Neighbour list. Each particle has at most one displacement per sweep, of at most
 ``delta sqrt(3)``. At the start of the sweep every particle whose reference is farther than
@@ -57,6 +63,7 @@ import numpy as np
 from numba import njit, prange
 
 from .mc_common import commit_swap, metropolis, min_image_norm
+from .mc_eam import displacement_du_eam, swap_du_eam
 from .mc_lj import displacement_du_lj, swap_du_lj
 from .neighbors import _cell_of, _row_insert, _row_remove, sort_by_cell
 
@@ -255,15 +262,16 @@ def prepare_sweep(pos, species, lengths, ref, nbr, nnbr, grid, cell_members, cel
     then their new rows are computed in parallel from the final references, then the rows of
     the other particles gain or lose them (serially, in index order): the list ends equal to
     {j : |ref_i - ref_j| < r_list}, sorted, the pure function of ``ref`` the serial kernel
-    keeps. Then the particles are sorted by domain (storage order within a domain: the turn
-    order) and by (domain, species) (the swap-partner lists).
+    keeps. Then the particles are sorted by domain and by (domain, species) (the swap-partner
+    lists).
 
     Returns
     -------
     nbr, cell_members : possibly reallocated.
     dstart : ndarray, shape (n_domains + 1,), int64
     dsort : ndarray, shape (N,), int64
-        Domain d's particles are ``dsort[dstart[d]:dstart[d + 1]]``, increasing.
+        Domain d's particles are ``dsort[dstart[d]:dstart[d + 1]]``, increasing (the phases
+        shuffle each slice into the turn order).
     sstart : ndarray, shape (n_domains S + 1,), int64
     ssort : ndarray, shape (N,), int64
         Particles of species s in domain d are ``ssort[sstart[d S + s]:sstart[d S + s + 1]]``.
@@ -361,13 +369,27 @@ def _trial(x, y, z, ux, uy, uz, delta, lengths):
 
 
 @njit(cache=True)
-def _domain_turns_lj(d, state, pos, species, images, lengths, shift, nd, table, nbr, nnbr,
-                     ref, dstart, dsort, sstart, ssort, spos, members, slot, class_a, class_b,
-                     class_cdf, n_species, p_swap, delta, beta, half_skin, rc_max, dcounts,
-                     dclass, de, flags):
-    """All turns of domain d in one colour phase (LJ). Writes only particles of d, their
-    slots, and row d of the per-domain counters."""
-    for t in range(dstart[d], dstart[d + 1]):
+def _domain_turns(d, state, eam, pos, species, images, lengths, shift, nd, table, ptab, ftab,
+                  sc, nrho, nr, rho, nbr, nnbr, ref, dstart, dsort, sstart, ssort, spos,
+                  members, slot, class_a, class_b, class_cdf, n_species, p_swap, delta, beta,
+                  half_skin, rc_max, dcounts, dclass, de, flags):
+    """All turns of domain d in one colour phase. ``eam`` selects the model: the LJ table
+    ``table``, or the packed EAM tables ``ptab``, ``ftab``, ``sc``, ``nrho``, ``nr`` with the
+    host densities ``rho`` (the other model's arrays are unused placeholders). Writes only
+    particles of d, their slots, the densities of atoms within r_c of d (EAM), and row d of
+    the per-domain counters."""
+    # Scratch private to this domain (density changes of neighbours, EAM).
+    dloc = np.empty(nbr.shape[1] if eam else 0)
+    tq = np.empty(2 * nbr.shape[1] if eam else 0, np.int64)
+    tdrho = np.empty(2 * nbr.shape[1] if eam else 0)
+    # Turn order: a uniformly random permutation of the domain's particles (Fisher-Yates on
+    # its own slice of dsort), so that the kernel does not depend on the particle labels.
+    lo = dstart[d]
+    for t in range(dstart[d + 1] - 1, lo, -1):
+        state, u = next_uniform(state)
+        r = lo + int(u * (t - lo + 1))
+        dsort[t], dsort[r] = dsort[r], dsort[t]
+    for t in range(lo, dstart[d + 1]):
         k = dsort[t]
         state, u = next_uniform(state)
         if u < p_swap:
@@ -390,10 +412,20 @@ def _domain_turns_lj(d, state, pos, species, images, lengths, shift, nd, table, 
                 continue
             i = ssort[sstart[ba] + int(ua * na)]
             j = ssort[sstart[bb] + int(ub * nb)]
-            du = swap_du_lj(i, j, sa, sb, pos, species, lengths, table, nbr, nnbr)
+            if eam:
+                du, rho_i_new, rho_j_new, n_touched = swap_du_eam(
+                    i, j, sa, sb, pos, species, lengths, ptab, ftab, sc, nrho, nr, rho, nbr,
+                    nnbr, tq, tdrho)
+            else:
+                du = swap_du_lj(i, j, sa, sb, pos, species, lengths, table, nbr, nnbr)
             if metropolis(du, beta, acc_u):
                 dcounts[d, 1, 1] += 1
                 dclass[d, c, 1] += 1
+                if eam:
+                    for q in range(n_touched):
+                        rho[tq[q]] += tdrho[q]
+                    rho[i] = rho_i_new
+                    rho[j] = rho_j_new
                 commit_swap(i, j, sa, sb, species, members, slot)
                 pi = spos[i]
                 pj = spos[j]
@@ -417,10 +449,22 @@ def _domain_turns_lj(d, state, pos, species, images, lengths, shift, nd, table, 
                               lengths) >= half_skin:
                 flags[d] = 1
                 continue
-            du = displacement_du_lj(k, xn, yn, zn, ix, iy, iz, pos, species, lengths, table,
-                                    nbr, nnbr, rc_max)
+            if eam:
+                du, rho_k_new = displacement_du_eam(k, xn, yn, zn, pos, species, lengths,
+                                                    ptab, ftab, sc, nrho, nr, rho, nbr, nnbr,
+                                                    dloc)
+            else:
+                du = displacement_du_lj(k, xn, yn, zn, ix, iy, iz, pos, species, lengths,
+                                        table, nbr, nnbr, rc_max)
             if metropolis(du, beta, acc_u):
                 dcounts[d, 0, 1] += 1
+                if eam:
+                    # Only atoms within r_c change: a zero must not be written, since the
+                    # row reaches atoms another domain may be updating.
+                    for q in range(nnbr[k]):
+                        if dloc[q] != 0.0:
+                            rho[nbr[k, q]] += dloc[q]
+                    rho[k] = rho_k_new
                 pos[k, 0], pos[k, 1], pos[k, 2] = xn, yn, zn
                 images[k, 0] += ix
                 images[k, 1] += iy
@@ -430,15 +474,19 @@ def _domain_turns_lj(d, state, pos, species, images, lengths, shift, nd, table, 
 
 
 @njit(parallel=True, cache=True)
-def phases_lj(pos, species, images, lengths, table, nbr, nnbr, ref, fstate, members, slot,
-              class_a, class_b, class_cdf, n_species, p_swap, delta, beta, shift, nd,
-              colour_doms, colour_order, key, dstart, dsort, sstart, ssort, spos, dcounts,
-              dclass, de, flags):
-    """The 8 colour phases of one LJ sweep; the domains of a colour run in parallel.
+def phases(eam, pos, species, images, lengths, table, ptab, ftab, sc, nrho, nr, rho, nbr, nnbr,
+           ref, fstate, members, slot, class_a, class_b, class_cdf, n_species, p_swap, delta,
+           beta, shift, nd, colour_doms, colour_order, key, dstart, dsort, sstart, ssort, spos,
+           dcounts, dclass, de, flags):
+    """The 8 colour phases of one sweep; the domains of a colour run in parallel.
 
     Parameters
     ----------
-    pos, species, images, lengths, table, nbr, nnbr, ref, fstate, members, slot :
+    eam : bool
+        False: LJ (``table``, shape (S, S, 4), see ``lj.py``). True: EAM (``ptab``, ``ftab``
+        from ``eam.pack_pair_table``/``pack_embedding_table``, ``sc``, ``nrho``, ``nr``, and
+        the host densities ``rho`` (N,), updated). The other model's arrays are unused.
+    pos, species, images, lengths, nbr, nnbr, ref, fstate, members, slot :
         As in ``mc_lj.run_attempts`` (``fstate`` read only).
     class_a, class_b, class_cdf : swap classes (as in ``mc_lj.run_attempts``).
     n_species : int
@@ -467,7 +515,8 @@ def phases_lj(pos, species, images, lengths, table, nbr, nnbr, ref, fstate, memb
         colour = colour_order[ci]
         for t in prange(nper):
             d = colour_doms[colour, t]
-            _domain_turns_lj(d, stream_seed(key, d), pos, species, images, lengths, shift, nd,
-                             table, nbr, nnbr, ref, dstart, dsort, sstart, ssort, spos,
-                             members, slot, class_a, class_b, class_cdf, n_species, p_swap,
-                             delta, beta, half_skin, rc_max, dcounts, dclass, de, flags)
+            _domain_turns(d, stream_seed(key, d), eam, pos, species, images, lengths, shift,
+                          nd, table, ptab, ftab, sc, nrho, nr, rho, nbr, nnbr, ref, dstart,
+                          dsort, sstart, ssort, spos, members, slot, class_a, class_b,
+                          class_cdf, n_species, p_swap, delta, beta, half_skin, rc_max,
+                          dcounts, dclass, de, flags)

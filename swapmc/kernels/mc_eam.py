@@ -303,3 +303,170 @@ def run_attempts_eam(
                         p_slot, stamp, fstate, istate, nstats,
                     )
     return nbr, nnbr, grid, cell_members, cell_count, p_cell, p_slot
+
+
+@njit(cache=True)
+def displacement_du_eam(i, xn, yn, zn, pos, species, lengths, ptab, ftab, sc, nrho, nr, rho,
+                        nbr, nnbr, dloc):
+    """Energy change of moving i to the wrapped (xn, yn, zn), from its Verlet row, which the
+    caller guarantees covers every pair closer than the cut-off before and after the move.
+
+    The same arithmetic as the list branch of :func:`run_attempts_eam`, but the density
+    change of the k-th neighbour goes into ``dloc[k]`` (shape >= (nnbr[i],)), scratch
+    private to the caller, so that domains run in parallel (``mc_domains.py``).
+
+    Returns
+    -------
+    du : float
+        eV.
+    rho_i_new : float
+        Host density of i at its new position.
+    """
+    rdr, rdrho, rhomax, cutsq = sc[0], sc[1], sc[2], sc[3]
+    il0, il1, il2 = 1.0 / lengths[0], 1.0 / lengths[1], 1.0 / lengths[2]
+    xo, yo, zo = pos[i, 0], pos[i, 1], pos[i, 2]
+    si = species[i]
+    dpair = 0.0
+    demb = 0.0
+    rho_i_new = 0.0
+    for k in range(nnbr[i]):
+        j = nbr[i, k]
+        sj = species[j]
+        px, py, pz = pos[j, 0], pos[j, 1], pos[j, 2]
+        dj = 0.0
+        dx = px - xo
+        dx -= lengths[0] * np.rint(dx * il0)
+        dy = py - yo
+        dy -= lengths[1] * np.rint(dy * il1)
+        dz = pz - zo
+        dz -= lengths[2] * np.rint(dz * il2)
+        r2 = dx * dx + dy * dy + dz * dz
+        if r2 < cutsq:
+            r = np.sqrt(r2)
+            m_r, pr = cell_of(r, rdr, nr)
+            row = ptab[si, sj, m_r]
+            dpair -= (((row[0] * pr + row[1]) * pr + row[2]) * pr + row[3]) / r
+            dj -= ((row[4] * pr + row[5]) * pr + row[6]) * pr + row[7]
+        dx = px - xn
+        dx -= lengths[0] * np.rint(dx * il0)
+        dy = py - yn
+        dy -= lengths[1] * np.rint(dy * il1)
+        dz = pz - zn
+        dz -= lengths[2] * np.rint(dz * il2)
+        r2 = dx * dx + dy * dy + dz * dz
+        if r2 < cutsq:
+            r = np.sqrt(r2)
+            m_r, pr = cell_of(r, rdr, nr)
+            row = ptab[si, sj, m_r]
+            dpair += (((row[0] * pr + row[1]) * pr + row[2]) * pr + row[3]) / r
+            dj += ((row[4] * pr + row[5]) * pr + row[6]) * pr + row[7]
+            rho_i_new += ((row[8] * pr + row[9]) * pr + row[10]) * pr + row[11]
+        dloc[k] = dj
+        if dj != 0.0:
+            fj = ftab[sj]
+            demb += (embed_packed(fj, rho[j] + dj, rdrho, nrho, rhomax)
+                     - embed_packed(fj, rho[j], rdrho, nrho, rhomax))
+    du = (dpair + demb + embed_packed(ftab[si], rho_i_new, rdrho, nrho, rhomax)
+          - embed_packed(ftab[si], rho[i], rdrho, nrho, rhomax))
+    return du, rho_i_new
+
+
+@njit(cache=True)
+def _swap_terms(m, q, other, s_old, s_new, pos, species, lengths, ptab, rdr, nr, cutsq):
+    """Terms of neighbour q of m when m is re-typed s_old -> s_new (``other``: the partner).
+
+    Returns (inside, dpair, density q gives m, density change at q)."""
+    dx = pos[q, 0] - pos[m, 0]
+    dx -= lengths[0] * np.rint(dx / lengths[0])
+    dy = pos[q, 1] - pos[m, 1]
+    dy -= lengths[1] * np.rint(dy / lengths[1])
+    dz = pos[q, 2] - pos[m, 2]
+    dz -= lengths[2] * np.rint(dz / lengths[2])
+    r2 = dx * dx + dy * dy + dz * dz
+    if r2 >= cutsq:
+        return False, 0.0, 0.0, 0.0
+    m_r, pr = cell_of(np.sqrt(r2), rdr, nr)
+    ir = 1.0 / np.sqrt(r2)
+    if q == other:
+        # The partner now has m's old type; the pair term is symmetric in the two
+        # identities and cancels, but densities do not.
+        row = ptab[s_new, s_old, m_r]
+        return False, 0.0, ((row[8] * pr + row[9]) * pr + row[10]) * pr + row[11], 0.0
+    sq = species[q]
+    cn = ptab[s_new, sq, m_r]
+    co = ptab[s_old, sq, m_r]
+    dpair = (((cn[0] * pr + cn[1]) * pr + cn[2]) * pr + cn[3]
+             - (((co[0] * pr + co[1]) * pr + co[2]) * pr + co[3])) * ir
+    gives = ((cn[8] * pr + cn[9]) * pr + cn[10]) * pr + cn[11]
+    dq = (((cn[4] * pr + cn[5]) * pr + cn[6]) * pr + cn[7]
+          - (((co[4] * pr + co[5]) * pr + co[6]) * pr + co[7]))
+    return True, dpair, gives, dq
+
+
+@njit(cache=True)
+def swap_du_eam(i, j, sa, sb, pos, species, lengths, ptab, ftab, sc, nrho, nr, rho, nbr, nnbr,
+                tq, tdrho):
+    """Energy change of re-typing i (sa -> sb) and j (sb -> sa), from their Verlet rows.
+
+    The neighbours of i and j are visited by merging their sorted rows, so a common
+    neighbour gets both density changes without a marks array; the touched neighbours and
+    their density changes go into ``tq``/``tdrho`` (shape >= (nnbr[i] + nnbr[j],)), scratch
+    private to the caller (``mc_domains.py``). The same terms as the swap branch of
+    :func:`run_attempts_eam`, summed in another order.
+
+    Returns
+    -------
+    du : float
+        eV.
+    rho_i_new, rho_j_new : float
+        Host densities of i and j with their new types.
+    n_touched : int
+        Entries of ``tq``/``tdrho`` in use.
+    """
+    rdr, rdrho, rhomax, cutsq = sc[0], sc[1], sc[2], sc[3]
+    dpair = 0.0
+    rho_i_new = 0.0
+    rho_j_new = 0.0
+    n_touched = 0
+    a = 0
+    b = 0
+    na = nnbr[i]
+    nb = nnbr[j]
+    while a < na or b < nb:
+        qa = nbr[i, a] if a < na else 2147483647
+        qb = nbr[j, b] if b < nb else 2147483647
+        q = min(qa, qb)
+        touched = False
+        dq_total = 0.0
+        if qa == q:
+            a += 1
+            inside, dp, gives, dq = _swap_terms(i, q, j, sa, sb, pos, species, lengths, ptab,
+                                                rdr, nr, cutsq)
+            rho_i_new += gives
+            if inside:
+                dpair += dp
+                dq_total += dq
+                touched = True
+        if qb == q:
+            b += 1
+            inside, dp, gives, dq = _swap_terms(j, q, i, sb, sa, pos, species, lengths, ptab,
+                                                rdr, nr, cutsq)
+            rho_j_new += gives
+            if inside:
+                dpair += dp
+                dq_total += dq
+                touched = True
+        if touched:
+            tq[n_touched] = q
+            tdrho[n_touched] = dq_total
+            n_touched += 1
+    demb = (embed_packed(ftab[sb], rho_i_new, rdrho, nrho, rhomax)
+            - embed_packed(ftab[sa], rho[i], rdrho, nrho, rhomax)
+            + embed_packed(ftab[sa], rho_j_new, rdrho, nrho, rhomax)
+            - embed_packed(ftab[sb], rho[j], rdrho, nrho, rhomax))
+    for t in range(n_touched):
+        q = tq[t]
+        fq = ftab[species[q]]
+        demb += (embed_packed(fq, rho[q] + tdrho[t], rdrho, nrho, rhomax)
+                 - embed_packed(fq, rho[q], rdrho, nrho, rhomax))
+    return dpair + demb, rho_i_new, rho_j_new, n_touched

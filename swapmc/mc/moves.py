@@ -68,10 +68,10 @@ class MoveSettings:
         shared-memory threads (``kernels/mc_domains.py``): a checkerboard of randomly shifted
         domains, displacements that would leave their domain rejected, swaps within a
         domain, each particle one turn per sweep. Its chain is the same for every K >= 2,
-        bit for bit, and differs from the serial one. Needs a box of at least 4 domain
-        edges in one dimension (domain edge >= r_c for LJ), constant volume and an LJ
-        model. Under ``mpiexec`` it applies per process: one process per node, threads =
-        cores.
+        bit for bit, and differs from the serial one. Needs constant volume and a box of at
+        least 4 domain edges in one dimension (domain edge >= r_c for LJ, 2 r_c for EAM:
+        KA2 N >= 1201, Cu-Zr N >= ~1e4 at liquid density). Under ``mpiexec`` it applies per
+        process: one process per node, threads = cores.
     """
 
     p_swap: float = 0.0

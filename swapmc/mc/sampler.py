@@ -85,6 +85,11 @@ class MonteCarlo:
     state-dependent choice among kernels, which is not guaranteed to preserve the Boltzmann
     distribution (the argument is in ``kernels/mc_common.py``). Swaps pick their pair at
     random in both orders.
+
+    With ``moves.threads = K >= 2`` a sweep is instead the domain-decomposed sweep of
+    ``kernels/mc_domains.py`` on K threads (constant volume; whole sweeps only): the
+    attribute ``threads`` may be changed between calls, since the chain does not depend on
+    it, and ``domain_rejections`` counts displacements rejected for leaving their domain.
     """
 
     def __init__(
@@ -194,9 +199,14 @@ class MonteCarlo:
         self.sort_every = int(sort_every)
         self.spatial_sort()
         self.fstate[0] = self.total_energy()
+        # The option picks the sweep: serial (1) or domain-decomposed (>= 2). ``threads`` is
+        # then only how many threads run the domain sweep; it may be changed between calls
+        # (e.g. to 1 to time the same chain on one thread), since the chain does not
+        # depend on it.
         self.threads = int(self.moves.threads)
+        self.domain_sweep = self.threads > 1
         self.domain_rejections = 0
-        if self.threads > 1:
+        if self.domain_sweep:
             self._init_domains()
 
     # ------------------------------------------------------------------ setup
@@ -211,10 +221,6 @@ class MonteCarlo:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import numba
 
-        if self.kind != "lj":
-            raise NotImplementedError(
-                "[moves] threads > 1 (the domain-decomposed sweep) is implemented for LJ "
-                "models only; run EAM models with threads = 1")
         if self.pressure_imposed is not None:
             raise ConfigurationError(
                 "[moves] threads > 1 samples at constant volume; an imposed pressure (volume "
@@ -224,13 +230,20 @@ class MonteCarlo:
                 f"[moves] threads = {self.threads} exceeds the {numba.config.NUMBA_NUM_THREADS}"
                 " threads Numba may start here (environment variable NUMBA_NUM_THREADS)")
         rc = float(self.fstate[2])
-        nd = mc_domains.domain_grid(self.lengths, rc)
+        # Pair potentials: a move changes energies within r_c of the moved particle. EAM: it
+        # changes the densities of atoms within r_c, whose embedding energies depend on atoms
+        # a further r_c away, so domains of one colour must be 2 r_c apart.
+        d_min = 2.0 * rc if self.kind == "eam" else rc
+        what = "2 r_c" if self.kind == "eam" else "r_c"
+        nd = mc_domains.domain_grid(self.lengths, d_min)
         if nd.min() < 2 or nd.prod() // mc_domains.N_COLOURS < 2:
-            edge = 4.0 * rc
+            edge = 4.0 * d_min
             n_min = int(np.ceil(self.n / self.volume * edge**3))
             raise ConfigurationError(
-                f"[moves] threads > 1 needs domains of edge >= r_c = {rc:.4g}, two of each "
-                f"colour, i.e. a box edge >= 4 r_c = {edge:.4g} in some dimension; this box is "
+                f"[moves] threads > 1 needs domains of edge >= {what} = {d_min:.4g}, two of "
+                f"each colour, i.e. a box edge >= {'8' if self.kind == 'eam' else '4'} r_c = "
+                f"{edge:.4g} in some dimension; "
+                "this box is "
                 f"{' x '.join(f'{v:.4g}' for v in self.lengths)} (N = {self.n}); at this "
                 f"density a cubic box needs N >= {n_min}")
         self.domains = nd
@@ -297,7 +310,7 @@ class MonteCarlo:
 
     # ------------------------------------------------------------- sampling
     def _kernel(self, n_attempts: int):
-        if self.threads > 1:
+        if self.domain_sweep:
             if n_attempts % self.n:
                 raise ValueError(f"with threads > 1 the sampler runs whole sweeps (multiples "
                                  f"of N = {self.n} attempts), got {n_attempts}")
@@ -371,6 +384,17 @@ class MonteCarlo:
         self._domain_skin()
         ndom = int(self.domains.prod())
         beta = 1.0 / (self.kB * self.temperature)
+        eam = self.kind == "eam"
+        # The other model's arguments are placeholders of the right types.
+        if eam:
+            table = np.zeros((1, 1, 4))
+            ptab, ftab = self.packed
+            sc, nr, nrho = self.tables[3], self.tables[4], self.tables[5]
+            rho = self.rho
+        else:
+            table = self.table
+            ptab, ftab = np.zeros((1, 1, 1, 12)), np.zeros((1, 1, 5))
+            sc, nr, nrho, rho = np.zeros(4), 1, 1, np.zeros(1)
         for _ in range(int(n_sweeps)):
             shift = self.rng.random(3) * self.lengths
             key = self.rng.integers(0, 2**64, dtype=np.uint64)
@@ -384,12 +408,13 @@ class MonteCarlo:
             dclass = np.zeros((ndom, self.class_counts.shape[0], 2), np.int64)
             de = np.zeros(ndom)
             flags = np.zeros(ndom, np.int64)
-            mc_domains.phases_lj(
-                self.pos, self.species, self.images, self.lengths, self.table, self.nbr,
-                self.nnbr, self.ref, self.fstate, self.members, self.slot, self.class_a,
-                self.class_b, self.class_cdf, self.n_species, float(self.moves.p_swap),
-                self.delta, beta, shift, self.domains, self.colour_doms, colour_order, key,
-                dstart, dsort, sstart, ssort, spos, dcounts, dclass, de, flags)
+            mc_domains.phases(
+                eam, self.pos, self.species, self.images, self.lengths, table, ptab, ftab, sc,
+                nrho, nr, rho, self.nbr, self.nnbr, self.ref, self.fstate, self.members,
+                self.slot, self.class_a, self.class_b, self.class_cdf, self.n_species,
+                float(self.moves.p_swap), self.delta, beta, shift, self.domains,
+                self.colour_doms, colour_order, key, dstart, dsort, sstart, ssort, spos,
+                dcounts, dclass, de, flags)
             if flags.any():
                 raise RuntimeError("domain sweep: a trial move reached half the Verlet skin "
                                    "(the sweep's refreshes should exclude this)")
@@ -538,7 +563,7 @@ class MonteCarlo:
         out["large_moves"] = int(self.nstats[1])
         out["list_refreshes"] = int(self.nstats[2])
         out["volume_wall_rejections"] = int(self.nstats[WALL])
-        if self.threads > 1:
+        if self.domain_sweep:
             out["domain_rejections"] = int(self.domain_rejections)
         return out
 
@@ -588,7 +613,7 @@ class MonteCarlo:
             # Only in sequential order, so random-order checkpoints are written as before.
             header["attempt_order"] = "sequential"
             header["cursor"] = int(self.cursor)
-        if self.threads > 1:
+        if self.domain_sweep:
             header["domain_rejections"] = int(self.domain_rejections)
         return {
             "header": json.dumps(header),
