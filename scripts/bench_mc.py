@@ -12,6 +12,12 @@ times the start-up of a fresh process (import + loading the cached compiled kern
     python scripts/bench_mc.py --quick    # one to two minutes
     python scripts/bench_mc.py --no-lammps
     python scripts/bench_mc.py --aging    # also: sequential order as its storage order ages
+    python scripts/bench_mc.py --threads-only [--cold-start]   # only the threaded rows
+
+The threaded rows (``[moves] threads``, the domain-decomposed sweep) time whole sweeps by wall
+clock, since CPU time adds up over threads: the serial sweep, the domain sweep on one thread
+and on two, interleaved as above, with the load average before and after; the speed-up on
+two cores gives the serial fraction by Amdahl's law and the scaling it implies on 64 cores.
 
 Rates are attempts divided by the process CPU time of the timed call, which is robust to
 other jobs on a shared machine. swapmc's two orders and the plain kernel are timed
@@ -358,6 +364,118 @@ def aging_rows(n, attempts, repeats):
               f"{ratio(res, (label, 'displacement'), ('random', 'displacement'))}")
 
 
+def threaded_twins(mc: MonteCarlo) -> dict:
+    """Serial and domain-decomposed samplers on ``mc``'s configuration and step size."""
+    out = {}
+    for label, threads in (("serial", 1), ("domains", 2)):
+        moves = MoveSettings(**{**mc.moves.to_dict(), "threads": threads})
+        twin = MonteCarlo(mc.system(), mc.model, mc.temperature, moves=moves, seed=3,
+                          energy_check_every=0)
+        twin.delta = mc.delta
+        out[label] = twin
+    return out
+
+
+def time_sweeps(mc: MonteCarlo, threads: int, sweeps: int) -> dict:
+    """Wall-clock rate of ``sweeps`` sweeps; for the domain sweep on ``threads`` threads."""
+    if mc.domain_sweep:
+        mc.threads = threads
+    mc.sweep(1)  # warm caches (and the thread pool)
+    before = mc.counts.copy()
+    w0 = time.perf_counter()
+    mc.sweep(sweeps)
+    wall = time.perf_counter() - w0
+    diff = mc.counts - before
+    return {"attempts": int(diff[:2, 0].sum()), "rate": diff[:2, 0].sum() / wall,
+            "acceptance": diff[0, 1] / max(diff[0, 0], 1)}
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def threaded_rows(sizes, sweeps, repeats, cores):
+    """Serial sweep, domain sweep on 1 thread and on ``cores`` threads, interleaved."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < cores:
+        print(f"\nthreaded rows skipped: Numba may start {numba.config.NUMBA_NUM_THREADS} "
+              f"threads, {cores} needed")
+        return []
+    print(f"\nThreaded sweep ([moves] threads, domain decomposition; KA2 T = {TEMPERATURE}, "
+          f"p_swap as in the preset): wall-clock attempts/s, median of {repeats} interleaved "
+          f"rounds of {sweeps} sweeps; OMP_WAIT_POLICY = "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'PASSIVE (set by swapmc)')}")
+    header = f"{'N':>7s} {'sweep':18s} {'domains':>9s} {'attempts/s':>12s} " \
+             f"{'acceptance':>10s} {'load avg (1, 5, 15 min)':>24s}"
+    print(header)
+    print("-" * len(header))
+    lines = []
+    for n in sizes:
+        mc = prepare(n)
+        twins = threaded_twins(mc)
+        dom = twins["domains"]
+        runs = (("serial", twins["serial"], 1), ("domains, 1 thread", dom, 1),
+                (f"domains, {cores} threads", dom, cores))
+        res = {label: [] for label, _, _ in runs}
+        load0 = load_average()
+        for r in range(repeats):
+            for label, sampler, threads in (runs if r % 2 == 0 else runs[::-1]):
+                res[label].append(time_sweeps(sampler, threads, sweeps))
+        load1 = load_average()
+        grid = "x".join(str(k) for k in dom.domains)
+        for label, _, _ in runs:
+            rs = res[label]
+            print(f"{n:7d} {label:18s} {grid if label != 'serial' else '':>9s} "
+                  f"{np.median([x['rate'] for x in rs]):12.3e} "
+                  f"{np.mean([x['acceptance'] for x in rs]):10.3f} "
+                  f"{load0 + ' -> ' + load1:>24s}", flush=True)
+        par = f"domains, {cores} threads"
+        s_dom = np.array([a["rate"] / b["rate"] for a, b in zip(res[par],
+                                                               res["domains, 1 thread"])])
+        s_ser = np.array([a["rate"] / b["rate"] for a, b in zip(res[par], res["serial"])])
+        one = np.array([a["rate"] / b["rate"] for a, b in zip(res["domains, 1 thread"],
+                                                              res["serial"])])
+        # Amdahl: S = 1 / (f + (1 - f) / p)  =>  f = (p / S - 1) / (p - 1).
+        f = (cores / s_dom - 1.0) / (cores - 1)
+        f_med = float(np.median(f))
+        s64 = 1.0 / (np.clip(f, 0.0, 1.0) + (1.0 - np.clip(f, 0.0, 1.0)) / 64)
+        lines.append(
+            f"KA2 N = {n:6d}: {cores} threads / 1 thread (same chain) "
+            f"{np.median(s_dom):.2f} [{s_dom.min():.2f}, {s_dom.max():.2f}]; {cores} threads "
+            f"/ serial sweep {np.median(s_ser):.2f} [{s_ser.min():.2f}, {s_ser.max():.2f}]; "
+            f"1 thread / serial {np.median(one):.2f} [{one.min():.2f}, {one.max():.2f}]; "
+            f"serial fraction f = {f_med:.3f} [{f.min():.3f}, {f.max():.3f}] -> 64 cores "
+            f"{np.median(s64):.1f}x [{s64.min():.1f}, {s64.max():.1f}] "
+            f"(domains per colour {int(dom.domains.prod()) // 8})")
+    return lines
+
+
+def threaded_startup() -> tuple[float, float]:
+    """Wall time of a fresh process that imports swapmc, builds a threaded sampler (KA2,
+    N = 1500) and runs one sweep, with an empty kernel cache (every kernel compiled) and
+    then with the cache it left; returns (cold, warm) seconds."""
+    code = (
+        "from swapmc.models import load_preset; from swapmc.mc import MonteCarlo, MoveSettings;"
+        "from swapmc.build import composition_counts, lattice_configuration;"
+        "p=load_preset('ka2-x10'); c=composition_counts(p.composition, 1500, p.model.species);"
+        "s=lattice_configuration(c, p.model.species, 1.2, 1);"
+        "m=MonteCarlo(s, p.model, 1.0, moves=MoveSettings(**p.moves, threads=2)); m.sweep(1)"
+    )
+    with tempfile.TemporaryDirectory(prefix="swapmc-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="2")
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                           env=env)
+            times.append(time.perf_counter() - t0)
+    return times[0], times[1]
+
+
 def startup_seconds() -> float:
     """Wall time of a fresh process that imports swapmc and runs one sweep of a tiny system
     (compiled kernels loaded from the cache)."""
@@ -387,7 +505,33 @@ def main(argv=None) -> int:
     ap.add_argument("--no-eam", action="store_true")
     ap.add_argument("--aging", action="store_true",
                     help="also time sequential order with aged storage orders (largest N)")
+    ap.add_argument("--threads-only", action="store_true",
+                    help="only the threaded rows (KA2 N = 32 000 and 64 000 by default)")
+    ap.add_argument("--thread-sizes", type=int, nargs="+", default=[32000, 64000])
+    ap.add_argument("--thread-sweeps", type=int, default=10,
+                    help="sweeps per timed round of the threaded rows (default 10)")
+    ap.add_argument("--no-threads", action="store_true", help="no threaded rows")
+    ap.add_argument("--cold-start", action="store_true",
+                    help="also time a process compiling every kernel from an empty cache")
     args = ap.parse_args(argv)
+    if args.threads_only:
+        repeats = args.repeats or 5
+        print(f"swapmc {__version__} threaded Monte Carlo sweep benchmark: KA2 x_C = 0.10, "
+              f"rho = 1.2, T = {TEMPERATURE}")
+        print(machine_line())
+        print(f"load average (1, 5, 15 min) at the start: {load_average()}")
+        if args.cold_start:
+            cold, warm = threaded_startup()
+            print(f"start-up with threads = 2 (fresh process, KA2 N = 1500, one sweep): "
+                  f"{cold:.1f} s with an empty kernel cache (every kernel compiled), "
+                  f"{warm:.2f} s with the cache it left")
+        lines = threaded_rows(args.thread_sizes, args.thread_sweeps, repeats, 2)
+        print(f"\nRatios in the same run (median [min, max] over the {repeats} rounds):")
+        for line in lines:
+            print("  " + line)
+        print("\nCu-Zr EAM: not measured; threads > 1 is implemented for LJ models only.")
+        print(f"load average (1, 5, 15 min) at the end: {load_average()}")
+        return 0
     sizes = args.sizes or ([1000, 8000] if args.quick else [1000, 8000, 64000])
     attempts = 500_000 if args.quick else 1_000_000
     repeats = args.repeats or (3 if args.quick else 5)
@@ -446,6 +590,9 @@ def main(argv=None) -> int:
     if not args.no_eam:
         eam_sizes = args.eam_sizes or ([2000] if args.quick else [2000, 16000])
         eam_rows(eam_sizes, attempts // 4, repeats, lammps_ok, args.quick, tmp, ratio_lines)
+    if not args.no_threads:
+        ratio_lines += threaded_rows(args.thread_sizes if not args.quick else [32000],
+                                     args.thread_sweeps, repeats, 2)
     print(f"\nRatios in the same run (median [min, max] over the {repeats} rounds):")
     for line in ratio_lines:
         print("  " + line)
