@@ -758,6 +758,16 @@ class Run:
         self.paths["in_lammps"] = os.path.join(self.outdir, "in.lammps")
         write_lammps_input(self.paths["in_lammps"], model, "final.data", potential,
                            comment=f"swapmc {__version__} {self.cfg['preset']}: final.data")
+        # The MD protocols on final.data for LAMMPS without swapmc (in.<protocol>.lammps:
+        # NPT, DMS, relaxation, AQS and rate shear; -var NAME VALUE changes a parameter),
+        # at this run's temperature and, for a model with a pressure, after NPT at it.
+        from .io.lammps_input import write_lammps_protocols
+
+        for name, path in write_lammps_protocols(
+                self.outdir, model, "final.data", potential,
+                params={"T": repr(float(mc.temperature))}, pressure=mc.pressure_imposed,
+                comment=f"swapmc {__version__} {self.cfg['preset']}: final.data").items():
+            self.paths[f"in_{name}"] = path
         files = {k: v for k, v in self.paths.items() if os.path.exists(v)}
         summary["files"] = files
         with atomic_write(self.paths["summary"]) as fh:

@@ -186,7 +186,9 @@ def test_export_in_lammps_gives_swapmc_energy(runs, tmp_path):
     model = _library_with_sample(str(tmp_path / "lib.sqlite"), "ka2-x10", system)
     with Library(str(tmp_path / "lib.sqlite")) as lib:
         files = export_samples(lib, lib.query(), str(tmp_path / "ex"))
-    (script,) = [os.path.basename(f) for f in files if f.endswith(".lammps")]
+    # in-<hash>.lammps; the protocol inputs are in-<hash>.<protocol>.lammps
+    (script,) = [os.path.basename(f) for f in files
+                 if f.endswith(".lammps") and os.path.basename(f).count(".") == 1]
     index = (tmp_path / "ex" / "index.csv").read_text()
     assert script in index and "pair_modify shift yes" in index
     energy, _, _ = ForceField(model).compute(system)

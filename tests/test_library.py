@@ -429,7 +429,8 @@ def test_export_round_trip(built, tmp_path):
         samples = lib.query(limit=2)
         files = export_samples(lib, samples, str(tmp_path / "ex"),
                                structures=("equilibrium", "inherent"))
-        assert len(files) == 2 * 2 * 2 + 2  # + index.csv and the model's in-<hash>.lammps
+        # + index.csv, the model's in-<hash>.lammps and its five protocol inputs
+        assert len(files) == 2 * 2 * 2 + 2 + 5
         for s in samples:
             for kind in ("equilibrium", "inherent"):
                 ref = s.structure(kind)
@@ -461,7 +462,8 @@ def test_cli_ls_show_export_check(built, tmp_path, capsys):
     listed = sorted(os.listdir(tmp_path / "x"))
     assert [f for f in listed if not f.startswith("in-")] == [
         "index.csv", "sample-1-inherent.data", "sample-2-inherent.data"]
-    assert len([f for f in listed if f.startswith("in-") and f.endswith(".lammps")]) == 1
+    inputs = [f for f in listed if f.startswith("in-") and f.endswith(".lammps")]
+    assert len(inputs) == 6  # the model and its protocols (in-<hash>.<protocol>.lammps)
     assert main(["library", "export", result.path, "999", "-o", str(tmp_path / "y")]) == 1
     assert "no sample(s) with id [999]" in capsys.readouterr().err
     assert main(["library", "check", result.path]) == 0

@@ -193,10 +193,18 @@ def _cmd_show(args) -> int:
 
 
 def _cmd_export(args) -> int:
+    from ..io.lammps_input import check_protocol_parameters
     from .export import export_samples
     from .store import LibraryError
 
     formats = ("extxyz", "lammps") if args.format == "both" else (args.format,)
+    lammps_params = {}
+    for item in args.lammps_set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--lammps-set {item!r}: expected NAME=VALUE, e.g. T=0.3")
+        lammps_params[name.strip()] = value.strip()
+    lammps_params = check_protocol_parameters(lammps_params)  # before opening anything
     structures = (("equilibrium", "inherent") if args.structure == "both"
                   else (args.structure,))
     # Positional words after the first: digits are sample ids, anything else a library file.
@@ -221,7 +229,8 @@ def _cmd_export(args) -> int:
             print("no sample matches; nothing exported")
             return 1
         files = export_samples(libs[0], samples, args.output, formats, structures,
-                               naming="build-chain" if len(libs) > 1 else "id")
+                               naming="build-chain" if len(libs) > 1 else "id",
+                               lammps_params=lammps_params)
     finally:
         for lib in libs:
             lib.close()
@@ -359,7 +368,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "index.csv (and the EAM potential file for metal models). With "
                         "several library files (e.g. shards) each build and chain is "
                         "exported once, as sample-<build12>-c<chain>-<structure>, and "
-                        "index.csv names the file it came from.")
+                        "index.csv names the file it came from. Each model also gets "
+                        "in-<hash12>.lammps (the model) and ready-to-run LAMMPS inputs of "
+                        "the MD protocols, in-<hash12>.<protocol>.lammps for npt, dms, relax, "
+                        "shear_aqs and shear_rate (lmp -in in-<hash12>.dms.lammps -var data "
+                        "sample-<id>-inherent.data -var T 0.3 -var period 100).")
     ex.add_argument("library", nargs="+", metavar="LIBRARY",
                     help="library file(s); with one file, sample ids may follow it "
                          "(default: every sample that matches the filters)")
@@ -370,6 +383,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="file format(s) written")
     ex.add_argument("--structure", choices=("inherent", "equilibrium", "both"),
                     default="inherent", help="which structure(s) of each sample")
+    ex.add_argument("--lammps-set", action="append", default=[], metavar="NAME=VALUE",
+                    help="default written into the LAMMPS protocol inputs "
+                    "in-<hash12>.<protocol>.lammps (npt, dms, relax, shear_aqs, shear_rate), "
+                    "e.g. T=0.3 or period=100 (repeatable; lmp -var NAME VALUE still "
+                    "overrides it)")
     ex.add_argument("-o", "--output", default="exported", help="output directory")
     ex.set_defaults(func=_cmd_export)
 

@@ -16,6 +16,7 @@ from ..io import (
     write_lammps_data,
     write_lammps_input,
 )
+from ..io.lammps_input import check_protocol_parameters, write_lammps_protocols
 from ..models import EAMPotential, ModelError
 from ..models.presets import add_dopant, build_model
 from .store import STRUCTURE_KINDS, Library, Sample
@@ -27,7 +28,8 @@ XYZ_INFO = ("model", "build", "chain", "temperature", "pressure", "verdict", "en
 
 
 def export_samples(library: Library | None, samples: list[Sample], directory: str,
-                   formats=FORMATS, structures=("inherent",), naming: str = "id") -> list[str]:
+                   formats=FORMATS, structures=("inherent",), naming: str = "id",
+                   lammps_params=None) -> list[str]:
     """Write each sample's structure(s) to files in ``directory``.
 
     Files are named ``sample-<id>-<structure>.xyz`` / ``.data`` (or, with ``naming =
@@ -37,9 +39,13 @@ def export_samples(library: Library | None, samples: list[Sample], directory: st
     ``pair_style``, ``pair_coeff`` of every pair,
     ``pair_modify shift yes`` for LJ, masses; run it as ``lmp -in in-<hash12>.lammps -var
     data sample-<id>-inherent.data``) and, for EAM, its potential
-    ``potential-<hash12>.eam.<kind>``. An ``index.csv`` lists the exported samples with
-    their metadata, the model's LAMMPS lines (``lammps_pair_style``, one command per line)
-    and the name of its input file (``lammps_input``).
+    ``potential-<hash12>.eam.<kind>``, and ready-to-run inputs of the MD protocols,
+    ``in-<hash12>.<protocol>.lammps`` for npt, dms, relax, shear_aqs and shear_rate
+    (:func:`swapmc.io.lammps_input.lammps_protocol_script`: ``lmp -in
+    in-<hash12>.dms.lammps -var data sample-<id>-inherent.data -var T 0.3 -var period
+    100``). An ``index.csv`` lists the exported samples with their metadata, the model's
+    LAMMPS lines (``lammps_pair_style``, one command per line) and the name of its input
+    file (``lammps_input``).
 
     Parameters
     ----------
@@ -57,6 +63,11 @@ def export_samples(library: Library | None, samples: list[Sample], directory: st
         File names by sample id (unique within one library file) or by build and chain
         (unique across files); with "build-chain", ``index.csv`` also names each sample's
         ``file``.
+    lammps_params : dict, optional
+        Defaults written into the protocol inputs instead of swapmc's (name -> value, e.g.
+        ``{"T": 0.3, "period": 100}``; see
+        :func:`swapmc.io.lammps_input.protocol_parameters`), checked before any file is
+        written.
 
     Returns
     -------
@@ -71,6 +82,7 @@ def export_samples(library: Library | None, samples: list[Sample], directory: st
             raise ValueError(f"unknown structure {k!r}; known: {STRUCTURE_KINDS}")
     if naming not in ("id", "build-chain"):
         raise ValueError(f"unknown naming {naming!r}; known: 'id', 'build-chain'")
+    lammps_params = check_protocol_parameters(lammps_params)
     os.makedirs(directory, exist_ok=True)
     written = []
     lammps = {}  # model hash -> (pair lines, input file name)
@@ -78,7 +90,7 @@ def export_samples(library: Library | None, samples: list[Sample], directory: st
         meta = sample.meta
         if meta["model_hash"] not in lammps:
             lammps[meta["model_hash"]] = _write_lammps_model(sample._library, meta, directory,
-                                                             written)
+                                                             written, lammps_params)
         for kind in structures:
             system = sample.structure(kind)
             stem = os.path.join(directory, f"{_name(sample, naming)}-{kind}")
@@ -137,9 +149,10 @@ def _lj_model(library: Library, meta: dict):
 
 
 def _write_lammps_model(library: Library, meta: dict, directory: str,
-                        written: list) -> tuple[list, str]:
-    """Write the LAMMPS input (and EAM potential) of one model; ``(lines, input name)``,
-    or ``([], "")`` when the model cannot be recovered from the library."""
+                        written: list, params=None) -> tuple[list, str]:
+    """Write the LAMMPS input (and EAM potential) of one model and its protocol inputs;
+    ``(lines, input name)``, or ``([], "")`` when the model cannot be recovered from the
+    library."""
     tag = meta["model_hash"][:12]
     model = potential = None
     if meta["kind"] == "eam":
@@ -162,4 +175,12 @@ def _write_lammps_model(library: Library, meta: dict, directory: str,
                        comment=f"swapmc library model {meta['model']} ({meta['model_hash'][:12]}): "
                                f"lmp -in {script} -var data sample-<id>-<structure>.data")
     written.append(path)
+    # The pressure the samples were built at (NPT builds, e.g. the EAM presets): the
+    # default of the NPT stage before DMS and relaxation.
+    protocols = write_lammps_protocols(
+        directory, model, None, potential, stem=f"in-{tag}", params=params,
+        pressure=meta.get("pressure"),
+        comment=f"swapmc library model {meta['model']} ({tag}): lmp -in in-{tag}.<protocol>"
+                ".lammps -var data sample-<id>-<structure>.data")
+    written.extend(protocols.values())
     return lammps_pair_lines(model, potential), script
