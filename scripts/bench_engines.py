@@ -20,8 +20,12 @@ speed-up is understated.
 
     python scripts/bench_engines.py              # a few minutes
     python scripts/bench_engines.py --quick      # ~1 minute (N = 2000 MD, 1000 AQS)
-    python scripts/bench_engines.py --big        # also MD at N = 256 000
+    python scripts/bench_engines.py --big        # also MD at N = 256 000 (both engines)
     python scripts/bench_engines.py --no-mpi     # without the mpiexec -n 2 rows
+
+Each row also shows the 1-minute load average when it started: on a shared machine the
+ratios of one size (measured minutes apart in the same run) are more trustworthy than the
+absolute rates.
 """
 
 from __future__ import annotations
@@ -185,7 +189,7 @@ def main(argv=None) -> int:
     mpi = not args.no_mpi and os.path.exists(MPIEXEC)
     md_sizes = [2000] if args.quick else [4000, 32000] + ([256000] if args.big else [])
     aqs_sizes = [1000] if args.quick else [4000, 32000]
-    md_steps = {2000: 50, 4000: 400, 32000: 60, 256000: 10}
+    md_steps = {2000: 50, 4000: 400, 32000: 60, 256000: 20}
     aqs_steps = {1000: 1, 4000: 3, 32000: 1}
 
     print(f"swapmc {__version__}: native engine against LAMMPS (MD and AQS)")
@@ -197,7 +201,7 @@ def main(argv=None) -> int:
           f"{os.cpu_count()} cores (other jobs share this machine: rates are lower bounds)\n")
 
     head = (f"{'case':34s} {'engine':13s} {'N':>7s} {'steps':>6s} {'atom-steps/s':>13s} "
-            f"{'(CPU)':>10s} {'vs native':>9s}")
+            f"{'(CPU)':>10s} {'vs native':>9s} {'load':>5s}")
     rows_md, rows_aqs = [], []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,11 +222,13 @@ def main(argv=None) -> int:
                 spec = {"case": "md", "model": name, "path": configs[(name, n)],
                         "steps": steps, "warmup": max(5, steps // 10)}
                 results = []
-                engines = (["native"] if n <= 32000 else []) + ["lammps"]
-                for kind in engines:
-                    results.append((kind, run_case(dict(spec, engine=kind))))
+                for kind in ("native", "lammps"):
+                    load = os.getloadavg()[0]
+                    results.append((kind, dict(run_case(dict(spec, engine=kind)), load=load)))
                 if mpi:
-                    results.append(("lammps", run_mpi(dict(spec, engine="lammps"), 2, 900)))
+                    load = os.getloadavg()[0]
+                    results.append(("lammps", dict(run_mpi(dict(spec, engine="lammps"), 2,
+                                                           1800), load=load)))
                 base = next((r["rate"] for k, r in results if k == "native"), None)
                 for kind, r in results:
                     label = f"{kind} x{r.get('ranks', 2)}"
@@ -232,11 +238,12 @@ def main(argv=None) -> int:
                     ratio = f"{r['rate'] / base:9.2f}" if base else f"{'-':>9s}"
                     cpu = f"{r['rate_cpu']:10.3e}" if r["ranks"] == 1 else f"{'-':>10s}"
                     print(f"{'MD NVT ' + name:34s} {label:13s} {n:7d} {steps:6d} "
-                          f"{r['rate']:13.3e} {cpu} {ratio}", flush=True)
+                          f"{r['rate']:13.3e} {cpu} {ratio} {r['load']:5.1f}", flush=True)
                     rows_md.append((name, kind, r))
 
         head2 = (f"{'case':34s} {'engine':13s} {'N':>7s} {'steps':>6s} {'s/step':>10s} "
-                 f"{'(CPU)':>10s} {'FIRE it.':>9s} {'us/atom-it':>10s} {'vs native':>9s}")
+                 f"{'(CPU)':>10s} {'FIRE it.':>9s} {'us/atom-it':>10s} {'vs native':>9s} "
+                 f"{'load':>5s}")
         print(f"\nAQS step: strain {AQS_STEP:g} (simple shear) + FIRE to max|F_i| < "
               f"{args.ftol:g}, KA2 LJ glass (random insertion + FIRE quench)")
         print(head2)
@@ -253,9 +260,14 @@ def main(argv=None) -> int:
             start = os.path.join(tmp, f"is-{n}.xyz")
             write_extxyz(start, r0.system)
             spec["path"] = start
-            results = [(kind, run_case(dict(spec, engine=kind))) for kind in ("native", "lammps")]
+            results = []
+            for kind in ("native", "lammps"):
+                load = os.getloadavg()[0]
+                results.append((kind, dict(run_case(dict(spec, engine=kind)), load=load)))
             if mpi:
-                results.append(("lammps", run_mpi(dict(spec, engine="lammps"), 2, 1800)))
+                load = os.getloadavg()[0]
+                results.append(("lammps", dict(run_mpi(dict(spec, engine="lammps"), 2, 1800),
+                                               load=load)))
             base = results[0][1]["seconds_per_step"]
             for kind, r in results:
                 label = f"{kind} x{r.get('ranks', 2)}"
@@ -266,7 +278,8 @@ def main(argv=None) -> int:
                 per = 1e6 * r["seconds_per_step"] / (n * max(r["iterations"], 1.0))
                 print(f"{'AQS step KA2 LJ':34s} {label:13s} {n:7d} {r['steps']:6d} "
                       f"{r['seconds_per_step']:10.3g} {cpu} {r['iterations']:9.0f} "
-                      f"{per:10.3f} {base / r['seconds_per_step']:9.2f}", flush=True)
+                      f"{per:10.3f} {base / r['seconds_per_step']:9.2f} {r['load']:5.1f}",
+                      flush=True)
                 rows_aqs.append((n, kind, r))
     load1 = os.getloadavg()
     print(f"\nload average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; "
@@ -275,7 +288,8 @@ def main(argv=None) -> int:
           "faster). The native engine runs on one core (no MPI); 'lammps x2' is mpiexec -n 2 "
           "with the box decomposed over both ranks. AQS iteration counts differ between "
           "engines only through rounding in FIRE; us/atom-it = wall time per atom and FIRE "
-          "iteration.")
+          "iteration. load: 1-minute load average when the row started (2 cores; a load "
+          "above 2 means other jobs took part of the cores, most of all from the x2 rows).")
     return 0
 
 

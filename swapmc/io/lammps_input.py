@@ -23,6 +23,12 @@ Type ``t`` is species ``t - 1`` of the model, the numbering of every data file s
 (:func:`swapmc.io.write_lammps_data`), so the lines apply to those files directly; the
 species names follow as comments (they are also the data file's type labels). Numbers are
 written with Python's ``repr``, so LAMMPS reads the very float64 values swapmc uses.
+
+:func:`lammps_protocol_script` goes further: a ready-to-run input of one of swapmc's MD
+protocols (NPT, DMS, stress relaxation, AQS and finite-rate shear) for users who run LAMMPS
+themselves, every parameter a LAMMPS ``index`` variable (``lmp -in in.dms.lammps -var T 0.3
+-var period 100``); ``swapmc run`` writes them next to ``in.lammps`` and ``swapmc library
+export`` next to each model's ``in-<hash12>.lammps`` (:func:`write_lammps_protocols`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import os
 
 from .atomic import atomic_write
 
-__all__ = ["lammps_input_script", "lammps_pair_lines", "write_lammps_input"]
+__all__ = ["PROTOCOLS", "check_protocol_parameters", "lammps_input_script",
+           "lammps_pair_lines", "lammps_protocol_script", "protocol_parameters",
+           "write_lammps_input", "write_lammps_protocols"]
 
 # LAMMPS unit style of each swapmc unit system.
 _LAMMPS_UNITS = {"lj": "lj", "metal": "metal"}

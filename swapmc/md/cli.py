@@ -884,7 +884,9 @@ def add_parsers(subparsers) -> None:
     d.add_argument("--tg", type=float,
                    help="glass transition temperature, for E/(R T_g) of the Arrhenius fit")
     d.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
-                   help="farm the points over MPI ranks (auto: when started by mpiexec)")
+                   help="use MPI ranks (auto: when started by mpiexec): the native engine "
+                   "farms the points over them, --engine lammps decomposes each point's box "
+                   "over them")
     d.set_defaults(func=cmd_dms)
 
     r = subparsers.add_parser("relax", formatter_class=HelpFormatter,
