@@ -397,8 +397,23 @@ def load_average() -> str:
         return "unknown"
 
 
-def threaded_rows(sizes, sweeps, repeats, cores):
-    """Serial sweep, domain sweep on 1 thread and on ``cores`` threads, interleaved."""
+def _timed_phases(inside):
+    """``mc_domains.phases`` wrapped to add its wall time to ``inside[0]``."""
+    from swapmc.kernels import mc_domains
+
+    phases = mc_domains.phases
+
+    def timed(*a):
+        t0 = time.perf_counter()
+        phases(*a)
+        inside[0] += time.perf_counter() - t0
+
+    return phases, timed
+
+
+def threaded_rows(sizes, sweeps, repeats, cores, eam_sizes=()):
+    """Serial sweep, domain sweep on 1 thread and on ``cores`` threads, interleaved, for
+    KA2 at ``sizes`` and Cu50Zr50 (Mendelev EAM, p_swap = 0.2) at ``eam_sizes``."""
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < cores:
@@ -406,30 +421,56 @@ def threaded_rows(sizes, sweeps, repeats, cores):
               f"threads, {cores} needed")
         return []
     print(f"\nThreaded sweep ([moves] threads, domain decomposition; KA2 T = {TEMPERATURE}, "
-          f"p_swap as in the preset): wall-clock attempts/s, median of {repeats} interleaved "
-          f"rounds of {sweeps} sweeps; OMP_WAIT_POLICY = "
+          f"p_swap as in the preset; Cu50Zr50 Mendelev EAM {EAM_TEMPERATURE:g} K, p_swap = "
+          f"0.2): wall-clock attempts/s, median of {repeats} interleaved rounds of {sweeps} "
+          "sweeps; OMP_WAIT_POLICY = "
           f"{os.environ.get('OMP_WAIT_POLICY', 'PASSIVE (set by swapmc)')}")
-    header = f"{'N':>7s} {'sweep':18s} {'domains':>9s} {'attempts/s':>12s} " \
+    header = f"{'model':5s} {'N':>7s} {'sweep':18s} {'domains':>9s} {'attempts/s':>12s} " \
              f"{'acceptance':>10s} {'load avg (1, 5, 15 min)':>24s}"
     print(header)
     print("-" * len(header))
+    from swapmc.kernels import mc_domains
+
     lines = []
-    for n in sizes:
-        mc = prepare(n)
+    cases = [("KA2", n) for n in sizes] + [("Cu-Zr", n) for n in eam_sizes]
+    for system, n in cases:
+        if system == "KA2":
+            mc = prepare(n)
+        else:
+            import lammps_peer
+
+            from swapmc.models import EAMPotential
+
+            mc = prepare_eam(n, EAMPotential.from_file(lammps_peer.default_eam_potential()))
+            mc.moves.p_swap = 0.2
         twins = threaded_twins(mc)
         dom = twins["domains"]
         runs = (("serial", twins["serial"], 1), ("domains, 1 thread", dom, 1),
                 (f"domains, {cores} threads", dom, cores))
         res = {label: [] for label, _, _ in runs}
         load0 = load_average()
+        f_bound = []
         for r in range(repeats):
             for label, sampler, threads in (runs if r % 2 == 0 else runs[::-1]):
-                res[label].append(time_sweeps(sampler, threads, sweeps))
+                if label == "domains, 1 thread":
+                    # Wall time inside the parallel colour phases on one thread: the rest of
+                    # the sweep (refresh bookkeeping, domain sorts, Python) is at most the
+                    # serial fraction (the refreshes' new rows run in parallel too).
+                    inside = [0.0]
+                    phases, mc_domains.phases = _timed_phases(inside)
+                    try:
+                        t0 = time.perf_counter()
+                        res[label].append(time_sweeps(sampler, threads, sweeps))
+                        f_bound.append(1.0 - inside[0] / (time.perf_counter() - t0))
+                    finally:
+                        mc_domains.phases = phases
+                else:
+                    res[label].append(time_sweeps(sampler, threads, sweeps))
         load1 = load_average()
         grid = "x".join(str(k) for k in dom.domains)
         for label, _, _ in runs:
             rs = res[label]
-            print(f"{n:7d} {label:18s} {grid if label != 'serial' else '':>9s} "
+            print(f"{system:5s} {n:7d} {label:18s} {grid if label != 'serial' else '':>9s} "
                   f"{np.median([x['rate'] for x in rs]):12.3e} "
                   f"{np.mean([x['acceptance'] for x in rs]):10.3f} "
                   f"{load0 + ' -> ' + load1:>24s}", flush=True)
@@ -444,13 +485,16 @@ def threaded_rows(sizes, sweeps, repeats, cores):
         f_med = float(np.median(f))
         s64 = 1.0 / (np.clip(f, 0.0, 1.0) + (1.0 - np.clip(f, 0.0, 1.0)) / 64)
         lines.append(
-            f"KA2 N = {n:6d}: {cores} threads / 1 thread (same chain) "
+            f"{system:5s} N = {n:6d}: {cores} threads / 1 thread (same chain) "
             f"{np.median(s_dom):.2f} [{s_dom.min():.2f}, {s_dom.max():.2f}]; {cores} threads "
             f"/ serial sweep {np.median(s_ser):.2f} [{s_ser.min():.2f}, {s_ser.max():.2f}]; "
             f"1 thread / serial {np.median(one):.2f} [{one.min():.2f}, {one.max():.2f}]; "
             f"serial fraction f = {f_med:.3f} [{f.min():.3f}, {f.max():.3f}] -> 64 cores "
             f"{np.median(s64):.1f}x [{s64.min():.1f}, {s64.max():.1f}] "
-            f"(domains per colour {int(dom.domains.prod()) // 8})")
+            f"(domains per colour {int(dom.domains.prod()) // 8}); time outside the parallel "
+            f"phases on 1 thread {np.median(f_bound):.3f} [{min(f_bound):.3f}, "
+            f"{max(f_bound):.3f}] of the sweep -> Amdahl "
+            f"{1.0 / (np.median(f_bound) + (1 - np.median(f_bound)) / 64):.1f}x on 64 cores")
     return lines
 
 
@@ -508,6 +552,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads-only", action="store_true",
                     help="only the threaded rows (KA2 N = 32 000 and 64 000 by default)")
     ap.add_argument("--thread-sizes", type=int, nargs="+", default=[32000, 64000])
+    ap.add_argument("--thread-eam-sizes", type=int, nargs="*", default=[16000])
     ap.add_argument("--thread-sweeps", type=int, default=10,
                     help="sweeps per timed round of the threaded rows (default 10)")
     ap.add_argument("--no-threads", action="store_true", help="no threaded rows")
@@ -525,11 +570,11 @@ def main(argv=None) -> int:
             print(f"start-up with threads = 2 (fresh process, KA2 N = 1500, one sweep): "
                   f"{cold:.1f} s with an empty kernel cache (every kernel compiled), "
                   f"{warm:.2f} s with the cache it left")
-        lines = threaded_rows(args.thread_sizes, args.thread_sweeps, repeats, 2)
+        lines = threaded_rows(args.thread_sizes, args.thread_sweeps, repeats, 2,
+                              args.thread_eam_sizes)
         print(f"\nRatios in the same run (median [min, max] over the {repeats} rounds):")
         for line in lines:
             print("  " + line)
-        print("\nCu-Zr EAM: not measured; threads > 1 is implemented for LJ models only.")
         print(f"load average (1, 5, 15 min) at the end: {load_average()}")
         return 0
     sizes = args.sizes or ([1000, 8000] if args.quick else [1000, 8000, 64000])
@@ -592,7 +637,8 @@ def main(argv=None) -> int:
         eam_rows(eam_sizes, attempts // 4, repeats, lammps_ok, args.quick, tmp, ratio_lines)
     if not args.no_threads:
         ratio_lines += threaded_rows(args.thread_sizes if not args.quick else [32000],
-                                     args.thread_sweeps, repeats, 2)
+                                     args.thread_sweeps, repeats, 2,
+                                     [] if args.no_eam or args.quick else args.thread_eam_sizes)
     print(f"\nRatios in the same run (median [min, max] over the {repeats} rounds):")
     for line in ratio_lines:
         print("  " + line)

@@ -68,6 +68,8 @@ from .mc_lj import displacement_du_lj, swap_du_lj
 from .neighbors import _cell_of, _row_insert, _row_remove, sort_by_cell
 
 N_COLOURS = 8
+# Fewest refreshed particles whose new rows are computed in a parallel region (~25 us each).
+PARALLEL_ROWS = 16
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -224,23 +226,6 @@ def _row_of(i, ref, lengths, r_list, grid, cell_members, cell_count):
 
 
 @njit(parallel=True, cache=True)
-def _refresh_rows(pos, ref, lengths, r_list, grid, cell_members, cell_count, limit, n_species,
-                  species, shift, nd, dom, skey):
-    """Parallel part of :func:`prepare_sweep`: flags the particles to refresh (farther than
-    ``limit`` from their reference) and the domain keys. Returns the flagged indices,
-    increasing."""
-    n = pos.shape[0]
-    need = np.zeros(n, np.bool_)
-    for i in prange(n):
-        need[i] = min_image_norm(pos[i, 0] - ref[i, 0], pos[i, 1] - ref[i, 1],
-                                 pos[i, 2] - ref[i, 2], lengths) >= limit
-        d = domain_of(pos[i, 0], pos[i, 1], pos[i, 2], lengths, shift, nd)
-        dom[i] = d
-        skey[i] = d * n_species + species[i]
-    return np.flatnonzero(need)
-
-
-@njit(parallel=True, cache=True)
 def _new_rows(flagged, ref, lengths, r_list, grid, cell_members, cell_count, rows, counts):
     """New rows of the flagged particles from the final references, in parallel (reads
     only shared state). A row longer than ``rows.shape[1]`` leaves its count and is
@@ -282,10 +267,18 @@ def prepare_sweep(pos, species, lengths, ref, nbr, nnbr, grid, cell_members, cel
     r_list = fstate[1]
     # A relative margin far above the rounding of the triangle inequality it relies on.
     limit = 0.5 * fstate[3] * (1.0 - 1e-9) - delta * np.sqrt(3.0)
+    # Serial: O(N) and cheap, and each parallel region costs a thread wake-up, which on a
+    # node shared with other jobs can take a scheduler slice.
     dom = np.empty(n, np.int64)
     skey = np.empty(n, np.int64)
-    flagged = _refresh_rows(pos, ref, lengths, r_list, grid, cell_members, cell_count, limit,
-                            n_species, species, shift, nd, dom, skey)
+    need = np.zeros(n, np.bool_)
+    for i in range(n):
+        need[i] = min_image_norm(pos[i, 0] - ref[i, 0], pos[i, 1] - ref[i, 1],
+                                 pos[i, 2] - ref[i, 2], lengths) >= limit
+        d = domain_of(pos[i, 0], pos[i, 1], pos[i, 2], lengths, shift, nd)
+        dom[i] = d
+        skey[i] = d * n_species + species[i]
+    flagged = np.flatnonzero(need)
     nf = flagged.shape[0]
     if nf > 0:
         refreshing = np.zeros(n, np.bool_)
@@ -298,7 +291,16 @@ def prepare_sweep(pos, species, lengths, ref, nbr, nnbr, grid, cell_members, cel
                                              p_cell, p_slot)
         rows = np.empty((nf, nbr.shape[1] + 32), np.int64)
         counts = np.zeros(nf, np.int64)
-        _new_rows(flagged, ref, lengths, r_list, grid, cell_members, cell_count, rows, counts)
+        if nf >= PARALLEL_ROWS:
+            _new_rows(flagged, ref, lengths, r_list, grid, cell_members, cell_count, rows,
+                      counts)
+        else:
+            for f in range(nf):
+                row, count = _row_of(flagged[f], ref, lengths, r_list, grid, cell_members,
+                                     cell_count)
+                counts[f] = count
+                if count <= rows.shape[1]:
+                    rows[f, :count] = row[:count]
         for f in range(nf):
             i = flagged[f]
             if counts[f] <= rows.shape[1]:
