@@ -94,6 +94,8 @@ def test_refusals_name_the_limit(ka2, liquid_factory):
     s = _liquid(ka2, liquid_factory)
     with pytest.raises(ConfigurationError, match="constant volume"):
         MonteCarlo(s, ka2.model, 1.0, pressure=2.0, moves=_moves(), seed=1)
+    with pytest.raises(ConfigurationError, match="threads = 1 only"):
+        MonteCarlo(s, ka2.model, 1.0, moves=_moves(order="sequential"), seed=1)
     with pytest.raises(ConfigurationError, match="NUMBA_NUM_THREADS"):
         MonteCarlo(s, ka2.model, 1.0, moves=_moves(threads=numba.config.NUMBA_NUM_THREADS + 1),
                    seed=1)

@@ -225,6 +225,10 @@ class MonteCarlo:
             raise ConfigurationError(
                 "[moves] threads > 1 samples at constant volume; an imposed pressure (volume "
                 "moves) needs threads = 1")
+        if self.sequential:
+            raise ConfigurationError(
+                "[moves] threads > 1 gives each particle one turn per sweep in a random order "
+                "within its domain; [moves] order = 'sequential' applies to threads = 1 only")
         if self.threads > numba.config.NUMBA_NUM_THREADS:
             raise ConfigurationError(
                 f"[moves] threads = {self.threads} exceeds the {numba.config.NUMBA_NUM_THREADS}"
