@@ -217,6 +217,145 @@ def steady_state(strain, stress, window: float = DEFAULT_STEADY_WINDOW):
     return mean, err, (float(lo), float(x[-1])), n, float(tau)
 
 
+#: Blocks of the plateau test at most (fewer when the window is short for its correlation
+#: time), at least (below: undetermined), and block length in integrated autocorrelation
+#: times.
+PLATEAU_MAX_BLOCKS = 16
+PLATEAU_MIN_BLOCKS = 5
+PLATEAU_BLOCK_TAUS = 4.0
+
+
+@dataclass
+class PlateauTest:
+    """Is the end of a flow curve a steady state? (:func:`plateau_test`)
+
+    Attributes
+    ----------
+    steady : bool or None
+        True when the slope of the stress over the window is consistent with zero, False
+        when it is not (a drift), None when the window is too short to tell.
+    mean, err : float
+        Mean stress over the window and its blocking error (stress unit).
+    slope, slope_err : float
+        Least-squares slope d sigma / d eps of the block means and its standard error
+        (stress unit per unit strain).
+    t : float
+        slope / slope_err.
+    t_crit : float
+        Two-sided Student-t quantile at ``level`` with blocks - 2 degrees of freedom.
+    drift, drift_err : float
+        slope x window width: the change of stress across the window (stress unit), to
+        compare with ``err``.
+    blocks : int
+        Block means used.
+    samples : int
+        Points in the window.
+    tau_int : float
+        Integrated autocorrelation time of the detrended window (points).
+    bounds : tuple of float
+        Strain range of the window.
+    level : float
+    reason : str
+        Why ``steady`` is None ('' otherwise).
+    """
+
+    steady: bool | None
+    mean: float
+    err: float
+    slope: float
+    slope_err: float
+    t: float
+    t_crit: float
+    drift: float
+    drift_err: float
+    blocks: int
+    samples: int
+    tau_int: float
+    bounds: tuple
+    level: float = 0.95
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["bounds"] = list(self.bounds)
+        return d
+
+
+def plateau_test(strain, stress, start: float, *, level: float = 0.95,
+                 max_blocks: int = PLATEAU_MAX_BLOCKS) -> PlateauTest:
+    """Test the stress of strains >= ``start`` for a plateau (a steady state of flow).
+
+    The window is cut into B equal consecutive blocks, each at least
+    ``PLATEAU_BLOCK_TAUS`` integrated autocorrelation times of the detrended window long
+    (so the block means are nearly independent; B <= ``max_blocks``). The block means
+    are fitted by a straight line in strain (ordinary least squares, B - 2 degrees of
+    freedom): the curve is steady when |slope| / se(slope) is below the two-sided
+    Student-t quantile at ``level`` (95 %: a stationary series fails 5 % of the time), and
+    drifting otherwise. With fewer than ``PLATEAU_MIN_BLOCKS`` blocks the answer is None
+    (the window is too short for its correlation time). The mean flow stress comes with
+    the standard error of the B block means.
+
+    Parameters
+    ----------
+    strain, stress : array_like, shape (K,)
+        Samples in strain order (dimensionless; stress unit).
+    start : float
+        First strain of the window.
+    level : float
+        Confidence level of the slope test, in (0, 1).
+    max_blocks : int
+        Most blocks (>= ``PLATEAU_MIN_BLOCKS``).
+
+    Returns
+    -------
+    PlateauTest
+    """
+    from scipy.stats import t as student_t
+
+    x = np.asarray(strain, dtype=np.float64).ravel()
+    y = np.asarray(stress, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError("strain and stress must have the same length")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if int(max_blocks) < PLATEAU_MIN_BLOCKS:
+        raise ValueError(f"max_blocks must be >= {PLATEAU_MIN_BLOCKS}, got {max_blocks}")
+    keep = np.isfinite(x) & np.isfinite(y) & (x >= start)
+    x, y = x[keep], y[keep]
+    n = int(x.size)
+    nan = math.nan
+    bounds = (float(x[0]), float(x[-1])) if n else (float(start), float(start))
+    if n < 2 * PLATEAU_MIN_BLOCKS or x[-1] <= x[0]:
+        return PlateauTest(None, float(y.mean()) if n else nan, nan, nan, nan, nan, nan, nan,
+                           nan, 0, n, nan, bounds, level,
+                           f"{n} sample(s) in the window, need {2 * PLATEAU_MIN_BLOCKS}")
+    a, b = np.polyfit(x, y, 1)
+    tau = float(integrated_autocorrelation_time(y - (a * x + b)))
+    length = max(1, math.ceil(PLATEAU_BLOCK_TAUS * tau))
+    nb = min(int(max_blocks), n // length)
+    if nb < PLATEAU_MIN_BLOCKS:
+        return PlateauTest(None, float(y.mean()), nan, nan, nan, nan, nan, nan, nan, nb, n,
+                           tau, bounds, level,
+                           f"window of {n} samples holds only {nb} blocks of "
+                           f"{PLATEAU_BLOCK_TAUS:g} tau_int = {length}; need "
+                           f"{PLATEAU_MIN_BLOCKS}: shear further")
+    # Equal blocks of the last nb * length samples' worth, spread over the whole window.
+    xs, ys = np.array_split(x, nb), np.array_split(y, nb)
+    xm = np.array([v.mean() for v in xs])
+    ym = np.array([v.mean() for v in ys])
+    dx = xm - xm.mean()
+    sxx = float((dx * dx).sum())
+    slope = float((dx * (ym - ym.mean())).sum() / sxx)
+    resid = ym - ym.mean() - slope * dx
+    slope_err = float(math.sqrt((resid * resid).sum() / (nb - 2) / sxx))
+    tval = slope / slope_err if slope_err > 0 else (0.0 if slope == 0 else math.inf)
+    tcrit = float(student_t.ppf(0.5 + level / 2, nb - 2))
+    width = float(x[-1] - x[0])
+    return PlateauTest(bool(abs(tval) <= tcrit), float(ym.mean()),
+                       float(ym.std(ddof=1) / math.sqrt(nb)), slope, slope_err, float(tval),
+                       tcrit, slope * width, slope_err * width, nb, n, tau, bounds, level)
+
+
 def small_strain_modulus(strain, stress, max_strain: float = DEFAULT_MODULUS_STRAIN,
                          drop_steps=()):
     """Slope of the stress-strain curve at small strain.

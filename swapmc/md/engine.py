@@ -66,7 +66,7 @@ from ..system import System
 from .barostats import StochasticCellRescale
 from .forcefield import ForceField
 from .integrators import MD
-from .minimize import fire
+from .minimize import fire, minimize
 from .neighborlist import check_cell
 from .thermostats import BussiThermostat, LangevinThermostat
 from .velocities import maxwell_boltzmann
@@ -529,10 +529,13 @@ class NativeEngine:
                       images=self._img + shifts, velocities=self.md.velocities.copy())
 
     # ------------------------------------------------------------------ minimisation
-    def minimize(self, ftol: float, max_iter: int) -> MinimizeInfo:
+    def minimize(self, ftol: float, max_iter: int, method: str = "fire") -> MinimizeInfo:
+        """As :meth:`Engine.minimize`; ``method`` "lbfgs" uses
+        :func:`~swapmc.md.minimize.lbfgs` (same criterion, finished by FIRE if needed)."""
         s = self.system()
         s.velocities = None
-        r = fire(s, self.forcefield, fmax=ftol, max_steps=max_iter)
+        r = (fire(s, self.forcefield, fmax=ftol, max_steps=max_iter) if method == "fire"
+             else minimize(s, self.forcefield, fmax=ftol, max_steps=max_iter, method=method))
         self._x = r.system.positions.copy()
         self._img = r.system.images.copy()
         self.md.velocities[:] = 0.0

@@ -23,7 +23,9 @@ from the cell.
 
 AQS. From the inherent structure of the input (minimised first, strain 0), each step
 applies the affine strain increment Delta eps (positions remapped with the cell) and
-minimises with FIRE until every particle's |F_i| < ``ftol`` (default 1e-8 epsilon/sigma in
+minimises with FIRE (or, with ``minimizer="lbfgs"``, L-BFGS with a force-based line search:
+the same criterion in ~5x fewer force evaluations, ``scripts/bench_aqs.py``) until every
+particle's |F_i| < ``ftol`` (default 1e-8 epsilon/sigma in
 LJ units; the same number in eV/Å for metals, ~6e-8 epsilon/sigma for Cu–Zr with
 epsilon ~ 0.4 eV, sigma ~ 2.5 Å). Every step records the stress tensor, the potential
 energy and the minimiser's outcome.
@@ -53,7 +55,10 @@ Finite-rate shear. The engine's MD deforms the cell continuously at ``rate`` (sh
 d gamma / dt; pure: the true strain rate d ln(1 + eps) / dt), with SLLOD peculiar
 velocities and the thermostat acting on them (see :mod:`swapmc.md.engine`). The stress is
 sampled every ``sample_every`` steps and averaged in blocks of ``block_strain``;
-steady-state averages over strains >= ``steady_from`` come with blocking errors.
+steady-state averages over strains >= ``steady_from`` come with blocking errors, and with a
+check that the stress there is a plateau (:func:`~swapmc.analysis.yielding.plateau_test`:
+the slope of its block means against strain consistent with zero; a drifting stress is
+flagged ``steady = False``).
 
 Units: stress in epsilon_AA/sigma_AA^3 (lj) or GPa (metal), energy in epsilon_AA or eV,
 time in tau_LJ or ps, rates in 1/tau_LJ or 1/ps.
@@ -68,6 +73,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..analysis.nonaffine import nonaffine_displacement
+from ..analysis.yielding import plateau_test
 from ..tempering.statistics import blocking_error
 from ..units import LABELS
 from .engine import Engine
@@ -85,6 +91,8 @@ DEFAULT_STEP = 1e-4
 #: FIRE tolerance on every particle's force norm (energy / length) after each AQS step.
 DEFAULT_FTOL = 1e-8
 DEFAULT_MAX_ITER = 100_000
+#: Minimisers an AQS step may use (see :class:`AQS`).
+MINIMIZERS = ("fire", "lbfgs")
 #: Smallest stress decrease between consecutive AQS steps counted as a drop (stress unit).
 DEFAULT_DROP_THRESHOLD = 1e-6
 #: Non-affine displacement across a drop above which a particle is involved (length units).
@@ -260,6 +268,19 @@ class AQS:
         rearrangement there, i.e. a non-affine displacement above the threshold, moves the
         upper end of the bracket down, none moves the lower end up); 0 for none. The AQS
         path itself is not changed.
+    minimizer : {"fire", "lbfgs"}
+        The engine's minimiser (``engine.minimize(..., method=minimizer)``; "fire", the
+        default, is the interface's plain call). Both stop at the same per-particle force
+        tolerance ``ftol``; L-BFGS (:func:`~swapmc.md.minimize.lbfgs`) needs ~5x fewer
+        force evaluations per step on a KA2 glass (``scripts/bench_aqs.py``). On elastic
+        steps both reach the same minimum (to ~ftol / stiffness); across a plastic event
+        they may end in different minima of the same avalanche, as two engines may.
+    extrapolate : bool
+        Start each minimisation from the affine map plus the previous step's non-affine
+        displacement (linear extrapolation along the elastic branch) instead of the
+        affine map alone; skipped after a step in which some particle moved non-affinely
+        by more than ``displacement_threshold`` (a rearrangement is not repeated). The
+        minimum reached is the same to the tolerance on elastic steps.
     """
 
     def __init__(self, engine: Engine, *, mode: str = "shear",
@@ -267,8 +288,14 @@ class AQS:
                  ftol: float = DEFAULT_FTOL, max_iter: int = DEFAULT_MAX_ITER,
                  drop_threshold: float = DEFAULT_DROP_THRESHOLD,
                  displacement_threshold: float | None = None, snapshot_strains=(),
-                 refine: int = 0):
+                 refine: int = 0, minimizer: str = "fire", extrapolate: bool = False):
         _check_mode(mode)
+        if minimizer not in MINIMIZERS:
+            raise ValueError(f"unknown minimizer {minimizer!r} (known: "
+                             f"{', '.join(MINIMIZERS)})")
+        self.minimizer = minimizer
+        self.extrapolate = bool(extrapolate)
+        self._u_prev: np.ndarray | None = None
         for name, v in (("max_strain", max_strain), ("step", step), ("ftol", ftol)):
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number, got {v}")
@@ -314,7 +341,13 @@ class AQS:
         return {"mode": self.mode, "step": self.step, "ftol": self.ftol,
                 "max_iter": self.max_iter, "drop_threshold": self.drop_threshold,
                 "displacement_threshold": self.displacement_threshold,
-                "refine": self.refine, "units": self.engine.units, "n": self.engine.n}
+                "refine": self.refine, "units": self.engine.units, "n": self.engine.n,
+                "minimizer": self.minimizer, "extrapolate": self.extrapolate}
+
+    def _minimize(self):
+        if self.minimizer == "fire":
+            return self.engine.minimize(self.ftol, self.max_iter)
+        return self.engine.minimize(self.ftol, self.max_iter, method=self.minimizer)
 
     @property
     def finished(self) -> bool:
@@ -344,7 +377,7 @@ class AQS:
         """Minimise the input at strain 0 (its inherent structure) and record row 0."""
         if self.k >= 0:
             return
-        info = self.engine.minimize(self.ftol, self.max_iter)
+        info = self._minimize()
         self.k = 0
         energy, stress = self._record(info)
         self.reference = self._snapshot(0.0, energy, stress)
@@ -370,8 +403,15 @@ class AQS:
         state_before = e.get_state() if self.refine else None
         m = step_map(self.strain_of(self.k), self.strain_of(self.k + 1), self.mode)
         e.set_cell(m @ cell_before)
-        info = e.minimize(self.ftol, self.max_iter)
+        if self.extrapolate and self._u_prev is not None:
+            e.set_positions(e.positions() + self._u_prev)
+        info = self._minimize()
         self.k += 1
+        if self.extrapolate:
+            u_step = e.positions() - before @ m.T
+            elastic = np.sqrt((u_step * u_step).sum(axis=1)).max() <= \
+                self.displacement_threshold
+            self._u_prev = u_step if elastic else None
         prev = self._rows[-1]
         energy, stress = self._record(info)
         self._maybe_keep(energy, stress)
@@ -415,7 +455,7 @@ class AQS:
             e.set_state(state_before)
             m = step_map(self.strain_of(self.k - 1), mid, self.mode)
             e.set_cell(m @ cell_before)
-            e.minimize(self.ftol, self.max_iter)
+            self._minimize()
             u = nonaffine_displacement(before, e.positions(), cell_before, e.cell(),
                                        deformation=m)
             if np.sqrt((u * u).sum(axis=1)).max() > self.displacement_threshold:
@@ -470,6 +510,8 @@ class AQS:
             state.update(self.drop_after.arrays("drop_after_"))
         if self.peak is not None:
             state.update(self.peak.arrays("peak_"))
+        if self._u_prev is not None:
+            state["extrapolation"] = self._u_prev
         state["meta"] = json.dumps(meta)
         return state
 
@@ -480,7 +522,8 @@ class AQS:
         if meta.get("schema") != SCHEMA:
             raise ValueError(f"checkpoint schema {meta.get('schema')} is not {SCHEMA}")
         mine = self.settings()
-        theirs = meta["settings"]
+        # Checkpoints from before these options existed ran the defaults.
+        theirs = {"minimizer": "fire", "extrapolate": False, **meta["settings"]}
         diff = sorted(k for k in mine if theirs.get(k) != mine[k])
         if diff:
             raise ValueError("the checkpoint was written with other settings: " + ", ".join(
@@ -505,6 +548,8 @@ class AQS:
         # maximum of the steps run after the resume.
         self.peak = (Snapshot.from_arrays(state, "peak_") if "peak_scalars" in state
                      else None)
+        self._u_prev = (np.array(state["extrapolation"], dtype=np.float64)
+                        if "extrapolation" in state else None)
 
 
 COLUMNS = ("strain", "stress", "sigma_xx", "sigma_yy", "sigma_zz", "sigma_xy", "sigma_xz",
@@ -728,9 +773,12 @@ class RateShear:
         final = Snapshot(strain, e.positions(), e.cell(),
                          deformation_gradient(strain, self.mode), e.energy(),
                          conjugate_stress(e.stress(), self.mode))
+        plateau = (plateau_test(samples[:, 0], samples[:, 1], self.steady_from).as_dict()
+                   if samples.size else None)
         return RateShearResult(self.mode, e.units, e.n, self.rate, self.temperature, e.dt,
                                self.table(), samples, float(mean), float(err),
-                               self.steady_from, self.reference, final, self.finished)
+                               self.steady_from, self.reference, final, self.finished,
+                               plateau)
 
     def get_state(self) -> dict:
         state = {f"engine_{k}": v for k, v in self.engine.get_state().items()}
@@ -795,6 +843,12 @@ class RateShearResult:
     reference, final : Snapshot
         After the undeformed equilibration, and at the end.
     finished : bool
+    plateau : dict or None
+        The steady-state check of the samples at strains >= ``steady_from``
+        (:func:`swapmc.analysis.yielding.plateau_test`, as a dict): ``steady`` is True when
+        the slope of the stress over that window is zero within its blocking error (95 %
+        two-sided), False for a drifting stress (not yet steady: shear further, or start the
+        window later), None when the window is too short for its correlation time.
     """
 
     mode: str
@@ -811,6 +865,7 @@ class RateShearResult:
     reference: Snapshot | None = field(default=None, repr=False)
     final: Snapshot | None = field(default=None, repr=False)
     finished: bool = True
+    plateau: dict | None = field(default=None, repr=False)
 
     @property
     def strain(self) -> np.ndarray:
@@ -830,5 +885,7 @@ class RateShearResult:
                 "peak_strain": float(self.strain[k]) if self.table.shape[0] else None,
                 "steady_from": self.steady_from, "steady_stress": self.steady_stress,
                 "steady_stress_err": self.steady_stress_err,
+                "steady": None if self.plateau is None else self.plateau["steady"],
+                "plateau": self.plateau,
                 "mean_temperature": float(self.samples[:, 3].mean())
                 if self.samples.size else None}
