@@ -398,15 +398,15 @@ def load_average() -> str:
 
 
 def _timed_phases(inside):
-    """``mc_domains.phases`` wrapped to add its wall time to ``inside[0]``."""
+    """``mc_domains.phases`` wrapped to add its CPU time to ``inside[0]``."""
     from swapmc.kernels import mc_domains
 
     phases = mc_domains.phases
 
     def timed(*a):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         phases(*a)
-        inside[0] += time.perf_counter() - t0
+        inside[0] += time.process_time() - t0
 
     return phases, timed
 
@@ -453,15 +453,16 @@ def threaded_rows(sizes, sweeps, repeats, cores, eam_sizes=()):
         for r in range(repeats):
             for label, sampler, threads in (runs if r % 2 == 0 else runs[::-1]):
                 if label == "domains, 1 thread":
-                    # Wall time inside the parallel colour phases on one thread: the rest of
-                    # the sweep (refresh bookkeeping, domain sorts, Python) is at most the
-                    # serial fraction (the refreshes' new rows run in parallel too).
+                    # CPU time inside the parallel colour phases on one thread (robust to
+                    # other jobs): the rest of the sweep (refresh bookkeeping, domain sorts,
+                    # Python) is at most the serial fraction (the refreshes' new rows run in
+                    # parallel too).
                     inside = [0.0]
                     phases, mc_domains.phases = _timed_phases(inside)
                     try:
-                        t0 = time.perf_counter()
+                        t0 = time.process_time()
                         res[label].append(time_sweeps(sampler, threads, sweeps))
-                        f_bound.append(1.0 - inside[0] / (time.perf_counter() - t0))
+                        f_bound.append(1.0 - inside[0] / (time.process_time() - t0))
                     finally:
                         mc_domains.phases = phases
                 else:
@@ -491,8 +492,8 @@ def threaded_rows(sizes, sweeps, repeats, cores, eam_sizes=()):
             f"1 thread / serial {np.median(one):.2f} [{one.min():.2f}, {one.max():.2f}]; "
             f"serial fraction f = {f_med:.3f} [{f.min():.3f}, {f.max():.3f}] -> 64 cores "
             f"{np.median(s64):.1f}x [{s64.min():.1f}, {s64.max():.1f}] "
-            f"(domains per colour {int(dom.domains.prod()) // 8}); time outside the parallel "
-            f"phases on 1 thread {np.median(f_bound):.3f} [{min(f_bound):.3f}, "
+            f"(domains per colour {int(dom.domains.prod()) // 8}); CPU time outside the "
+            f"parallel phases on 1 thread {np.median(f_bound):.3f} [{min(f_bound):.3f}, "
             f"{max(f_bound):.3f}] of the sweep -> Amdahl "
             f"{1.0 / (np.median(f_bound) + (1 - np.median(f_bound)) / 64):.1f}x on 64 cores")
     return lines
