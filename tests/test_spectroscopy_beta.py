@@ -64,9 +64,8 @@ def _iso_run(bc, n, seed, **kw):
 
 
 def test_isothermal_alpha_only_gives_no_beta(bc):
-    """Havriliak-Negami alpha-only spectra: the measured false-positive rate is < 1 %
-    (docs); 2 or more kept in 40 would have probability < 6 % at 1 %, and 4 or more
-    < 0.1 % even at 2 %."""
+    """Havriliak-Negami alpha-only spectra: the measured false-positive rate is 0/200 (95 %
+    upper limit 1.5 %, docs); 4 or more kept in 40 have probability < 0.1 % even at 2 %."""
     feats = _iso_run(bc, 40, 11, alpha="havriliak_negami")
     kept = sum(f.found for f in feats)
     assert kept <= 3
@@ -75,8 +74,8 @@ def test_isothermal_alpha_only_gives_no_beta(bc):
 
 def test_isothermal_beta_is_located_within_its_errors(bc):
     """KWW alpha + Cole-Cole beta at omega_b = 100: detected every time in the calibration;
-    the 68 % interval of ln omega_b covers the truth (coverage measured ~0.7, so < 5 of 15
-    covered has probability < 1 %), and at most one of 15 is more than 3 errors off (the
+    the 68 % interval of ln omega_b covers the truth (coverage measured 0.64 +- 0.03, so
+    < 5 of 15 covered has probability < 1 %), and at most one of 15 is more than 3 errors off (the
     covariance errors have heavier tails than a normal law: docs)."""
     feats = _iso_run(bc, 15, 12, alpha="kww", beta_amp=0.3, omega_b=100.0)
     located = [f for f in feats if f.kind in ("peak", "shoulder")]
@@ -111,8 +110,8 @@ def test_isothermal_wing_beyond_the_window(bc):
 def test_isochronal_shoulder_below_tg(bc):
     """tan delta(T) of a VFT alpha (Arrhenius in the glass) and an Arrhenius beta with
     E_b = 26 R T_g: the beta maximum at T_b = 0.856 T_g is found (all of 200 in the
-    calibration), its interval covers the truth (coverage measured ~0.65: < 10 of 25 has
-    probability < 1 %), and alpha-only scans give no beta."""
+    calibration), its interval covers the truth (coverage measured 0.75 +- 0.03: < 10 of 25
+    has probability < 0.1 %), and alpha-only scans give no beta."""
     rng = np.random.default_rng(14)
     truth = bc.isochronal_truth(0.05)
     assert 0.7 < bc.T_BETA < 0.9
