@@ -141,7 +141,7 @@ def test_bad_input():
         detect_beta_isochronal(np.arange(10.0)[::-1] + 1, np.ones(10))
     with pytest.raises(ValueError, match="low-temperature flank"):
         t = np.linspace(0.5, 1.0, 9)
-        detect_beta_isochronal(t, np.exp(-((t - 0.6) / 0.05) ** 2))
+        detect_beta_isochronal(t, np.exp(-((t - 0.6) / 0.05) ** 2), np.full(9, 0.01))
 
 
 def test_vft_shift_law_recovers_t0():

@@ -28,7 +28,8 @@ symmetric relaxation term does:
   1/T, the shape of a Gaussian spread of activation energies, put T_b low by ~0.5 of its
   error on the synthetic Cole-Cole scans). The window is the rising flank: all points up to
   the last one below ``flank_fraction`` (default 0.2) of the maximum when the maximum is
-  inside the scan (the alpha peak itself is not of the flank form), else every point.
+  a resolved peak inside the scan (:func:`~swapmc.analysis.locate_peak`; the alpha peak
+  itself is not of the flank form), else every point.
 
 **Decision.** Both models are fitted by weighted least squares (several starts of the beta
 location across the window, so the global alpha + beta optimum is found). The beta term is
@@ -72,6 +73,7 @@ from scipy import optimize, stats
 from ._lsq import scaled_covariance
 from .loss_models import HN_BOUNDS, hn_susceptibility, kww_susceptibility
 from .mechanics import KWW_BETA_BOUNDS
+from .spectroscopy import locate_peak
 
 __all__ = ["BetaFeature", "ALPHA_MODELS", "detect_beta_isothermal", "detect_beta_isochronal",
            "cole_cole_loss", "BETA_P_MAX"]
@@ -519,8 +521,8 @@ def detect_beta_isochronal(temperature, loss, loss_err=None, *, omega=math.nan,
     alpha_form : {"arrhenius", "vft"}
         Temperature law of tau_alpha on the flank (module docstring).
     flank_fraction : float
-        With the maximum inside the scan, the window ends at the last point below this
-        fraction of it (0 < f <= 1).
+        With a resolved maximum inside the scan, the window ends at the last point below
+        this fraction of it (0 < f <= 1).
     p_max, min_significance, n_starts
         As for :func:`detect_beta_isothermal`.
 
@@ -543,8 +545,13 @@ def detect_beta_isochronal(temperature, loss, loss_err=None, *, omega=math.nan,
                                              "temperature")
     if np.any(t_all <= 0):
         raise ValueError("temperatures must be > 0")
-    i_max = int(np.argmax(y_all))
-    if i_max < t_all.size - 1:
+    # The window stops below the alpha peak only when there is one: a resolved maximum
+    # (locate_peak); a largest point that is noise on a flat or rising scan is not a peak.
+    alpha_peak = locate_peak(t_all, y_all, s_all if weighted else None,
+                             variable="temperature", fixed=float(omega),
+                             min_points=min(6, t_all.size))
+    if alpha_peak.found:
+        i_max = int(np.argmax(y_all))
         below = np.flatnonzero(y_all[:i_max + 1] < flank_fraction * y_all[i_max])
         end = int(below[-1]) + 1 if below.size else 0
     else:
