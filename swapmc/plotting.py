@@ -804,14 +804,15 @@ def beta_isochronal_figure(rows, features, *, quantity="tan_delta", stress_unit=
                     color=col, mec="k")
     from matplotlib.lines import Line2D
 
-    handles, _ = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], color="k", ls=":", label=r"$\alpha$ flank only"),
-                Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
-                Line2D([], [], color="k", ls="--", label=r"$\beta$ term"),
-                Line2D([], [], color="k", marker="v", ls="none", mec="k",
-                       label=r"$T_\beta$ ± 68 % (shaded)")]
-    ax.legend(handles=handles, fontsize=8)
     kept = [f for f in features if f.found]
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="k", ls=":", label=r"$\alpha$ flank only"))
+    if kept:
+        handles += [Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
+                    Line2D([], [], color="k", ls="--", label=r"$\beta$ term"),
+                    Line2D([], [], color="k", marker="v", ls="none", mec="k",
+                           label=r"$T_\beta$ ± 68 % (shaded)")]
+    ax.legend(handles=handles, fontsize=8)
     ax.set_title(r"isochronal $\beta$ test: " + (
         ", ".join(f"{f.kind} at T = {f.position:.3g} ± {f.position_err:.2g}" for f in kept)
         if kept else "no $\\beta$ feature kept"), fontsize=10)
@@ -879,9 +880,10 @@ def beta_isothermal_figure(rows, features, *, quantity="m_loss", stress_unit="",
     from matplotlib.lines import Line2D
 
     handles, _ = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], color="k", ls=":", label=r"$\alpha$ only"),
-                Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
-                Line2D([], [], color="k", ls="--", label=r"$\beta$ term")]
+    handles.append(Line2D([], [], color="k", ls=":", label=r"$\alpha$ only"))
+    if any(f.found for f in features):
+        handles += [Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
+                    Line2D([], [], color="k", ls="--", label=r"$\beta$ term")]
     ax.legend(handles=handles, fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(rf"$\omega$ (rad/{tu})")
