@@ -220,3 +220,30 @@ def test_real_scan_directory_end_to_end(tmp_path, capsys):
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert "master curve of m_loss" in text and (out / "analysis" / "analysis.json").exists()
+
+
+def test_master_curve_and_peak_figures(tmp_path):
+    """The figures of the analysis carry units, legends and the fitted E with its error."""
+    import matplotlib.pyplot as plt
+
+    from swapmc.plotting import master_curve_figure, peak_arrhenius_figure
+
+    data = read_scan(write_scan(str(tmp_path), TEMPS, PERIODS, noise=0.02, seed=6))
+    res = analyze(data, sections=["master", "peaks"])
+    m = res["master"]
+    fig = master_curve_figure(m["master_curve"], m["laws"], stress_unit="epsilon/sigma^3",
+                              time_unit="tau_LJ", temperature_unit="epsilon/k_B")
+    left, right = fig.axes[:2]
+    assert "omega a_T" in left.get_xlabel() and "tau" in left.get_xlabel()
+    assert "sigma" in left.get_ylabel() and left.get_legend() is not None
+    assert "1/T" in right.get_xlabel() and "ln a_T" in right.get_ylabel()
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert any(t.startswith("Arrhenius: E = ") and "±" in t for t in labels)
+    peaks = res["peaks"]
+    fig = peak_arrhenius_figure(peaks["isothermal"] + peaks["isochronal"],
+                                peaks["arrhenius"], time_unit="tau_LJ",
+                                temperature_unit="epsilon/k_B")
+    ax = fig.axes[0]
+    assert "omega_p" in ax.get_ylabel() and "1/T" in ax.get_xlabel()
+    assert any("E = " in t.get_text() for t in ax.get_legend().get_texts())
+    plt.close("all")
