@@ -247,3 +247,36 @@ def test_master_curve_and_peak_figures(tmp_path):
     assert "omega_p" in ax.get_ylabel() and "1/T" in ax.get_xlabel()
     assert any("E = " in t.get_text() for t in ax.get_legend().get_texts())
     plt.close("all")
+
+
+def test_metal_units_scan(tmp_path):
+    """A scan in metal units (ps, GPa, K): the a_T law's E comes out in eV with k_B in
+    eV/K, E/k_B recovering the truth (here in K)."""
+    d = str(tmp_path)
+    temps = [500.0, 550.0, 600.0, 650.0, 700.0]
+    e_over_k = 6000.0
+    rng = np.random.default_rng(8)
+    folder = os.path.join(d, "points")
+    os.makedirs(folder)
+    for t in temps:
+        tau = 1e-2 * math.exp(e_over_k / t) / math.exp(e_over_k / 600.0)
+        for p in PERIODS:
+            w = 2 * math.pi / p
+            chi = hn_susceptibility(w * tau, A_HN, G_HN)
+            for i in range(3):
+                v1 = (40 - 30 * chi.real) * (1 + 0.02 * rng.standard_normal())
+                v2 = -30 * chi.imag * (1 + 0.02 * rng.standard_normal())
+                res = dict(_result(w, v1, v2, 0.1, 0.1), stress_unit="GPa", time_unit="ps")
+                rec = {"sample": i, "temperature": t, "period": p, "omega": w,
+                       "n_cycles": 7, "discard_cycles": 1, "n": 2000, "density": 0.06,
+                       "kinetic_temperature": t, "result": res, "npt": None, "format": 1,
+                       "settings": SETTINGS}
+                with open(os.path.join(folder, f"T={t!r}_period={p!r}_sample={i}.json"),
+                          "w") as fh:
+                    json.dump(rec, fh)
+    data = read_scan(d)
+    assert data.units == "metal"
+    law = analyze(data, sections=["master"])["master"]["laws"]["arrhenius"]
+    assert law.energy_unit == "eV"
+    assert abs(law.params["e_over_k"] - e_over_k) < 3 * law.errors["e_over_k"]
+    assert law.energy == pytest.approx(law.params["e_over_k"] * 8.617333262e-5)
