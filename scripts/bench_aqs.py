@@ -86,6 +86,9 @@ def main(argv=None) -> int:
     print(f"swapmc {__version__} AQS step cost (KA2 glass, steps of 1e-4, max|F_i| < 1e-8 "
           "epsilon/sigma), one process on a shared machine")
     print(machine_line())
+    print("load average (1, 5, 15 min) at the end: "
+          + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+          + " (CPU times are this process's own; wall times grow with the load)")
     print(f"{'N':>6s} {'minimiser':>9s} {'extrap.':>7s} {'steps':>5s} {'iter/step':>9s} "
           f"{'CPU s/step':>10s} {'wall s/step':>11s} {'speed-up':>8s} {'max|dsig|':>9s}")
     base = {}
