@@ -36,7 +36,7 @@ import tempfile
 import time
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # Runnable from a checkout without installing: the repository root and scripts/ itself.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -376,18 +376,23 @@ def threaded_twins(mc: MonteCarlo) -> dict:
     return out
 
 
-def time_sweeps(mc: MonteCarlo, threads: int, sweeps: int) -> dict:
-    """Wall-clock rate of ``sweeps`` sweeps; for the domain sweep on ``threads`` threads."""
+def time_sweeps(mc: MonteCarlo, threads: int, sweeps: int, inside=None) -> dict:
+    """Wall-clock rate of ``sweeps`` sweeps; for the domain sweep on ``threads`` threads.
+    ``inside``: the accumulator of :func:`_timed_phases`, reset after the warm-up sweep, to
+    return the CPU-time fraction spent outside the parallel phases."""
     if mc.domain_sweep:
         mc.threads = threads
     mc.sweep(1)  # warm caches (and the thread pool)
+    if inside is not None:
+        inside[0] = 0.0
     before = mc.counts.copy()
-    w0 = time.perf_counter()
+    c0, w0 = time.process_time(), time.perf_counter()
     mc.sweep(sweeps)
-    wall = time.perf_counter() - w0
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     diff = mc.counts - before
     return {"attempts": int(diff[:2, 0].sum()), "rate": diff[:2, 0].sum() / wall,
-            "acceptance": diff[0, 1] / max(diff[0, 0], 1)}
+            "cpu_rate": diff[:2, 0].sum() / cpu, "acceptance": diff[0, 1] / max(diff[0, 0], 1),
+            "outside": None if inside is None else 1.0 - inside[0] / cpu}
 
 
 def load_average() -> str:
@@ -395,6 +400,31 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+@njit(parallel=True, cache=True)
+def _control_loop(work):
+    """An embarrassingly parallel loop (no shared writes, no memory traffic): its speed-up
+    is what the machine offers this process at the moment, the ceiling for the sweep."""
+    out = np.zeros(work.shape[0])
+    for i in prange(work.shape[0]):
+        x = 0.0
+        for k in range(work[i]):
+            x += np.sqrt(k + 0.5 * i)
+        out[i] = x
+    return out
+
+
+def control_rate(threads: int) -> float:
+    """Iterations per wall second of :func:`_control_loop` on ``threads`` threads."""
+    import numba
+
+    numba.set_num_threads(threads)
+    work = np.full(64, 2_000_000, np.int64)
+    _control_loop(work[:2] // 1000)
+    w0 = time.perf_counter()
+    _control_loop(work)
+    return work.sum() / (time.perf_counter() - w0)
 
 
 def _timed_phases(inside):
@@ -450,7 +480,9 @@ def threaded_rows(sizes, sweeps, repeats, cores, eam_sizes=()):
         res = {label: [] for label, _, _ in runs}
         load0 = load_average()
         f_bound = []
+        control = []
         for r in range(repeats):
+            control.append(control_rate(cores) / control_rate(1))
             for label, sampler, threads in (runs if r % 2 == 0 else runs[::-1]):
                 if label == "domains, 1 thread":
                     # CPU time inside the parallel colour phases on one thread (robust to
@@ -460,9 +492,8 @@ def threaded_rows(sizes, sweeps, repeats, cores, eam_sizes=()):
                     inside = [0.0]
                     phases, mc_domains.phases = _timed_phases(inside)
                     try:
-                        t0 = time.process_time()
-                        res[label].append(time_sweeps(sampler, threads, sweeps))
-                        f_bound.append(1.0 - inside[0] / (time.process_time() - t0))
+                        res[label].append(time_sweeps(sampler, threads, sweeps, inside))
+                        f_bound.append(res[label][-1]["outside"])
                     finally:
                         mc_domains.phases = phases
                 else:
@@ -481,6 +512,10 @@ def threaded_rows(sizes, sweeps, repeats, cores, eam_sizes=()):
         s_ser = np.array([a["rate"] / b["rate"] for a, b in zip(res[par], res["serial"])])
         one = np.array([a["rate"] / b["rate"] for a, b in zip(res["domains, 1 thread"],
                                                               res["serial"])])
+        # CPU seconds per attempt, all threads together, 2 threads against 1: the work the
+        # parallel run adds (waiting threads sleep, so this is robust to other jobs).
+        cpu_cost = np.array([b["cpu_rate"] / a["cpu_rate"] for a, b in zip(
+            res[par], res["domains, 1 thread"])])
         # Amdahl: S = 1 / (f + (1 - f) / p)  =>  f = (p / S - 1) / (p - 1).
         f = (cores / s_dom - 1.0) / (cores - 1)
         f_med = float(np.median(f))
@@ -490,6 +525,10 @@ def threaded_rows(sizes, sweeps, repeats, cores, eam_sizes=()):
             f"{np.median(s_dom):.2f} [{s_dom.min():.2f}, {s_dom.max():.2f}]; {cores} threads "
             f"/ serial sweep {np.median(s_ser):.2f} [{s_ser.min():.2f}, {s_ser.max():.2f}]; "
             f"1 thread / serial {np.median(one):.2f} [{one.min():.2f}, {one.max():.2f}]; "
+            f"control loop (embarrassingly parallel) {cores} threads / 1 thread "
+            f"{np.median(control):.2f} [{min(control):.2f}, {max(control):.2f}]; "
+            f"CPU time per attempt, {cores} threads / 1 thread {np.median(cpu_cost):.2f} "
+            f"[{cpu_cost.min():.2f}, {cpu_cost.max():.2f}]; "
             f"serial fraction f = {f_med:.3f} [{f.min():.3f}, {f.max():.3f}] -> 64 cores "
             f"{np.median(s64):.1f}x [{s64.min():.1f}, {s64.max():.1f}] "
             f"(domains per colour {int(dom.domains.prod()) // 8}); CPU time outside the "

@@ -385,6 +385,17 @@ class MonteCarlo:
         import numba
 
         numba.set_num_threads(self.threads)
+        # Domains are handed to threads one at a time as threads come free (dynamic
+        # scheduling): on a node shared with other jobs a thread that loses its core no
+        # longer holds up the phase with a fixed share of domains. Which thread runs a
+        # domain does not change the result.
+        previous_chunk = numba.set_parallel_chunksize(1)
+        try:
+            self._domain_sweeps_body(n_sweeps)
+        finally:
+            numba.set_parallel_chunksize(previous_chunk)
+
+    def _domain_sweeps_body(self, n_sweeps: int) -> None:
         self._domain_skin()
         ndom = int(self.domains.prod())
         beta = 1.0 / (self.kB * self.temperature)
