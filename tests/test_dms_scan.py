@@ -64,6 +64,10 @@ def test_temperature_grid():
     assert temperature_grid([0.3, 0.5]) == [0.3, 0.5]
     assert temperature_grid(t_range=(0.3, 0.5), t_step=0.1) == pytest.approx([0.3, 0.4, 0.5])
     assert temperature_grid(t_range=(300, 700), t_step=150) == [300, 450, 600]
+    # Exactly the decimal values, so point file names carry no float noise.
+    grid = temperature_grid(t_range=(0.3, 0.9), t_step=0.1)
+    assert grid == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert [repr(t) for t in grid] == ["0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
     for kw, text in [(dict(t_range=(0.5, 0.3), t_step=0.1), "TMIN <= TMAX"),
                      (dict(t_range=(0.3, 0.5)), "--t-step"),
                      (dict(t_range=(0.3, 0.5), t_step=0.0), "--t-step must be > 0"),

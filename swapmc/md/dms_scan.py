@@ -102,7 +102,9 @@ def temperature_grid(temperatures=None, t_range=None, t_step=None) -> list[float
         if lo > hi:
             raise ValueError(f"--t-range needs TMIN <= TMAX, got {lo:g} {hi:g}")
         n = int(math.floor((hi - lo) / step + 1e-9))
-        temps = [lo + k * step for k in range(n + 1)]
+        # Rounded to 12 significant digits: lo + k * step carries binary noise (0.3 + 3 * 0.1
+        # = 0.6000000000000001) that would otherwise appear in the point file names.
+        temps = [float(f"{lo + k * step:.12g}") for k in range(n + 1)]
     for t in temps:
         if t <= 0:
             raise ValueError(f"temperatures must be > 0, got {t:g}")
