@@ -51,10 +51,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis.mechanics import DMSResult, combine_dms
+from ..analysis.mechanics import DMSResult
 from ..analysis.spectroscopy import fit_peak_arrhenius, locate_peak, spectrum_peak
 from ..io import atomic_write
-from .protocols import DEFAULT_CYCLES, STRESS_UNIT, TIME_UNIT, DMSRow, oscillatory_strain
+from .protocols import (
+    DEFAULT_CYCLES,
+    STRESS_UNIT,
+    TIME_UNIT,
+    DMSRow,
+    dms_row_values,
+    oscillatory_strain,
+)
 
 try:  # POSIX only; elsewhere points are not claimed (one process per directory)
     import fcntl
@@ -385,17 +392,7 @@ def combine_records(recs, temperature: float, period: float, *, mode: str,
     (:func:`~swapmc.analysis.mechanics.combine_dms`) with two or more, over the cycles of
     the one run otherwise."""
     results = [DMSResult(**r["result"]) for r in recs]
-    if len(results) >= 2:
-        m = combine_dms(results)
-        vals = (m.m_storage, m.m_storage_err, m.m_loss, m.m_loss_err, m.tan_delta,
-                m.tan_delta_err)
-        err_dof, method = m.error_dof, m.error_method
-    else:
-        r = results[0]
-        vals = (r.m_storage, r.m_storage_err, r.m_loss, r.m_loss_err, r.tan_delta,
-                r.tan_delta_err)
-        err_dof = r.error_dof
-        method = f"single glass: {r.error_method}; glass-to-glass scatter not included"
+    vals, err_dof, method = dms_row_values(results)
     return DMSRow(float(temperature), 2.0 * math.pi / period, float(period),
                   *map(float, vals), len(results), mode, STRESS_UNIT[units], TIME_UNIT[units],
                   density=float(np.mean([r["density"] for r in recs])),

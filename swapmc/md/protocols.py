@@ -659,6 +659,33 @@ class DMSRow:
         return {k: v for k, v in self.__dict__.items() if k not in ("runs", "npt")}
 
 
+
+def dms_row_values(results) -> tuple[tuple[float, ...], float, str]:
+    """The six moduli of one (T, omega) row, their error degrees of freedom and method.
+
+    Parameters
+    ----------
+    results : sequence of DMSResult
+        One per glass, at the same temperature and frequency.
+
+    Returns
+    -------
+    values : tuple of float
+        (M', err, M'', err, tan delta, err): errors over glasses
+        (:func:`~swapmc.analysis.mechanics.combine_dms`) with two or more glasses, over the
+        cycles of the one run otherwise.
+    error_dof : float
+    error_method : str
+    """
+    if len(results) >= 2:
+        m: DMSMean = combine_dms(results)
+        return ((m.m_storage, m.m_storage_err, m.m_loss, m.m_loss_err, m.tan_delta,
+                 m.tan_delta_err), m.error_dof, m.error_method)
+    r = results[0]
+    return ((r.m_storage, r.m_storage_err, r.m_loss, r.m_loss_err, r.tan_delta,
+             r.tan_delta_err), r.error_dof,
+            f"single glass: {r.error_method}; glass-to-glass scatter not included")
+
 def dms_sweep(systems, ff, *, omegas, temperatures, strain_amplitude=0.01,
               n_cycles=DEFAULT_CYCLES, mode="shear", dt=None, thermostat="bussi", tau=None,
               friction=None, equilibration_steps=1000, sample_every=None, discard_cycles=1,
@@ -743,17 +770,7 @@ def dms_sweep(systems, ff, *, omegas, temperatures, strain_amplitude=0.01,
                                           _glass_suffix(i, n_glass))))
                 done += n_osc[omega]
             results = [r.result for r in runs]
-            if len(results) >= 2:
-                m: DMSMean = combine_dms(results)
-                vals = (m.m_storage, m.m_storage_err, m.m_loss, m.m_loss_err, m.tan_delta,
-                        m.tan_delta_err)
-                err_dof, method = m.error_dof, m.error_method
-            else:
-                r = results[0]
-                vals = (r.m_storage, r.m_storage_err, r.m_loss, r.m_loss_err, r.tan_delta,
-                        r.tan_delta_err)
-                err_dof = r.error_dof
-                method = f"single glass: {r.error_method}; glass-to-glass scatter not included"
+            vals, err_dof, method = dms_row_values(results)
             row = DMSRow(float(temp), float(omega), 2.0 * math.pi / omega, *map(float, vals),
                          len(results), mode, STRESS_UNIT[engines.units],
                          TIME_UNIT[engines.units], density=density, runs=runs, npt=npts,
