@@ -755,6 +755,42 @@ def peak_arrhenius_figure(peaks, fit=None, *, time_unit="", temperature_unit="")
     return fig
 
 
+
+def _beta_figure(rows):
+    """pyplot, the rows as dicts, and one figure and axes for a beta-test plot."""
+    plt = _pyplot()
+    rows = [r if isinstance(r, dict) else r.as_dict() for r in rows]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    return plt, rows, fig, ax
+
+
+def _beta_curves(ax, x, curves, found: bool, colour):
+    """Draw one beta test's fits at abscissae ``x``: alpha only (dotted) and, when the beta
+    term was kept, alpha + beta (solid) and the beta term (dashed). ``curves`` is
+    ``BetaFeature.curves(...)``; returns the total curve."""
+    a_only, _, b_part, total = curves
+    ax.plot(x, a_only, ":", color=colour, lw=1.2)
+    if found:
+        ax.plot(x, total, "-", color=colour, lw=1.4)
+        ax.plot(x, b_part, "--", color=colour, lw=1.2)
+    return total
+
+
+def _beta_legend(ax, kept, alpha_label: str, marker_label: str | None = None) -> None:
+    """Legend of a beta-test plot: the data entries, then the line styles (the beta ones
+    only when some beta term was kept)."""
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="k", ls=":", label=alpha_label))
+    if kept:
+        handles += [Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
+                    Line2D([], [], color="k", ls="--", label=r"$\beta$ term")]
+        if marker_label:
+            handles.append(Line2D([], [], color="k", marker="v", ls="none", mec="k",
+                                  label=marker_label))
+    ax.legend(handles=handles, fontsize=8)
+
 def beta_isochronal_figure(rows, features, *, quantity="tan_delta", stress_unit="",
                            time_unit="", temperature_unit="", modulus="G"):
     """Isochronal loss against T, one colour per frequency, with the beta test drawn.
@@ -775,11 +811,9 @@ def beta_isochronal_figure(rows, features, *, quantity="tan_delta", stress_unit=
     -------
     matplotlib.figure.Figure
     """
-    plt = _pyplot()
-    rows = [r if isinstance(r, dict) else r.as_dict() for r in rows]
+    plt, rows, fig, ax = _beta_figure(rows)
     su, tu, temp_u = unit_text(stress_unit), unit_text(time_unit), unit_text(temperature_unit)
     sym = "E_V" if modulus.startswith("E") else "G"
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     omegas = sorted({r["omega"] for r in rows})
     cmap = plt.get_cmap("viridis")
     feat = {f.fixed: f for f in features}
@@ -793,26 +827,14 @@ def beta_isochronal_figure(rows, features, *, quantity="tan_delta", stress_unit=
         if f is None:
             continue
         tf = np.linspace(f.window[0], f.window[1], 200)
-        a_only, _, b_part, total = f.curves(tf)
-        ax.plot(tf, a_only, ":", color=col, lw=1.2)
+        total = _beta_curves(ax, tf, f.curves(tf), f.found, col)
         if f.found:
-            ax.plot(tf, total, "-", color=col, lw=1.4)
-            ax.plot(tf, b_part, "--", color=col, lw=1.2)
             ax.axvspan(f.position - f.position_err, f.position + f.position_err, color=col,
                        alpha=0.15, lw=0)
             ax.plot([f.position], [float(np.interp(f.position, tf, total))], "v", ms=10,
                     color=col, mec="k")
-    from matplotlib.lines import Line2D
-
     kept = [f for f in features if f.found]
-    handles, _ = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], color="k", ls=":", label=r"$\alpha$ flank only"))
-    if kept:
-        handles += [Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
-                    Line2D([], [], color="k", ls="--", label=r"$\beta$ term"),
-                    Line2D([], [], color="k", marker="v", ls="none", mec="k",
-                           label=r"$T_\beta$ ± 68 % (shaded)")]
-    ax.legend(handles=handles, fontsize=8)
+    _beta_legend(ax, kept, r"$\alpha$ flank only", marker_label=r"$T_\beta$ ± 68 % (shaded)")
     ax.set_title(r"isochronal $\beta$ test: " + (
         ", ".join(f"{f.kind} at T = {f.position:.3g} ± {f.position_err:.2g}" for f in kept)
         if kept else "no $\\beta$ feature kept"), fontsize=10)
@@ -856,11 +878,9 @@ def beta_isothermal_figure(rows, features, *, quantity="m_loss", stress_unit="",
     -------
     matplotlib.figure.Figure
     """
-    plt = _pyplot()
-    rows = [r if isinstance(r, dict) else r.as_dict() for r in rows]
+    plt, rows, fig, ax = _beta_figure(rows)
     su, tu, temp_u = unit_text(stress_unit), unit_text(time_unit), unit_text(temperature_unit)
     sym = "E_V" if modulus.startswith("E") else "G"
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = _temperature_colors(f.fixed for f in features)
     for f in features:
         col = colors[float(f.fixed)]
@@ -869,22 +889,12 @@ def beta_isothermal_figure(rows, features, *, quantity="m_loss", stress_unit="",
                     [r[quantity + "_err"] for r in sel], marker="o", ms=4, ls="none",
                     capsize=2, color=col, label=f"T = {f.fixed:g} {temp_u}: {f.kind}")
         wf = np.exp(np.linspace(f.window[0], f.window[1], 200))
-        a_only, _, b_part, total = f.curves(wf)
-        ax.plot(wf, a_only, ":", color=col, lw=1.2)
+        _beta_curves(ax, wf, f.curves(wf), f.found, col)
         if f.found:
-            ax.plot(wf, total, "-", color=col, lw=1.4)
-            ax.plot(wf, b_part, "--", color=col, lw=1.2)
             lo, hi = f.position - f.position_err, f.position + f.position_err
             ax.axvspan(math.exp(lo), math.exp(min(hi, f.window[1] + 3)), color=col,
                        alpha=0.15, lw=0)
-    from matplotlib.lines import Line2D
-
-    handles, _ = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], color="k", ls=":", label=r"$\alpha$ only"))
-    if any(f.found for f in features):
-        handles += [Line2D([], [], color="k", ls="-", label=r"$\alpha + \beta$ fit (kept)"),
-                    Line2D([], [], color="k", ls="--", label=r"$\beta$ term")]
-    ax.legend(handles=handles, fontsize=8)
+    _beta_legend(ax, [f for f in features if f.found], r"$\alpha$ only")
     ax.set_xscale("log")
     ax.set_xlabel(rf"$\omega$ (rad/{tu})")
     ax.set_ylabel(_quantity_label(quantity, sym, su))
