@@ -2,20 +2,27 @@
 
 Stable glasses: certified N = 500 KA2 (ka2-x10) samples of a deep swap-MC library (parent
 T = 0.33 and 0.31), each replicated 2x2x2 to N = 4000 and re-equilibrated by swap MC at its
-parent temperature for >= 3 tau_alpha (``swapmc run``, so it checkpoints and resumes), then
-quenched by FIRE. The replicas are shown to be decorrelated (image overlap between the 8
-periodic copies against its value for unrelated configurations) and the energy stationary
-and equal to the library value. Poor glasses: N = 4000 equilibrated at T = 1.0 for >= 10
-tau_alpha and quenched the same way. Every glass is sheared by AQS (simple shear,
-``swapmc.md.shear_cli.shear_one``, the machinery of ``swapmc shear``) and summarised per
-family (``swapmc.analysis.yielding``).
+parent temperature for 3.2 tau_alpha of the parent (``swapmc run``, so it checkpoints and
+resumes). The replicas' decorrelation is measured (image overlap between the 8 periodic
+copies against its value at random shifts, i.e. for unrelated pieces of the same liquid)
+and the energy checked for stationarity and against the library value. Poor glasses:
+N = 4000 melted and equilibrated at T = 1.0 (4000 sweeps, ~10 tau_alpha). Every glass is
+quenched (L-BFGS, then FIRE if needed, to max|F| < 1e-10), sheared by AQS (simple shear to
+30 %, steps of 2e-4, L-BFGS to max|F_i| < 1e-8 after each step) with ``swapmc shear``, one
+process per glass, and summarised per glass and per family (by parent temperature, the
+stable glasses pooled, the poor ones) with ``swapmc.analysis.yielding``: means and
+standard errors over glasses.
 
-    python scripts/yielding_demo.py --quick          # the whole pipeline at tiny N, ~1 min
-    python scripts/yielding_demo.py --work yd-work   # the demonstration (hours on one core)
+    python scripts/yielding_demo.py --quick            # the whole pipeline at tiny N
+    python scripts/yielding_demo.py --work yd --jobs 4 # the demonstration (CPU hours)
 
-Stages run in order and each is skipped when its output exists, so a killed run resumes
-where it stopped (``--stage`` runs one stage only: prepare, equilibrate, quench, shear,
-report). Every per-glass output is written atomically.
+Outputs: ``docs/yielding_demo_output.txt`` and ``.json`` (``--docs``), figures
+``docs/figures/yielding_*.png``; work files under ``--work``. Stages run in order
+(``--stage`` runs one: prepare, equilibrate, quench, shear, report) and skip what is done,
+so a killed run resumes where it stopped; the swap-MC runs and the AQS runs resume from
+their checkpoints, and every per-glass output is written atomically. The re-equilibrations
+run one at a time; ``--jobs`` AQS runs at once, and ``--stage shear --follow`` quenches and
+shears glasses while another process is still equilibrating the others.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +51,11 @@ OVERLAP_RADIUS = 0.3  # sigma_AA
 # --------------------------------------------------------------------------- helpers
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
 
 
 def write_text(path: str, text: str) -> None:
@@ -225,15 +238,28 @@ def make_plan(args) -> dict:
 
 def stage_prepare(args, work: str) -> dict:
     plan_path = os.path.join(work, "plan.json")
-    if os.path.exists(plan_path):
-        return read_json(plan_path)
+    old = read_json(plan_path) if os.path.exists(plan_path) else None
     if not args.quick:
         # Read from a copy: the library itself is never opened by this script.
         if not os.path.exists(args.library_copy):
             shutil.copyfile(args.library, args.library_copy + ".tmp")
             os.replace(args.library_copy + ".tmp", args.library_copy)
     plan = make_plan(args)
-    for g in plan["glasses"]:
+    if old is not None:
+        # Glasses already planned keep their entries; new ones (a longer --stable-ids or a
+        # larger --poor) are added, stable before poor, and prepared below.
+        known = {g["name"] for g in old["glasses"]}
+        new = [g for g in plan["glasses"] if g["name"] not in known]
+        if not new:
+            return old
+        glasses = ([g for g in old["glasses"] if g["kind"] == "stable"]
+                   + [g for g in new if g["kind"] == "stable"]
+                   + [g for g in old["glasses"] if g["kind"] != "stable"]
+                   + [g for g in new if g["kind"] != "stable"])
+        plan = {"reps": old["reps"], "glasses": glasses}
+    else:
+        new = plan["glasses"]
+    for g in new:
         gdir = os.path.join(work, g["name"])
         os.makedirs(gdir, exist_ok=True)
         if g["kind"] == "stable":
@@ -277,36 +303,59 @@ def stage_prepare(args, work: str) -> dict:
     return plan
 
 
+def correlated_mean(x) -> tuple[float, float, float]:
+    """Mean, its error s sqrt(2 tau_int / n) and tau_int (points; Sokal's window)."""
+    from swapmc.analysis.mechanics import integrated_autocorrelation_time
+
+    x = np.asarray(x, float)
+    if x.size < 4:
+        return float(x.mean()), math.nan, math.nan
+    tau = float(integrated_autocorrelation_time(x))
+    return float(x.mean()), float(x.std(ddof=1) * math.sqrt(2 * tau / x.size)), tau
+
+
+def energy_stats(g: dict, run_dir: str) -> dict:
+    """E/N over production: mean and correlated error, the two halves (drift_z: their
+    difference over the combined error), the spread of one thermo row, and for a stable
+    glass the library's N0 = 500 value with z = difference / sqrt(sd_N0^2 + err^2), where
+    sd_N0 = sqrt(N / N0) x the spread here is the thermal spread of E/N of one N0 sample."""
+    th = read_thermo(os.path.join(run_dir, "thermo.csv"))
+    e = th["energy_per_particle"][th["phase"] == "production"]
+    half = len(e) // 2
+    m1, s1, _ = correlated_mean(e[:half])
+    m2, s2, _ = correlated_mean(e[half:])
+    mean, err, tau = correlated_mean(e)
+    # The same test on the last half alone: after an extension the early production may
+    # still hold the relaxation from the replicated start, which is not what is judged.
+    quarter = len(e) // 4
+    m3, s3, _ = correlated_mean(e[2 * quarter:3 * quarter])
+    m4, s4, _ = correlated_mean(e[3 * quarter:])
+    every = float(np.median(np.diff(th["sweep"])))
+    out = {"mean": mean, "stderr": err, "tau_int_sweeps": tau * every,
+           "first_half": [m1, s1], "second_half": [m2, s2],
+           "drift_z": (m2 - m1) / math.hypot(s1, s2) if s1 > 0 and s2 > 0 else None,
+           "tail_drift_z": (m4 - m3) / math.hypot(s3, s4) if s3 > 0 and s4 > 0 else None,
+           "std_per_particle": float(np.std(e, ddof=1)), "sweeps": int(th["sweep"][-1]),
+           "error_method": "s sqrt(2 tau_int / n), tau_int of the thermo rows (Sokal)"}
+    if g["kind"] == "stable" and g.get("library_energy") is not None:
+        sd0 = out["std_per_particle"] * math.sqrt(g["n"] / g["parent_n"])
+        out["library_value"] = g["library_energy"]
+        out["library_sd_at_parent_n"] = sd0
+        out["z_vs_library"] = (mean - g["library_energy"]) / math.hypot(sd0, err)
+    return out
+
+
 def equilibration_check(g: dict, plan: dict, gdir: str) -> dict:
     """Decorrelation of the periodic copies and stationarity of the energy."""
     out: dict = {"name": g["name"]}
     run_dir = os.path.join(gdir, "reeq")
     summary = read_json(os.path.join(run_dir, "summary.json"))
-    th = read_thermo(os.path.join(run_dir, "thermo.csv"))
-    prod = th["phase"] == "production"
-    e = th["energy_per_particle"][prod]
-    half = len(e) // 2
-    m1, s1 = block_mean(e[:half])
-    m2, s2 = block_mean(e[half:])
-    mean, err = block_mean(e)
-    out["energy"] = {"mean": mean, "stderr": err, "first_half": [m1, s1],
-                     "second_half": [m2, s2],
-                     "drift_z": (m2 - m1) / math.hypot(s1, s2) if s1 > 0 and s2 > 0 else None,
-                     "std_per_particle": float(np.std(e, ddof=1)),
-                     "sweeps": int(th["sweep"][-1])}
+    out["energy"] = energy_stats(g, run_dir)
     out["tau_alpha_run"] = summary.get("tau_alpha_sweeps")
     out["tau_alpha_run_stderr"] = summary.get("tau_alpha_stderr_sweeps")
     out["tau_alpha_note"] = summary.get("tau_alpha_note")
     out["production_sweeps"] = summary.get("production")
     if g["kind"] == "stable":
-        n = g["n"]
-        # E/N of one N = 500 sample fluctuates by sqrt(8) times the N = 4000 spread.
-        sd500 = out["energy"]["std_per_particle"] * math.sqrt(n / g["parent_n"])
-        if g.get("library_energy") is not None:
-            out["energy"]["library_value"] = g["library_energy"]
-            out["energy"]["library_sd_at_parent_n"] = sd500
-            out["energy"]["z_vs_library"] = (mean - g["library_energy"]) / math.hypot(sd500,
-                                                                                     err)
         reps = tuple(plan["reps"])
         before = read_extxyz(os.path.join(gdir, "replicated.xyz"))
         after = read_extxyz(os.path.join(run_dir, "final.xyz"))
@@ -325,24 +374,99 @@ def equilibration_check(g: dict, plan: dict, gdir: str) -> dict:
     return out
 
 
+#: Largest |z| of the last-half energy drift accepted as stationary (a 3-sigma test).
+STATIONARY_Z = 3.0
+
+#: Files made from an equilibrated configuration: superseded when its run is extended.
+DOWNSTREAM = ("equilibration.json", "inherent.xyz", "inherent.json", "shear", "shear.log",
+              "shear_cost.json")
+
+
+def reeq_verdict(g: dict, res: dict) -> tuple[bool, str]:
+    """Whether a re-equilibrated stable glass is accepted: its periodic copies decorrelated
+    (image-overlap excess below DECORRELATED_EXCESS) and the energy of the last half of the
+    production stationary (|tail_drift_z| < STATIONARY_Z). Poor glasses are always
+    accepted (10 tau_alpha at T = 1.0 from a random start)."""
+    if g["kind"] != "stable":
+        return True, "poor glass"
+    why = []
+    oa = res.get("overlap_after")
+    if oa:
+        x = (oa["image_mean"] - oa["random_mean"]) / (1.0 - oa["random_mean"])
+        if x >= DECORRELATED_EXCESS:
+            why.append(f"image-overlap excess {x:.2f} >= {DECORRELATED_EXCESS:g}")
+    z = res["energy"].get("tail_drift_z")
+    if z is not None and abs(z) >= STATIONARY_Z:
+        why.append(f"last-half energy drift z = {z:+.1f}")
+    return not why, "; ".join(why) or "decorrelated and stationary"
+
+
+def extend_reeq(g: dict, gdir: str, sweeps: int) -> None:
+    """Raise the production of ``gdir``'s re-equilibration run by ``sweeps`` (``swapmc run``
+    then continues it exactly from its checkpoint) and move what was made from the shorter
+    run to ``superseded-<sweeps done>/``."""
+    toml = os.path.join(gdir, "reeq.toml")
+    text = read_text(toml)
+    m = re.search(r"^production_sweeps = (\d+)$", text, flags=re.M)
+    done = int(m.group(1))
+    old = os.path.join(gdir, f"superseded-{done}")
+    os.makedirs(old, exist_ok=True)
+    for name in DOWNSTREAM:
+        if os.path.exists(os.path.join(gdir, name)):
+            os.replace(os.path.join(gdir, name), os.path.join(old, name))
+    write_text(toml, text.replace(m.group(0), f"production_sweeps = {done + sweeps}"))
+
+
 def stage_equilibrate(args, work: str, plan: dict, kinds=("stable", "poor")) -> None:
+    """Run each glass's swap MC; a stable glass whose copies are not yet decorrelated (or
+    whose energy still drifts) is extended by ``--reeq-chunk-taus`` parent tau_alpha, up to
+    ``--reeq-max-taus`` in all; the verdict and the number of extensions are recorded."""
     for g in plan["glasses"]:
-        if g["kind"] not in kinds:
+        if g["kind"] not in kinds or (args.names and g["name"] not in args.names):
             continue
         gdir = os.path.join(work, g["name"])
         check = os.path.join(gdir, "equilibration.json")
-        if os.path.exists(check):
-            continue
-        log(f"{g['name']}: swap MC at T = {g['temperature']:g}, N = {g['n']}")
-        t0 = time.time()
-        swapmc_run(os.path.join(gdir, "reeq.toml"), os.path.join(gdir, "reeq.log"))
-        res = equilibration_check(g, plan, gdir)
-        res["wall_seconds_last_call"] = time.time() - t0
-        write_json(check, res)
-        log(f"{g['name']}: E/N = {res['energy']['mean']:.4f} +- {res['energy']['stderr']:.4f}"
-            + (f", image overlap {res['overlap_before']['image_mean']:.3f} -> "
-               f"{res['overlap_after']['image_mean']:.3f} (random "
-               f"{res['overlap_after']['random_mean']:.3f})" if "overlap_after" in res else ""))
+        while True:
+            if os.path.exists(check):
+                res = read_json(check)
+                if "final" not in res:  # written before verdicts existed: judge it now
+                    res = equilibration_check(g, plan, gdir) | {
+                        "extensions": 0, "wall_seconds_last_call": None}
+                if "final" in res and res["final"]:
+                    break
+                ok, why = reeq_verdict(g, res)
+                tau = g.get("tau_alpha_parent")
+                total = res["energy"]["sweeps"]
+                cap = args.reeq_max_taus * tau if tau else 0
+                if ok or not tau or total >= cap:
+                    res.update(accepted=ok, verdict=why, final=True)
+                    write_json(check, res)
+                    break
+                chunk = int(math.ceil(args.reeq_chunk_taus * tau / 1000.0) * 1000)
+                log(f"{g['name']}: {why} after {total} sweeps: extending by {chunk}")
+                extensions = res.get("extensions", 0) + 1
+                extend_reeq(g, gdir, chunk)
+            else:
+                extensions = 0
+            log(f"{g['name']}: swap MC at T = {g['temperature']:g}, N = {g['n']}")
+            t0 = time.time()
+            swapmc_run(os.path.join(gdir, "reeq.toml"), os.path.join(gdir, "reeq.log"))
+            res = equilibration_check(g, plan, gdir)
+            res["wall_seconds_last_call"] = time.time() - t0
+            res["extensions"] = extensions
+            write_json(check, res)
+            log(f"{g['name']}: E/N = {res['energy']['mean']:.4f} +- "
+                f"{res['energy']['stderr']:.4f}"
+                + (f", image overlap {res['overlap_before']['image_mean']:.3f} -> "
+                   f"{res['overlap_after']['image_mean']:.3f} (random "
+                   f"{res['overlap_after']['random_mean']:.3f})"
+                   if "overlap_after" in res else ""))
+
+
+def equilibrated(gdir: str) -> bool:
+    """The glass's re-equilibration has its final verdict (accepted or at the cap)."""
+    path = os.path.join(gdir, "equilibration.json")
+    return os.path.exists(path) and bool(read_json(path).get("final"))
 
 
 # --------------------------------------------------------------------------- quench
@@ -357,7 +481,7 @@ def stage_quench(args, work: str, plan: dict) -> None:
     for g in plan["glasses"]:
         gdir = os.path.join(work, g["name"])
         out = os.path.join(gdir, "inherent.xyz")
-        if os.path.exists(out) or not os.path.exists(os.path.join(gdir, "equilibration.json")):
+        if os.path.exists(out) or not equilibrated(gdir):
             continue
         s = read_extxyz(os.path.join(gdir, "reeq", "final.xyz"))
         s.velocities = None
@@ -399,7 +523,17 @@ def _start_shear(args, work: str, g: dict):
     lf.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
     lf.flush()
     proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT)
-    return {"proc": proc, "log": lf, "glass": g, "t0": time.time()}
+    return {"proc": proc, "log": lf, "glass": g, "t0": time.time(),
+            "rows0": _rows(os.path.join(gdir, "shear"))}
+
+
+def _rows(shear_dir: str) -> int:
+    """AQS steps recorded so far in ``shear_dir`` (0 when none)."""
+    path = os.path.join(shear_dir, "stress_strain.csv")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return max(0, sum(1 for _ in f) - 2)
 
 
 def _finish_shear(work: str, job: dict, status: int, usage) -> None:
@@ -412,6 +546,8 @@ def _finish_shear(work: str, job: dict, status: int, usage) -> None:
     cost = read_json(cost_path) if os.path.exists(cost_path) else {"wall": 0.0, "cpu": 0.0}
     cost["wall"] += time.time() - job["t0"]
     cost["cpu"] += usage.ru_utime + usage.ru_stime
+    # Steps run by the calls booked (a call killed before its end is not booked).
+    cost["steps"] = cost.get("steps", 0) + _rows(os.path.join(gdir, "shear")) - job["rows0"]
     write_json(cost_path, cost)
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1):
@@ -436,7 +572,7 @@ def stage_shear(args, work: str, plan: dict) -> None:
             if len(running) >= args.jobs:
                 break
             gdir = os.path.join(work, g["name"])
-            if (g["name"] in started or shear_done(gdir, args)
+            if (g["name"] in started or shear_done(gdir, args) or not equilibrated(gdir)
                     or not os.path.exists(os.path.join(gdir, "inherent.xyz"))):
                 continue
             job = _start_shear(args, work, g)
@@ -463,15 +599,37 @@ def stage_shear(args, work: str, plan: dict) -> None:
 
 
 # --------------------------------------------------------------------------- report
-def _families(plan: dict) -> dict:
-    """Family name -> glass names: per parent temperature, the pooled deep glasses, poor."""
+#: A replica counts as decorrelated when the image overlap of its copies exceeds the
+#: random-shift value by less than this fraction of the possible excess (1 - q_random).
+DECORRELATED_EXCESS = 0.1
+
+
+def overlap_excess(work: str, g: dict) -> float | None:
+    """(q_img - q_random) / (1 - q_random) after the re-equilibration, None if unknown."""
+    path = os.path.join(work, g["name"], "equilibration.json")
+    if g["kind"] != "stable" or not os.path.exists(path):
+        return None
+    oa = read_json(path).get("overlap_after")
+    if not oa:
+        return None
+    return (oa["image_mean"] - oa["random_mean"]) / (1.0 - oa["random_mean"])
+
+
+def _families(plan: dict, work: str | None = None) -> dict:
+    """Family name -> glass names: per parent temperature, the stable glasses pooled (and,
+    if some replica failed the decorrelation check, those that passed), the poor ones."""
     fam: dict[str, list] = {}
     for g in plan["glasses"]:
         if g["kind"] == "stable":
             fam.setdefault(f"stable T={g['temperature']:g}", []).append(g["name"])
-    stable = [g["name"] for g in plan["glasses"] if g["kind"] == "stable"]
-    if len({g["temperature"] for g in plan["glasses"] if g["kind"] == "stable"}) > 1:
-        fam["stable (pooled)"] = stable
+    stable = [g for g in plan["glasses"] if g["kind"] == "stable"]
+    if len({g["temperature"] for g in stable}) > 1:
+        fam["stable (pooled)"] = [g["name"] for g in stable]
+    if work is not None:
+        excess = {g["name"]: overlap_excess(work, g) for g in stable}
+        ok = [n for n, x in excess.items() if x is not None and x < DECORRELATED_EXCESS]
+        if ok and any(x is not None and x >= DECORRELATED_EXCESS for x in excess.values()):
+            fam["stable, decorrelated replicas only"] = ok
     poor = [g["name"] for g in plan["glasses"] if g["kind"] == "poor"]
     if poor:
         fam[f"poor T={plan['glasses'][-1]['temperature']:g}"] = poor
@@ -499,6 +657,36 @@ REPORT_QUANTITIES = (
     ("largest_drop_strain", "eps_drop", ".4f"), ("n_drops", "n_drops", ".0f"),
     ("localization_at_yield", "loc_Y", ".3f"), ("localization_drop", "loc_drop", ".3f"),
     ("localization_after_yield", "loc_after", ".3f"))
+
+
+def compare_groups(a, b) -> dict:
+    """Difference of means of two small samples of glasses (a - b), its standard error, the
+    Welch t statistic with its Welch-Satterthwaite degrees of freedom and two-sided p, and
+    the exact two-sided permutation p of the difference of means (every split of the pooled
+    glasses into groups of the same sizes; no normality assumed)."""
+    from itertools import combinations
+
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) < 2 or len(b) < 2:
+        return {}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff, se = float(a.mean() - b.mean()), float(math.sqrt(va + vb))
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else 0
+    t = diff / se if se > 0 else math.inf
+    p_welch = float(2 * stats.t.sf(abs(t), dof)) if se > 0 else 0.0
+    pooled = np.concatenate([a, b])
+    total, hits = 0, 0
+    for idx in combinations(range(len(pooled)), len(a)):
+        mask = np.zeros(len(pooled), bool)
+        mask[list(idx)] = True
+        d = pooled[mask].mean() - pooled[~mask].mean()
+        hits += abs(d) >= abs(diff) - 1e-12 * max(1.0, abs(diff))
+        total += 1
+    return {"diff": diff, "se": se, "t": t, "dof": dof, "p_welch": p_welch,
+            "p_permutation": hits / total, "n": [len(a), len(b)], "splits": total}
 
 
 def stage_report(args, work: str, plan: dict, docs: str) -> int:
@@ -534,8 +722,10 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
     out()
     out("1. Preparation")
     out(f"{'glass':22s} {'T':>5s} {'N':>5s} {'sweeps':>8s} {'tau_a(N0)':>9s} {'taus':>5s} "
+        f"{'tau_a(N)':>9s} "
         f"{'E/N (run)':>18s} {'E/N lib(N0)':>11s} {'z':>5s} {'drift_z':>7s} "
-        f"{'q_img before':>12s} {'q_img after':>11s} {'q_random':>14s} {'E_IS/N':>9s}")
+        f"{'q_img before':>12s} {'q_img after':>14s} {'q_random':>14s} {'E_IS/N':>9s} "
+        f"{'E_IS lib':>9s}")
     for g in plan["glasses"]:
         gdir = os.path.join(work, g["name"])
         path = os.path.join(gdir, "equilibration.json")
@@ -543,32 +733,41 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
             out(f"{g['name']:22s} (not equilibrated yet)")
             continue
         eq = read_json(path)
-        en = eq["energy"]
+        en = eq["energy"] = energy_stats(g, os.path.join(gdir, "reeq"))
         is_path = os.path.join(gdir, "inherent.json")
         e_is = read_json(is_path)["is_energy"] if os.path.exists(is_path) else math.nan
         tau = g.get("tau_alpha_parent") or eq.get("tau_alpha_run")
         sweeps = en["sweeps"]
         ob, oa = eq.get("overlap_before"), eq.get("overlap_after")
+        tau_run = eq.get("tau_alpha_run")
         cols = [
-            _f(tau, "9.3g"), _f(sweeps / tau if tau else None, "5.1f"),
+            _f(tau, "9.3g"), _f(sweeps / tau if tau else None, "5.1f"), _f(tau_run, "9.3g"),
             f"{en['mean']:10.5f} ± {en['stderr']:.5f}",
             _f(en.get("library_value"), "11.5f"), _f(en.get("z_vs_library"), "5.2f"),
             _f(en.get("drift_z"), "7.2f"), _f(ob["image_mean"] if ob else None, "12.3f"),
-            _f(oa["image_mean"] if oa else None, "11.3f"),
+            _f(oa["image_mean"] if oa else None, "11.3f")
+            + ("" if not oa else " ok" if overlap_excess(work, g) < DECORRELATED_EXCESS
+               else " NO"),
             (f"{oa['random_mean']:.3f} ± {oa['random_std']:.3f}" if oa else "-"),
-            _f(e_is, "9.5f")]
-        widths = (9, 5, 18, 11, 5, 7, 12, 11, 14, 9)
+            _f(e_is, "9.5f"), _f(g.get("library_is_energy"), "9.5f")]
+        widths = (9, 5, 9, 18, 11, 5, 7, 12, 14, 14, 9, 9)
         out(f"{g['name']:22s} {g['temperature']:5.2f} {g['n']:5d} {sweeps:8d} "
             + " ".join(f"{c:>{w}s}" for c, w in zip(cols, widths)))
     note("sweeps: swap-MC sweeps at T (tuning + production); tau_a(N0): tau_alpha of the "
-        "N = 500 library parent (sweeps; poor glasses: measured in the run itself); E/N "
-        "(run): production mean ± error of 10 block means; "
+        "N = 500 library parent (sweeps), taus = sweeps / tau_a(N0); tau_a(N): tau_alpha "
+        "measured in the run itself (F_s of A at q = 7.25; no error bar from a run of only a "
+        "few tau_alpha); E/N (run): production mean ± its error from the integrated "
+        "autocorrelation time; "
         "E/N lib(N0): the parent's end-of-production E/N, z = difference over the N0 thermal "
         "spread (sqrt(N/N0) x the run's) and the error; drift_z: second half minus first half "
         "of production over their errors; q_img: fraction of particles with a particle within "
         f"{OVERLAP_RADIUS} sigma at the position shifted by a replication vector (mean over "
         "the 7 vectors), before (the replicated start, 1 by construction) and after the "
-        "re-equilibration, against q_random: the same at random shifts (mean ± sd of 20)")
+        "re-equilibration, against q_random: the same at random shifts (mean ± sd of 20); "
+        "ok/NO: decorrelated or not, i.e. (q_img - q_random) / (1 - q_random) below "
+        f"{DECORRELATED_EXCESS:g} or not; "
+        "E_IS/N: inherent structure of the glass sheared; E_IS lib: that of the N0 = 500 "
+        "library parent")
     ideal = None
     for g in plan["glasses"]:
         p = os.path.join(work, g["name"], "equilibration.json")
@@ -600,7 +799,8 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
         y["modulus_hessian"] = y.get("modulus_hessian")
         tab = rec_table(rec)
         cost_p = os.path.join(work, name, "shear_cost.json")
-        cpu = read_json(cost_p)["cpu"] / max(1, len(tab)) if os.path.exists(cost_p) else math.nan
+        cost = read_json(cost_p) if os.path.exists(cost_p) else {}
+        cpu = cost["cpu"] / cost["steps"] if cost.get("steps") else math.nan
         vals = []
         for k, _, spec in REPORT_QUANTITIES:
             v = y.get(k)
@@ -617,7 +817,7 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
         "from yield to the end")
     out()
     out("3. Families: mean ± standard error over glasses (n glasses)")
-    fams = _families(plan)
+    fams = _families(plan, work)
     fam_out = {}
     for fam, names in fams.items():
         have = [recs[n]["yielding"] for n in names if n in recs]
@@ -627,8 +827,32 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
         fam_out[fam] = st
         out(f"  {fam} ({len(have)} of {len(names)} glasses):")
         out("    " + "; ".join(f"{h} {_pm(st[k], spec)}" for k, h, spec in REPORT_QUANTITIES))
+    out()
+    out("4. Stable against poor: difference of family means (stable - poor) ± its standard "
+        "error, Welch t test and exact permutation test (two-sided p)")
+    poor_names = [n for n in recs if recs[n]["_glass"]["kind"] == "poor"]
+    comparisons = {}
+    for fam in [f for f in fams if f.startswith("stable (pooled)")
+                or f.startswith("stable, decorrelated")] or [
+                f for f in fams if f.startswith("stable")][:1]:
+        st_names = [n for n in fams[fam] if n in recs]
+        out(f"  {fam} ({len(st_names)}) against poor ({len(poor_names)}):")
+        comparisons[fam] = {}
+        for k, h, spec in REPORT_QUANTITIES:
+            c = compare_groups([recs[n]["yielding"].get(k, math.nan) for n in st_names],
+                               [recs[n]["yielding"].get(k, math.nan) for n in poor_names])
+            if not c:
+                continue
+            comparisons[fam][k] = c
+            out(f"    {h:16s} {format(c['diff'], '+' + spec):>9s} ± {format(c['se'], spec):8s}"
+                f" t = {c['t']:+6.2f} (dof {c['dof']:4.1f}), p_Welch = {c['p_welch']:.3f}, "
+                f"p_perm = {c['p_permutation']:.3f} ({c['splits']} splits)")
+    note("The permutation p cannot be smaller than 1 / (number of splits); with this few "
+         "glasses a Welch p rests on near-normal glass-to-glass scatter. Neither is corrected "
+         "for the number of quantities compared.")
     write_json(os.path.join(docs, report_name(args).replace(".txt", ".json")),
-               {"families": fam_out, "glasses": {n: r["yielding"] for n, r in recs.items()},
+               {"comparisons": comparisons, "families": fam_out,
+                "glasses": {n: r["yielding"] for n, r in recs.items()},
                 "plan": plan, "settings": {"max_strain": args.max_strain, "step": args.step,
                                            "ftol": args.ftol,
                                            "steady_window": args.steady_window}})
@@ -675,8 +899,11 @@ def _style(recs):
 def _label(rec) -> str:
     g = rec["_glass"]
     if g["kind"] == "stable":
+        eq = os.path.join(os.path.dirname(rec["_dir"]), "equilibration.json")
+        flag = (" *" if os.path.exists(eq) and read_json(eq).get("accepted") is False
+                else "")
         return (f"stable, parent T = {g['temperature']:g}"
-                + (f" (lib. {g['library_id']})" if g.get("library_id") else ""))
+                + (f" (lib. {g['library_id']})" if g.get("library_id") else "") + flag)
     return f"poor, parent T = {g['temperature']:g}"
 
 
@@ -761,7 +988,10 @@ def make_figures(args, work, plan, recs, docs) -> list[str]:
     ax.set_ylabel(r"shear stress $\sigma_{xy}$ [$\varepsilon_{AA}/\sigma_{AA}^3$]")
     ax.set_title(f"AQS, KA2 N = {next(iter(recs.values()))['summary']['n']}: every glass "
                  "(dots: stress maxima)", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    flagged = any(_label(r).endswith(" *") for r in recs.values())
+    ax.legend(fontsize=7, loc="lower right",
+              title="* periodic copies not decorrelated" if flagged else None,
+              title_fontsize=7)
     ax.axhline(0, color="0.8", lw=0.6)
     for kind, colour in (("stable", STABLE_COLOURS[1]), ("poor", POOR_COLOURS[1])):
         names = [n for n in recs if recs[n]["_glass"]["kind"] == kind]
@@ -819,6 +1049,10 @@ def make_figures(args, work, plan, recs, docs) -> list[str]:
         ideal = read_json(os.path.join(work, stable[0]["name"], "equilibration.json"))[
             "overlap_after"]["ideal_gas"]
         ax.axhline(ideal, color="0.6", lw=0.8, ls="--", label="ideal gas")
+        q_rand = float(np.mean([read_json(os.path.join(work, g["name"], "equilibration.json"))
+                                ["overlap_after"]["random_mean"] for g in stable]))
+        ax.axhline(q_rand + DECORRELATED_EXCESS * (1.0 - q_rand), color="k", lw=0.8, ls="-.",
+                   label="decorrelated below")
         xlab = (r"swap-MC sweeps / $\tau_\alpha$ (parent, N = 500)"
                 if stable[0].get("tau_alpha_parent") else "swap-MC sweeps")
         ax.set_xlabel(xlab)
@@ -843,6 +1077,9 @@ def make_figures(args, work, plan, recs, docs) -> list[str]:
         names = [n for n in recs if recs[n]["_glass"]["kind"] == kind
                  and recs[n]["yielding"].get("largest_drop_stress") is not None
                  and math.isfinite(recs[n]["yielding"]["largest_drop_stress"])]
+        clean = [n for n in names
+                 if (overlap_excess(work, recs[n]["_glass"]) or 0.0) < DECORRELATED_EXCESS]
+        names = clean or names
         if not names:
             return None
         # The glass whose largest drop is the family's median: typical, not the extreme.
@@ -950,18 +1187,26 @@ def make_figures(args, work, plan, recs, docs) -> list[str]:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="yielding-demo-work", help="work directory")
-    ap.add_argument("--library", default="/tmp/deep/run/glasses.sqlite",
-                    help="library of certified N = 500 KA2 glasses (read from a copy)")
-    ap.add_argument("--stable-ids", type=int, nargs="+", default=[4, 5, 10, 11])
+    ap.add_argument("--library", default="deep-glasses/glasses.sqlite",
+                    help="library of certified N = 500 KA2 glasses, as made by "
+                    "scripts/deep_glasses.py (its default output; read from a copy)")
+    ap.add_argument("--stable-ids", type=int, nargs="+", default=[4, 5, 10, 11, 3, 9],
+                    help="library sample ids of the stable glasses' N = 500 parents")
     ap.add_argument("--reps", type=int, nargs=3, default=[2, 2, 2])
     ap.add_argument("--reeq-taus", type=float, default=3.2,
                     help="re-equilibration length in parent tau_alpha")
+    ap.add_argument("--reeq-chunk-taus", type=float, default=2.0,
+                    help="extension of a re-equilibration whose periodic copies are not yet "
+                    "decorrelated or whose energy drifts, in parent tau_alpha")
+    ap.add_argument("--reeq-max-taus", type=float, default=12.0,
+                    help="longest re-equilibration (sweeps in parent tau_alpha); a glass "
+                    "still failing there is kept and reported as not decorrelated")
     ap.add_argument("--poor", type=int, default=4, help="number of poor glasses")
     ap.add_argument("--t-poor", type=float, default=1.0)
     ap.add_argument("--n-poor", type=int, default=4000)
     ap.add_argument("--poor-sweeps", type=int, default=4000)
-    ap.add_argument("--max-strain", type=float, default=0.15)
-    ap.add_argument("--step", type=float, default=1e-4, help="AQS strain step")
+    ap.add_argument("--max-strain", type=float, default=0.3)
+    ap.add_argument("--step", type=float, default=2e-4, help="AQS strain step")
     ap.add_argument("--ftol", type=float, default=1e-8,
                     help="force tolerance of every AQS minimisation, epsilon/sigma")
     ap.add_argument("--steady-window", type=float, default=0.05,
@@ -974,6 +1219,9 @@ def parse_args(argv=None):
     ap.add_argument("--stage", choices=STAGES + ("all",), default="all")
     ap.add_argument("--only", choices=("stable", "poor"), default=None,
                     help="equilibrate only this kind")
+    ap.add_argument("--names", nargs="+", default=None, metavar="GLASS",
+                    help="equilibrate only these glasses (names as in plan.json), in the "
+                    "order of the plan")
     ap.add_argument("--quick", action="store_true", help="tiny N, few steps: the pipeline")
     ap.add_argument("--docs", default=None, help="where the report and figures go "
                     "(default: docs/ for the full run, WORK/report for --quick)")
