@@ -42,7 +42,9 @@ import time
 import numpy as np
 
 from swapmc import Box, System
+from swapmc.analysis.yielding import DEFAULT_MODULUS_STRAIN
 from swapmc.io import atomic_write, read_extxyz, write_extxyz
+from swapmc.md.shear_cli import yielding_record
 
 STAGES = ("prepare", "equilibrate", "quench", "shear", "report")
 OVERLAP_RADIUS = 0.3  # sigma_AA
@@ -315,21 +317,28 @@ def correlated_mean(x) -> tuple[float, float, float]:
 
 
 def energy_stats(g: dict, run_dir: str) -> dict:
-    """E/N over production: mean and correlated error, the two halves (drift_z: their
-    difference over the combined error), the spread of one thermo row, and for a stable
-    glass the library's N0 = 500 value with z = difference / sqrt(sd_N0^2 + err^2), where
-    sd_N0 = sqrt(N / N0) x the spread here is the thermal spread of E/N of one N0 sample."""
+    """E/N over production: mean and correlated error; the two halves (drift_z: their
+    difference over the combined error) and the last two quarters (tail_drift_z), each
+    piece's error from the whole production's spread and tau_int; the spread of one thermo
+    row; for a stable glass the library's N0 = 500 value with z = difference /
+    sqrt(sd_N0^2 + err^2), where sd_N0 = sqrt(N / N0) x the spread here is the thermal
+    spread of E/N of one N0 sample."""
     th = read_thermo(os.path.join(run_dir, "thermo.csv"))
     e = th["energy_per_particle"][th["phase"] == "production"]
-    half = len(e) // 2
-    m1, s1, _ = correlated_mean(e[:half])
-    m2, s2, _ = correlated_mean(e[half:])
     mean, err, tau = correlated_mean(e)
+
+    def part(x):
+        # A piece's error uses the spread and tau_int of the whole production: estimated
+        # on a piece only ~1 tau_alpha long, tau_int comes out too small and z too large.
+        sd = float(np.std(e, ddof=1))
+        return float(x.mean()), sd * math.sqrt(2 * tau / x.size) if x.size else math.nan
+
+    half = len(e) // 2
+    (m1, s1), (m2, s2) = part(e[:half]), part(e[half:])
     # The same test on the last half alone: after an extension the early production may
     # still hold the relaxation from the replicated start, which is not what is judged.
     quarter = len(e) // 4
-    m3, s3, _ = correlated_mean(e[2 * quarter:3 * quarter])
-    m4, s4, _ = correlated_mean(e[3 * quarter:])
+    (m3, s3), (m4, s4) = part(e[2 * quarter:3 * quarter]), part(e[3 * quarter:])
     every = float(np.median(np.diff(th["sweep"])))
     out = {"mean": mean, "stderr": err, "tau_int_sweeps": tau * every,
            "first_half": [m1, s1], "second_half": [m2, s2],
@@ -429,10 +438,10 @@ def stage_equilibrate(args, work: str, plan: dict, kinds=("stable", "poor")) -> 
         while True:
             if os.path.exists(check):
                 res = read_json(check)
-                if "final" not in res:  # written before verdicts existed: judge it now
+                if "extensions" not in res:  # written before verdicts existed
                     res = equilibration_check(g, plan, gdir) | {
                         "extensions": 0, "wall_seconds_last_call": None}
-                if "final" in res and res["final"]:
+                if res.get("final"):
                     break
                 ok, why = reeq_verdict(g, res)
                 tau = g.get("tau_alpha_parent")
@@ -702,9 +711,14 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
     for g in plan["glasses"]:
         gdir = os.path.join(work, g["name"])
         if shear_done(gdir, args):
-            recs[g["name"]] = read_json(os.path.join(gdir, "shear", "summary.json"))
-            recs[g["name"]]["_dir"] = os.path.join(gdir, "shear")
-            recs[g["name"]]["_glass"] = g
+            rec = read_json(os.path.join(gdir, "shear", "summary.json"))
+            rec["_dir"] = rec["directory"] = os.path.join(gdir, "shear")
+            rec["_glass"] = g
+            # Summarised again from the written tables, so the report follows the current
+            # definitions of swapmc.analysis.yielding.
+            rec["yielding"] = yielding_record(rec, argparse.Namespace(
+                steady_window=args.steady_window, modulus_strain=DEFAULT_MODULUS_STRAIN))
+            recs[g["name"]] = rec
         else:
             missing.append(g["name"])
     def note(text, indent="   "):
@@ -723,7 +737,8 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
     out("1. Preparation")
     out(f"{'glass':22s} {'T':>5s} {'N':>5s} {'sweeps':>8s} {'tau_a(N0)':>9s} {'taus':>5s} "
         f"{'tau_a(N)':>9s} "
-        f"{'E/N (run)':>18s} {'E/N lib(N0)':>11s} {'z':>5s} {'drift_z':>7s} "
+        f"{'E/N (run)':>18s} {'E/N lib(N0)':>11s} {'z':>5s} {'drift_z':>7s} {'tail_z':>6s} "
+        f"{'ext':>3s} "
         f"{'q_img before':>12s} {'q_img after':>14s} {'q_random':>14s} {'E_IS/N':>9s} "
         f"{'E_IS lib':>9s}")
     for g in plan["glasses"]:
@@ -744,13 +759,14 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
             _f(tau, "9.3g"), _f(sweeps / tau if tau else None, "5.1f"), _f(tau_run, "9.3g"),
             f"{en['mean']:10.5f} ± {en['stderr']:.5f}",
             _f(en.get("library_value"), "11.5f"), _f(en.get("z_vs_library"), "5.2f"),
-            _f(en.get("drift_z"), "7.2f"), _f(ob["image_mean"] if ob else None, "12.3f"),
+            _f(en.get("drift_z"), "7.2f"), _f(en.get("tail_drift_z"), "6.2f"),
+            _f(eq.get("extensions"), "3d"), _f(ob["image_mean"] if ob else None, "12.3f"),
             _f(oa["image_mean"] if oa else None, "11.3f")
             + ("" if not oa else " ok" if overlap_excess(work, g) < DECORRELATED_EXCESS
                else " NO"),
             (f"{oa['random_mean']:.3f} ± {oa['random_std']:.3f}" if oa else "-"),
             _f(e_is, "9.5f"), _f(g.get("library_is_energy"), "9.5f")]
-        widths = (9, 5, 9, 18, 11, 5, 7, 12, 14, 14, 9, 9)
+        widths = (9, 5, 9, 18, 11, 5, 7, 6, 3, 12, 14, 14, 9, 9)
         out(f"{g['name']:22s} {g['temperature']:5.2f} {g['n']:5d} {sweeps:8d} "
             + " ".join(f"{c:>{w}s}" for c, w in zip(cols, widths)))
     note("sweeps: swap-MC sweeps at T (tuning + production); tau_a(N0): tau_alpha of the "
@@ -760,7 +776,11 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
         "autocorrelation time; "
         "E/N lib(N0): the parent's end-of-production E/N, z = difference over the N0 thermal "
         "spread (sqrt(N/N0) x the run's) and the error; drift_z: second half minus first half "
-        "of production over their errors; q_img: fraction of particles with a particle within "
+        "of production over their errors (each from the whole production's spread and "
+        "tau_int), tail_z: the same for the last two quarters (|tail_z| < "
+        f"{STATIONARY_Z:g} is required of a stable glass); ext: extensions of the run by "
+        f"{args.reeq_chunk_taus:g} parent tau_alpha (while not decorrelated or not "
+        "stationary, up to --reeq-max-taus); q_img: fraction of particles with a particle within "
         f"{OVERLAP_RADIUS} sigma at the position shifted by a replication vector (mean over "
         "the 7 vectors), before (the replicated start, 1 by construction) and after the "
         "re-equilibration, against q_random: the same at random shifts (mean ± sd of 20); "
@@ -814,7 +834,9 @@ def stage_report(args, work: str, plan: dict, docs: str) -> int:
         "eps_drop: the largest stress drop (Delta sigma, particles with a non-affine "
         "displacement > 0.1 sigma in that step, strain after it); loc_*: localisation index "
         "of D2min (0 uniform, 1 one thin band) from 0 to yield, across the largest drop, and "
-        "from yield to the end")
+        "from yield to the end (loc_after '-': the stress maximum lies inside the steady-state "
+        "window, so there is no post-yield flow to judge; such a glass is left out of that "
+        "family mean)")
     out()
     out("3. Families: mean ± standard error over glasses (n glasses)")
     fams = _families(plan, work)
@@ -1094,8 +1116,11 @@ def make_figures(args, work, plan, recs, docs) -> list[str]:
             sn = _snapshots(rec)
             ref, bef, aft = sn["reference"], sn["drop_before"], sn["drop_after"]
             d_b, d_a, d_x = _d2(ref, bef), _d2(ref, aft), _d2(bef, aft)
-            d_y = _d2(sn["peak"], sn["final"]) if sn["final"].strain > sn["peak"].strain \
-                else None
+            # From yield to the end; a glass whose stress maximum lies in the steady-state
+            # window has no post-yield flow, and the whole run is shown instead.
+            flows = not rec["yielding"].get("peak_in_window")
+            start = sn["peak"] if flows else ref
+            d_y = _d2(start, sn["final"]) if sn["final"].strain > start.strain else None
             pool = np.concatenate([d_b, d_a])
             pool = pool[np.isfinite(pool) & (pool > 0)]
             norm = LogNorm(max(np.percentile(pool, 5), 1e-8), np.percentile(pool, 99.7))
@@ -1110,8 +1135,9 @@ def make_figures(args, work, plan, recs, docs) -> list[str]:
                 y = d_y[np.isfinite(d_y) & (d_y > 0)]
                 panels.append((d_y, LogNorm(max(np.percentile(y, 5), 1e-8),
                                             np.percentile(y, 99.7)),
-                               rf"yield → end: $\gamma$ {sn['peak'].strain:.4f} → "
-                               f"{sn['final'].strain:.3f}"))
+                               (r"yield → end" if flows else
+                                r"no post-yield flow: whole run") + rf", $\gamma$ "
+                               rf"{start.strain:.4f} → {sn['final'].strain:.3f}"))
             for j, ax in enumerate(axes[i]):
                 if j >= len(panels):
                     ax.set_visible(False)

@@ -82,6 +82,11 @@ def test_drop_list_and_localization_are_used():
     assert math.isnan(aqs_summary(x, y - 1.5).overshoot)
     with pytest.raises(ValueError, match="localisation keys"):
         aqs_summary(x, y, localization={"band": 1.0})
+    # A maximum inside the steady-state window leaves no post-yield flow: that index is NaN
+    # (the others are kept).
+    rising = aqs_summary(x, x * 10.0, localization={"at_yield": 0.1, "after_yield": 0.5})
+    assert rising.peak_in_window and math.isnan(rising.localization_after_yield)
+    assert rising.localization_at_yield == 0.1
 
 
 def test_ductile_curve_has_no_overshoot():

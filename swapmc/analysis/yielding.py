@@ -49,7 +49,11 @@ Definitions (:func:`aqs_summary`):
     Localisation indices (:func:`~swapmc.analysis.nonaffine.localization`, 0 for uniform,
     -> 1 for one thin band) of D^2_min accumulated from strain 0 to the yield strain, across
     the largest drop, and from the yield strain to the end of the run, passed in by the
-    caller (who holds the configurations); NaN when not given.
+    caller (who holds the configurations); NaN when not given. ``localization_after_yield``
+    is also NaN when the stress maximum lies inside the steady-state window
+    (``peak_in_window``): the curve then has no post-yield flow to judge, and the index of
+    the few steps between that maximum and the end is not comparable with one taken over a
+    flow of several percent strain.
 
 :func:`family_summary` averages these over the glasses of a family (e.g. the samples of one
 library build at one parent temperature): mean, standard error over glasses and the
@@ -466,9 +470,12 @@ def aqs_summary(strain, stress, energy=None, *, drops=None,
     if unknown:
         raise ValueError(f"unknown localisation keys {unknown} (known: "
                          f"{', '.join(LOCALIZATION_KEYS)})")
+    peak_in_window = bool(x[k_peak] >= bounds[0] - 1e-12)
+    if peak_in_window:
+        loc["after_yield"] = math.nan
     return YieldSummary(
         float(x[-1]), peak, float(x[k_peak]), ss, ss_err, bounds, n_ss, tau, over, over_err,
-        peak - ss, bool(x[k_peak] >= bounds[0] - 1e-12), len(drop_list), *big_vals, slope,
+        peak - ss, peak_in_window, len(drop_list), *big_vals, slope,
         slope_err, elastic, float(modulus_strain), n_mod,
         float(loc.get("at_yield", math.nan)), float(loc.get("drop", math.nan)),
         float(loc.get("after_yield", math.nan)),

@@ -958,8 +958,21 @@ def _hessian_moduli(rec, system, ff, args) -> dict:
             "seconds": float(sum(ec.seconds.values()))}
 
 
-def _yielding(rec, args) -> dict:
-    """The yielding summary of one AQS sample from its written tables and localisation."""
+def yielding_record(rec, args) -> dict:
+    """The yielding summary of one AQS sample from its written tables and localisation.
+
+    Parameters
+    ----------
+    rec : dict
+        The sample's ``summary.json`` with ``directory`` (its output folder) added.
+    args : namespace
+        ``steady_window`` and ``modulus_strain`` (strain).
+
+    Returns
+    -------
+    dict
+        :class:`swapmc.analysis.yielding.YieldSummary` as a dict.
+    """
     from ..analysis.yielding import aqs_summary
 
     rows = _read_csv(os.path.join(rec["directory"], "stress_strain.csv"))
@@ -1012,7 +1025,7 @@ def _summarise(records, args, units, label, out, ff=None, systems=None) -> None:
         for rec, system in zip(records, systems or [None] * len(records)):
             if args.hessian != "none" and ff is not None and system is not None:
                 rec["elasticity"] = _hessian_moduli(rec, system, ff, args)
-            rec["yielding"] = _yielding(rec, args)
+            rec["yielding"] = yielding_record(rec, args)
             _write_json(os.path.join(rec["directory"], "summary.json"),
                         {k: v for k, v in rec.items() if k != "directory"})
         for f in families:
