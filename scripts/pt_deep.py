@@ -102,34 +102,105 @@ def arrhenius_tau(fit: dict, t: float) -> tuple[float, float]:
     return float(math.exp(ln_tau)), float(math.exp(ln_tau) * math.sqrt(scale * g @ cov @ g))
 
 
+def count_passages(slots: np.ndarray, m: int, start: int = 0) -> tuple[int, int]:
+    """One-way passages between the ladder's ends and completed round trips
+    T_min -> T_max -> T_min, from the slot of each replica at each round.
+
+    A replica's direction (last end visited) is followed from the first row; passages and
+    trips are counted from row ``start`` on, and a trip only when its start (an arrival at
+    T_min) lies at or after ``start`` (as ``swapmc temper`` counts its production).
+
+    Parameters
+    ----------
+    slots : ndarray, shape (rounds, replicas)
+        Temperature slot (0 = lowest) of every replica during every round.
+    m : int
+        Number of slots.
+    start : int
+        First counted row.
+
+    Returns
+    -------
+    passages, round_trips : int
+    """
+    n_rep = slots.shape[1]
+    direction = [0] * n_rep  # +1 heading up (last end T_min), -1 heading down
+    trip_start = [-1] * n_rep
+    passages = trips = 0
+    for i, row in enumerate(slots):
+        counting = i >= start
+        if i == start:
+            trip_start = [-1] * n_rep
+        for r, s in enumerate(row):
+            if s == 0:
+                if direction[r] != 1:
+                    if direction[r] == -1 and counting:
+                        passages += 1
+                        if trip_start[r] >= 0:
+                            trips += 1
+                    trip_start[r] = i
+                elif trip_start[r] < 0:
+                    trip_start[r] = i
+                direction[r] = 1
+            elif s == m - 1:
+                if direction[r] == 1 and counting:
+                    passages += 1
+                direction[r] = -1
+    return passages, trips
+
+
 def analyze(run: str, reference: str | None, blocks: int) -> dict:
     """The analysis of a ``swapmc temper`` directory (see the module docstring)."""
-    with open(os.path.join(run, "summary.json")) as f:
-        summary = json.load(f)
-    ladder = np.array(summary["ladder"], dtype=float)
+    # ladder.csv and the CSV tables are written as the run goes, so a run still going (or
+    # killed) can be analysed; summary.json is only used when it covers the same rounds.
+    with open(os.path.join(run, "config.toml")) as f:
+        k_every = int(next(line.split("=")[1] for line in f
+                           if line.strip().startswith("exchange_every")))
+    lh, lrows = read_table(os.path.join(run, "ladder.csv"))
+    # The last row is the ladder in use (frozen after the equilibration rounds).
+    ladder = np.array([float(v) for h, v in zip(lh, lrows[-1])
+                       if h.startswith("T") and h[1:].isdigit()], dtype=float)
     m = len(ladder)
     head, rows = read_table(os.path.join(run, "energy_by_temperature.csv"))
     prod = [r for r in rows if r[head.index("phase")] == "production"]
     cols = [head.index(f"T{k}") for k in range(m)]
     u = np.array([[float(r[c]) for c in cols] for r in prod])
-    sweeps_per_round = summary["exchange_every"]
+    lab_head, lab_rows = read_table(os.path.join(run, "labels.csv"))
+    all_slots = np.array([[int(r[lab_head.index(f"r{k}")]) for k in range(m)]
+                          for r in lab_rows])
+    in_prod = np.array([r[lab_head.index("phase")] == "production" for r in lab_rows])
+    first = int(np.argmax(in_prod)) if in_prod.any() else len(lab_rows)
+    n_rounds = min(len(u), int(in_prod.sum()))
+    u = u[:n_rounds]
+    all_slots = all_slots[:first + n_rounds]
+    lab = all_slots[first:]
+    passages, trips = count_passages(all_slots, m, start=first)
+    t_rep = n_rounds * k_every
+    summary_path = os.path.join(run, "summary.json")
+    summary = {}
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    sweeps_per_round = k_every
     per_t = []
     for k in range(m):
         st = block_stats(u[:, k], blocks)
         st["T"] = float(ladder[k])
         per_t.append(st)
-    rt = summary["round_trips"]
-    t_rep = summary["sweeps_per_replica"]
-    passages = rt["passages"]
     tau_rt = 2.0 * m * t_rep / passages if passages else math.inf
-    out = {"run": run, "preset": summary["preset"], "n": summary["n"], "replicas": m,
-           "ladder": ladder.tolist(), "exchange_every": sweeps_per_round,
-           "production_rounds": len(prod), "sweeps_per_replica": t_rep,
-           "pair_acceptance": [p.get("acceptance") for p in summary["pairs"]],
-           "round_trips": rt["total"], "passages": passages,
-           "tau_rt_sweeps": tau_rt,
+    # Pair acceptance from the label trace: a pair exchanged when two replicas swapped slots.
+    moved = np.count_nonzero(np.diff(lab, axis=0), axis=1)
+    out = {"run": run, "preset": summary.get("preset"), "n": summary.get("n"),
+           "replicas": m, "ladder": ladder.tolist(), "exchange_every": sweeps_per_round,
+           "production_rounds": int(n_rounds), "sweeps_per_replica": int(t_rep),
+           "round_trips": trips, "passages": passages, "tau_rt_sweeps": tau_rt,
            "tau_rt_err": tau_rt / math.sqrt(passages) if passages else math.inf,
-           "tau_rt_completed_mean": rt.get("mean_sweeps"), "per_temperature": per_t}
+           "exchanges_per_round": float(moved.mean() / 2) if len(moved) else math.nan,
+           "per_temperature": per_t}
+    if summary.get("rounds_done") == summary.get("equilibration_rounds", 0) + n_rounds:
+        # The run's own bookkeeping of the same production rounds, for comparison.
+        out["summary_round_trips"] = summary["round_trips"]
+        out["pair_acceptance"] = [p.get("acceptance") for p in summary["pairs"]]
     if reference and os.path.exists(reference):
         with open(reference) as f:
             ref = json.load(f)
@@ -164,13 +235,20 @@ def report(res: dict, command: str) -> str:
              f"(geometric), exchanges every {res['exchange_every']} sweeps; "
              f"{res['production_rounds']} production rounds, "
              f"{res['sweeps_per_replica']} sweeps per replica in all", "",
-             "1. Round trips T_min -> T_max -> T_min",
+             "1. Round trips T_min -> T_max -> T_min (production rounds, from labels.csv)",
              f"   completed: {res['round_trips']}; one-way passages: {res['passages']}",
              f"   tau_rt = 2 M t / passages = {res['tau_rt_sweeps']:.3g} ± "
-             f"{res['tau_rt_err']:.2g} sweeps (Poisson error); mean of completed trips "
-             f"{(res['tau_rt_completed_mean'] or math.nan):.3g} sweeps (biased low)",
-             "   pair acceptance (T_k <-> T_k+1): "
-             + " ".join(f"{a:.2f}" for a in res["pair_acceptance"] if a is not None), "",
+             f"{res['tau_rt_err']:.2g} sweeps (Poisson error)"]
+    if "summary_round_trips" in res:
+        srt = res["summary_round_trips"]
+        mean = srt.get("mean_sweeps")
+        lines += [f"   the run's own count: {srt['total']} round trips, "
+                  f"{srt['passages']} passages, mean completed trip "
+                  + (f"{mean:.3g} sweeps (biased low: long trips are cut off)" if mean
+                     else "-"),
+                  "   pair acceptance (T_k <-> T_k+1): "
+                  + " ".join(f"{a:.2f}" for a in res["pair_acceptance"] if a is not None)]
+    lines += ["",
              "2. U/N at each temperature (production cut into blocks; batch-means errors)",
              f"{'T':>9s} {'first half':>20s} {'second half':>20s} {'drift_z':>8s}"]
     for p in res["per_temperature"]:
@@ -232,8 +310,8 @@ def main(argv=None) -> int:
             print(f"pt_deep: swapmc temper failed (exit {r.returncode})", file=sys.stderr)
             return 1
     run = os.path.join(args.out, "run")
-    if not os.path.exists(os.path.join(run, "summary.json")):
-        print(f"pt_deep: no finished run in {run}", file=sys.stderr)
+    if not os.path.exists(os.path.join(run, "labels.csv")):
+        print(f"pt_deep: no run in {run}", file=sys.stderr)
         return 1
     res = analyze(run, args.reference, args.blocks)
     text = report(res, " ".join(cmd))

@@ -41,6 +41,18 @@ def test_block_stats_and_interpolation(pt):
     assert v == pytest.approx(1.65, abs=1e-14) and e == pytest.approx(0.1 / math.sqrt(2))
 
 
+def test_count_passages_on_a_known_walk(pt):
+    """Two replicas on 3 slots: replica 0 goes 0 -> 2 -> 0 -> 2 (3 passages, 1 trip);
+    replica 1 starts at the top, goes down, up, down (3 passages, 1 trip: the first
+    arrival at T_min starts it). Counting from row 3 drops what happened before, but keeps
+    the directions."""
+    walk = np.array([[0, 2], [1, 1], [2, 0], [1, 1], [0, 2], [1, 1], [2, 0]])
+    assert pt.count_passages(walk, 3) == (6, 2)
+    # From row 3: replica 0 arrives at 0 (passage, trip start), then 2 (passage);
+    # replica 1 arrives at 2 (passage), then 0 (passage, but its trip start was not seen).
+    assert pt.count_passages(walk, 3, start=3) == (4, 0)
+
+
 def test_arrhenius_tau_error_matches_sampling(pt):
     """The propagated error of ln tau at T equals the spread of ln tau over parameter draws
     from the covariance (to 5 %, 20 000 draws)."""
@@ -66,6 +78,9 @@ def test_quick_pipeline(tmp_path):
     res = json.loads((tmp_path / "pt_deep_output.json").read_text())
     assert res["replicas"] == 4 and len(res["per_temperature"]) == 4
     assert res["production_rounds"] == 400
+    # The recount from labels.csv equals the run's own bookkeeping.
+    assert res["passages"] == res["summary_round_trips"]["passages"]
+    assert res["round_trips"] == res["summary_round_trips"]["total"]
     # U/N increases with T at every step of the ladder.
     u = [p["second_half"] for p in res["per_temperature"]]
     assert all(a < b for a, b in zip(u, u[1:]))
