@@ -51,7 +51,7 @@ import sys
 import numpy as np
 
 PRESET = "cu50zr50-x10"
-DEFAULT_LIBRARY = "/tmp/deep/cuzr_zjw/glasses.sqlite"
+DEFAULT_LIBRARY = "deep-glasses/glasses.sqlite"  # scripts/deep_glasses.py --preset cu50zr50-x10
 #: Quick mode: a short swap chain from a melt at a liquid temperature (K) stands in for the
 #: certified reference, so the pipeline runs end to end without a library.
 QUICK_T = 1500.0
@@ -318,7 +318,7 @@ def report(refs: dict, results: dict) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="/tmp/cuzr_speedup", help="output directory")
+    p.add_argument("--out", default="speedup-cuzr", help="output directory")
     p.add_argument("--library", default=DEFAULT_LIBRARY,
                    help="library with the certified swap chains (only a copy is read)")
     p.add_argument("-T", "--temperatures", type=float, nargs="+", default=[1100.0, 1000.0],
