@@ -36,6 +36,9 @@ The numbered description below gives the KA2 defaults; ``--help`` lists each pre
     python scripts/cooling_rate.py --preset cu50zr50-x10 -o cooling-cuzr \
         --deep deep-cuzr/results.json                         # doped ZJW Cu-Zr, K, P = 0
     python scripts/cooling_rate.py -o cooling --deep ... --analyze-only   # refit, replot
+    python scripts/cooling_rate.py -o cooling --resume-from docs/cooling_rate_output.json \
+        --durations 100 1000 10000 100000 300000 1000000 --quenches 3 3 3 2 2 2
+                                                   # extend the recorded study by a rate
 """
 
 from __future__ import annotations
@@ -238,6 +241,11 @@ def load_deep(path: str | None) -> dict:
     for r in deep["rows"]:
         if r["verdict"] != "certified":
             continue
+        if "lineage_sweeps" in r:
+            # A row recorded by this script (``--resume-from``): its lineage cost was summed
+            # when it was first analysed, over rows that are no longer here.
+            rows.append(r)
+            continue
         lineage = [q for q in deep["rows"] if q["lineage"] == r["lineage"]
                    and q["temperature"] >= r["temperature"]]
         rows.append({**r, "lineage_sweeps": sum(q["sweeps"] for q in lineage),
@@ -246,6 +254,38 @@ def load_deep(path: str | None) -> dict:
                      "lineage_cpu_seconds": sum(q.get("cost_cpu_seconds", q["cpu_seconds"])
                                                 for q in lineage)})
     return {"rows": rows, "stop": deep.get("stop")}
+
+
+def resume_from(record: str, output: str) -> str:
+    """Seed ``output`` from a recorded ``results.json`` of this script, so that a study can
+    be extended (a slower rate, more quenches) without redoing what it measured.
+
+    The quench and equilibrium rows go to the JSON-lines files (rows already there are
+    kept and win: a quench is identified by its duration and index), the certified swap
+    glasses with their lineage costs to ``OUTPUT/deep_recorded.json``. Returns that path,
+    to be used as ``--deep``."""
+    try:
+        with open(record) as fh:
+            rec = json.load(fh)
+        quenches = rec["quenches"] + rec.get("short_start_checks", [])
+        extra, deep_rows = rec["equilibrium_extra"], rec["deep_rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--resume-from {record}: not a results.json of this script "
+                         f"({exc})") from None
+    qpath = os.path.join(output, "quenches.jsonl")
+    epath = os.path.join(output, "equilibrium.jsonl")
+    have_q = {(r["duration"], r["index"]) for r in read_jsonl(qpath)}
+    have_e = {(r["temperature"], r["index"]) for r in read_jsonl(epath)}
+    for r in quenches:
+        if (r["duration"], r["index"]) not in have_q:
+            append_jsonl(qpath, r)
+    for r in extra:
+        if (r["temperature"], r["index"]) not in have_e:
+            append_jsonl(epath, r)
+    deep_path = os.path.join(output, "deep_recorded.json")
+    with atomic_write(deep_path) as fh:
+        json.dump({"rows": deep_rows, "stop": rec.get("deep_stop")}, fh)
+    return deep_path
 
 
 def fmt_factor(x: float, err: float) -> str:
@@ -569,6 +609,10 @@ def main(argv=None) -> int:
                     help="swap-MC sweeps per extra equilibrium T (equilibration, then as "
                          "many again before the quench)")
     ap.add_argument("--deep", help="results.json of scripts/deep_glasses.py")
+    ap.add_argument("--resume-from", metavar="RESULTS_JSON",
+                    help="extend a recorded study: seed OUTPUT with the quenches, "
+                         "equilibrium points and swap glasses of this script's results.json "
+                         "(e.g. docs/cooling_rate_output.json), then run what is missing")
     ap.add_argument("--eq-fit-tmax", type=float,
                     help=f"fit E_IS = a + b/T to equilibrium points at T <= this "
                          f"{dflt('eq_fit_tmax')}")
@@ -584,6 +628,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--preset: {exc.args[0]}") from None
     args.units = preset.model.units
     args.pressure = preset.pressure
+    given_plan = (args.durations, args.quenches)
     for key, value in DEFAULTS[args.units].items():
         if getattr(args, key, None) is None and key != "min_distance":
             setattr(args, key, value)
@@ -602,9 +647,16 @@ def main(argv=None) -> int:
         args.n, args.durations, args.quenches = 200, [100, 300, 1000], [2, 2, 2]
         args.liquid_sweeps, args.eq_temperatures, args.eq_samples = 300, [0.8], 2
         args.eq_sweeps = 300
+    if args.quick and given_plan[0] is not None:
+        # An explicit plan wins over the quick one (extending a quick study).
+        args.durations = given_plan[0]
+        args.quenches = given_plan[1] if given_plan[1] is not None else [2] * len(given_plan[0])
     if len(args.durations) != len(args.quenches):
         raise SystemExit("--quenches needs one count per --durations entry")
     os.makedirs(args.output, exist_ok=True)
+    if args.resume_from:
+        recorded = resume_from(args.resume_from, args.output)
+        args.deep = args.deep or recorded
     if not args.analyze_only:
         run_measurements(args)
     analyse(args)

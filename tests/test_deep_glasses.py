@@ -105,6 +105,45 @@ def test_cooling_rate_quick(tmp_path, deep):
     assert "EXTRAPOLATION" in stdout
 
 
+def test_cooling_rate_resume_from_record(tmp_path, deep):
+    """A recorded results.json seeds a new work directory: the analysis is reproduced without
+    the deep-glass file, and a slower rate added to the plan is the only thing run."""
+    work, _, _ = deep
+    first = tmp_path / "first"
+    run_script("cooling_rate.py", "--quick", "-o", str(first), "--deep",
+               str(work / "deep" / "results.json"), "--eq-fit-tmax", "1.3", cwd=tmp_path)
+    with open(first / "results.json") as fh:
+        rec = json.load(fh)
+    again = tmp_path / "again"
+    run_script("cooling_rate.py", "--quick", "-o", str(again), "--resume-from",
+               str(first / "results.json"), "--eq-fit-tmax", "1.3", "--analyze-only",
+               cwd=tmp_path)
+    with open(again / "results.json") as fh:
+        res = json.load(fh)
+    for key in ("quenches", "by_duration", "fits", "equilibrium_fit", "equivalent"):
+        assert res[key] == rec[key], key
+    # Extend by a slower rate (the quick plan is [100, 300, 1000] x 2): one new quench.
+    stdout = run_script("cooling_rate.py", "--quick", "-o", str(again), "--resume-from",
+                        str(first / "results.json"), "--eq-fit-tmax", "1.3",
+                        "--durations", "100", "300", "1000", "2000",
+                        "--quenches", "2", "2", "2", "1", cwd=tmp_path)
+    assert stdout.count("quench at rate") == 1 and "swap equilibrium" not in stdout
+    with open(again / "results.json") as fh:
+        res = json.load(fh)
+    assert res["quenches"][:len(rec["quenches"])] == rec["quenches"]
+    assert [q["duration"] for q in res["quenches"][len(rec["quenches"]):]] == [2000]
+
+
+def test_cooling_rate_resume_from_rejects_other_files(tmp_path):
+    bad = tmp_path / "other.json"
+    bad.write_text('{"rows": []}')
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "cooling_rate.py"),
+                          "--quick", "-o", str(tmp_path / "c"), "--resume-from", str(bad)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "other.json: not a results.json of this script" in out.stderr
+
+
 def test_cooling_rate_quick_metal_npt(tmp_path):
     """A doped Cu-Zr preset: quenches in K at P = 0 with volume moves, E in eV."""
     stdout = run_script("cooling_rate.py", "--preset", "cu50zr50-x10", "--quick", "-o", "cool",
