@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize
+from scipy import integrate, optimize, stats
 from scipy.special import wofz
 
 from swapmc.analysis import (
@@ -34,7 +34,14 @@ from swapmc.analysis import (
     spectrum_peak,
     superpose,
 )
-from swapmc.analysis.loss_models import compare_dms, dms_arrays, dms_from_kww
+from swapmc.analysis.loss_models import (
+    _model_modulus,
+    _modulus_jac,
+    compare_dms,
+    dms_arrays,
+    dms_from_kww,
+    fast_modulus,
+)
 
 NSIG = 4.0
 COVERAGE_BAND = (0.60, 0.76)
@@ -252,6 +259,123 @@ def test_spectrum_fit_coverage(model):
             hits[n].append(abs(f.params[n] - v) < f.errors[n])
     for n, h in hits.items():
         assert_band(h, f"{model} {n}")
+
+
+# ============================================================================ fast term
+def test_fast_term_is_the_transform_of_a_power_law_memory():
+    """A (i omega)^a = i omega int_0^inf G(t) e^{-i omega t} dt with the memory
+    G(t) = A t^-a / Gamma(1 - a) (a decaying, positive relaxation modulus: the term is
+    causal), checked by scipy's Fourier quadrature (QAWF) on the real axis for a = 0.5."""
+    amp, a = 0.3, 0.5
+    for omega in (0.2, 1.0, 7.0):
+        # [0, 1] with the algebraic weight t^-a, [1, inf) with the Fourier weight.
+        re = (integrate.quad(lambda t, w=omega: math.cos(w * t), 0, 1, weight="alg",
+                             wvar=(-a, 0))[0]
+              + integrate.quad(lambda t: t ** -a, 1, np.inf, weight="cos", wvar=omega)[0])
+        im = -(integrate.quad(lambda t, w=omega: math.sin(w * t), 0, 1, weight="alg",
+                              wvar=(-a, 0))[0]
+               + integrate.quad(lambda t: t ** -a, 1, np.inf, weight="sin", wvar=omega)[0])
+        ref = 1j * omega * amp / math.gamma(1 - a) * (re + 1j * im)
+        got = fast_modulus(np.array([omega]), amp, a)[0]
+        assert abs(got - ref) < 1e-7 * abs(ref), (omega, got, ref)
+    # a = 1 is a dashpot: nothing in M', eta omega in M''.
+    f = fast_modulus(HN_OMEGA, 0.02, 1.0)
+    assert np.all(f.real == 0.0) and np.allclose(f.imag, 0.02 * HN_OMEGA)
+
+
+@pytest.mark.parametrize("model", ["havriliak_negami", "kww"])
+def test_fast_term_jacobian_matches_finite_differences(model):
+    shape = (0.7, 0.5) if model == "havriliak_negami" else (0.5,)
+    p = np.array([10.0, 6.0, math.log(1.3), *shape, 0.004, 0.8])
+    jac = _modulus_jac(model, HN_OMEGA, p, "power")
+    h = 1e-6
+    for j in range(p.size):
+        up, dn = p.copy(), p.copy()
+        up[j] += h
+        dn[j] -= h
+        fd = (np.concatenate(_model_modulus(model, HN_OMEGA, up, "power"))
+              - np.concatenate(_model_modulus(model, HN_OMEGA, dn, "power"))) / (2 * h)
+        assert np.allclose(jac[:, j], fd, atol=1e-7 * max(1.0, np.abs(fd).max())), j
+
+
+def fast_spectrum(model, omega, truth, fast, noise, rng):
+    """Synthetic M', M'' of a relaxation plus a fast term (amplitude, exponent)."""
+    m1, m2, e = synthetic_spectrum(model, omega, truth, noise, rng)
+    f = fast_modulus(omega, *fast)
+    return m1 + f.real, m2 + f.imag, e
+
+
+def test_fast_term_recovers_parameters_and_is_needed():
+    """HN + a viscous term (the loss rises at the top of the scan) and KWW + a power-law
+    term: every parameter within NSIG errors of the truth; without the term chi^2 rejects
+    the model outright."""
+    rng = np.random.default_rng(21)
+    m1, m2, e = fast_spectrum("hn", HN_OMEGA, HN_TRUTH, (0.004, 1.0), 0.01, rng)
+    f = fit_havriliak_negami(HN_OMEGA, m1, m2, e, e, fast="viscous")
+    names = ("m_unrelaxed", "delta_modulus", "tau", "alpha", "gamma", "fast_amplitude")
+    for name, v in zip(names, (*HN_TRUTH, 0.004)):
+        assert abs(f.params[name] - v) < NSIG * f.errors[name], (name, f.format(name))
+    assert f.fast == "viscous" and f.dof == 2 * HN_OMEGA.size - 6
+    assert "fast_exponent" not in f.params and f.as_dict()["fast"] == "viscous"
+    m1f, m2f = f.modulus(HN_OMEGA)
+    assert np.allclose(m2f - f.fast_term(HN_OMEGA).imag,
+                       -f.params["delta_modulus"] * f.susceptibility(HN_OMEGA).imag)
+    # The loss peak is the relaxation's, not shifted by the rising fast flank.
+    wp, wp_err = f.loss_peak_omega()
+    assert abs(wp - hn_peak_omega_tau(0.7, 0.5) / 1.3) < NSIG * wp_err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        g = fit_havriliak_negami(HN_OMEGA, m1, m2, e, e)
+    assert stats.chi2.sf(g.chi2, g.dof) < 1e-6 and stats.chi2.sf(f.chi2, f.dof) > 1e-3
+
+    omega = np.logspace(-2, 3, 21)
+    m1, m2, e = fast_spectrum("kww", omega, KWW_TRUTH, (0.05, 0.6), 0.01, rng)
+    k = fit_kww_spectrum(omega, m1, m2, e, e, fast="power")
+    names = ("m_unrelaxed", "delta_modulus", "tau", "beta", "fast_amplitude",
+             "fast_exponent")
+    for name, v in zip(names, (*KWW_TRUTH, 0.05, 0.6)):
+        assert abs(k.params[name] - v) < NSIG * k.errors[name], (name, k.format(name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        g = fit_kww_spectrum(omega, m1, m2, e, e)
+    assert stats.chi2.sf(g.chi2, g.dof) < 1e-6
+
+
+def test_fast_term_absent_in_the_data():
+    """No fast process in the data: the amplitude is zero within its error or sits on its
+    lower bound (flagged), and the relaxation is recovered as without the term."""
+    m1, m2, e = synthetic_spectrum("hn", HN_OMEGA, HN_TRUTH, 0.01, np.random.default_rng(7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f = fit_havriliak_negami(HN_OMEGA, m1, m2, e, e, fast="viscous")
+    amp = f.params["fast_amplitude"]
+    assert f.at_bound.get("fast_amplitude") == "lower" or amp < NSIG * f.errors[
+        "fast_amplitude"]
+    for name, v in zip(("m_unrelaxed", "delta_modulus", "tau", "alpha", "gamma"), HN_TRUTH):
+        assert abs(f.params[name] - v) < NSIG * f.errors[name], (name, f.format(name))
+    with pytest.raises(ValueError, match="unknown fast term"):
+        fit_havriliak_negami(HN_OMEGA, m1, m2, e, e, fast="debye")
+    with pytest.raises(ValueError, match="fast_exponent bounds"):
+        fit_kww_spectrum(HN_OMEGA, m1, m2, e, e, fast="power",
+                         bounds={"fast_exponent": (0.5, 1.5)})
+
+
+@pytest.mark.physics
+def test_fast_term_fit_coverage():
+    """200 HN + viscous-term spectra (6 decades, 1 % noise): every parameter's 68 %
+    interval covers the truth within the band."""
+    rng = np.random.default_rng(800)
+    names = ("m_unrelaxed", "delta_modulus", "tau", "alpha", "gamma", "fast_amplitude")
+    truth = (*HN_TRUTH, 0.004)
+    hits = {n: [] for n in names}
+    for _ in range(200):
+        m1, m2, e = fast_spectrum("hn", HN_OMEGA, HN_TRUTH, (0.004, 1.0), 0.01, rng)
+        f = fit_havriliak_negami(HN_OMEGA, m1, m2, e, e, fast="viscous")
+        assert not f.at_bound
+        for n, v in zip(names, truth):
+            hits[n].append(abs(f.params[n] - v) < f.errors[n])
+    for n, h in hits.items():
+        assert_band(h, f"hn+viscous {n}")
 
 
 # ============================================================================ cross-check

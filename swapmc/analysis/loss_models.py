@@ -46,6 +46,24 @@ Models of chi
   rounding to ~1e-17 absolute. ``tests/test_spectroscopy.py`` also checks beta = 0.3, 0.5,
   0.8 against adaptive quadrature on the real axis and beta = 2 against its closed form.
 
+Fast term
+---------
+Spectra measured by MD often show a loss that rises again at the highest frequencies: the
+fast (vibrational, microscopically viscous) processes whose own peak lies beyond the scan.
+Both fits can add, with ``fast="viscous"`` or ``fast="power"``, a constant-phase term to the
+modulus::
+
+    M*(omega) = M_u - Delta_M chi(omega tau) + A (i omega)^a,
+
+i.e. ``M' += A omega^a cos(pi a / 2)``, ``M'' += A omega^a sin(pi a / 2)``, ``A >= 0``.
+``a = 1`` (``"viscous"``) is a dashpot in parallel, ``A = eta_fast`` (stress_unit x
+time_unit), which adds ``eta_fast omega`` to the loss and nothing to M'; ``"power"`` fits
+``0.05 <= a <= 1`` (``A`` in stress_unit x time_unit^a), the low-frequency flank of a fast
+process. The term is causal (it obeys the Kramers-Kronig relations for 0 < a <= 1), so it
+does not distort M' to fit M''. The alpha-relaxation parameters keep their meaning, and
+:meth:`SpectrumFit.loss_peak_omega` stays the maximum of the relaxation term alone. An
+amplitude that ends on its lower bound 0 means the data show no fast term.
+
 Fits and errors
 ---------------
 :func:`fit_havriliak_negami` and :func:`fit_kww_spectrum` fit M' and M'' jointly (or M''
@@ -92,6 +110,7 @@ __all__ = [
     "kww_susceptibility",
     "hn_susceptibility",
     "hn_peak_omega_tau",
+    "fast_modulus",
     "SpectrumFit",
     "fit_havriliak_negami",
     "fit_kww_spectrum",
@@ -104,6 +123,11 @@ __all__ = [
 
 #: Default bounds of the Havriliak-Negami exponents.
 HN_BOUNDS = {"alpha": (0.05, 1.0), "gamma": (0.05, 1.0)}
+#: Fast terms: name -> parameter names (after the relaxation's shape parameters).
+FAST_TERMS = {"none": (), "viscous": ("fast_amplitude",),
+              "power": ("fast_amplitude", "fast_exponent")}
+#: Bounds of the fast term's exponent ``a`` (``"power"``).
+FAST_EXPONENT_BOUNDS = (0.05, 1.0)
 
 # Chunk of frequencies evaluated at once by the KWW quadrature (memory ~ chunk x grid).
 _CHUNK = 128
@@ -260,6 +284,40 @@ def hn_peak_omega_tau(alpha, gamma) -> float:
     return (math.sin(alpha * k) / math.sin(alpha * gamma * k)) ** (1.0 / alpha)
 
 
+def fast_modulus(omega, amplitude, exponent=1.0, *, derivatives=False):
+    """Constant-phase fast term ``A (i omega)^a`` of the complex modulus.
+
+    Parameters
+    ----------
+    omega : array_like, shape (K,)
+        Angular frequencies (>= 0), rad per time unit.
+    amplitude : float
+        ``A >= 0``, stress unit x time unit^a (a viscosity for ``a = 1``).
+    exponent : float
+        ``a`` in (0, 1].
+    derivatives : bool
+        Also return ``d/dA`` and ``d/da``.
+
+    Returns
+    -------
+    term : complex ndarray, shape of ``omega``
+        Its real part adds to M', its imaginary part to M''.
+    d_amplitude, d_exponent : complex ndarray
+        Only with ``derivatives=True``.
+    """
+    w = np.asarray(omega, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        ln_iw = np.log(w) + 0.5j * math.pi
+    if exponent == 1.0:
+        unit = 1j * w  # a dashpot, exactly: no rounding residue in M'
+    else:
+        unit = np.where(w > 0, np.exp(exponent * ln_iw), 0.0)
+    term = amplitude * unit
+    if not derivatives:
+        return term
+    return term, unit, np.where(w > 0, term * np.where(w > 0, ln_iw, 0.0), 0.0)
+
+
 # ============================================================================ results
 def _nan_to_none(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
@@ -270,8 +328,10 @@ class SpectrumFit:
     """A fitted loss-spectrum model ``M* = M_u - Delta_M chi(omega tau; shape)``.
 
     ``params`` and ``errors`` map names to values and 68 % half-widths:
-    ``m_unrelaxed`` (M_u = M_inf), ``delta_modulus`` (Delta_M), ``tau`` and the shape
-    parameters (``alpha``, ``gamma`` for Havriliak-Negami; ``beta`` for KWW). An error is NaN
+    ``m_unrelaxed`` (M_u = M_inf), ``delta_modulus`` (Delta_M), ``tau``, the shape
+    parameters (``alpha``, ``gamma`` for Havriliak-Negami; ``beta`` for KWW) and, with a
+    fast term (``fast``, module docstring), ``fast_amplitude`` and ``fast_exponent``
+    (fixed at 1 for ``"viscous"``, not listed in ``names`` then). An error is NaN
     for a parameter that ended on its bound (listed in ``at_bound``: unconstrained), was held
     fixed (``fixed``) or is not determined by the data (``m_unrelaxed`` from M'' alone).
 
@@ -295,6 +355,7 @@ class SpectrumFit:
     error_method: str = ""
     stress_unit: str = ""
     time_unit: str = ""
+    fast: str = "none"
 
     @property
     def m_relaxed(self) -> float:
@@ -307,22 +368,34 @@ class SpectrumFit:
         return p
 
     def susceptibility(self, omega, derivatives=False):
-        """chi(omega tau) (and its derivatives in the internal shape parameters)."""
+        """chi(omega tau) of the relaxation (and its derivatives in the internal shape
+        parameters); the fast term is not part of it."""
         return _MODELS[self.model][0](np.asarray(omega, dtype=np.float64), self._p(),
                                       derivatives)
 
+    def fast_term(self, omega):
+        """The fast term ``A (i omega)^a`` at omega (zeros without one), complex, shape of
+        omega: its real part is in M', its imaginary part in M''."""
+        omega = np.asarray(omega, dtype=np.float64)
+        if self.fast == "none":
+            return np.zeros(omega.shape, dtype=np.complex128)
+        return fast_modulus(omega, self.params["fast_amplitude"],
+                            self.params.get("fast_exponent", 1.0))
+
     def modulus(self, omega):
-        """``(M'(omega), M''(omega))`` of the fitted model, arrays of the shape of omega
-        (M' is NaN after a fit of M'' alone, which does not determine M_u)."""
+        """``(M'(omega), M''(omega))`` of the fitted model (relaxation plus fast term),
+        arrays of the shape of omega (M' is NaN after a fit of M'' alone, which does not
+        determine M_u)."""
         p = self._p()
         chi = self.susceptibility(omega)
-        return p[0] - p[1] * chi.real, -p[1] * chi.imag
+        f = self.fast_term(omega)
+        return p[0] - p[1] * chi.real + f.real, -p[1] * chi.imag + f.imag
 
     def modulus_error(self, omega):
         """68 % delta-method half-widths of ``(M', M'')`` at omega (parameters not free
         contribute nothing)."""
         omega = np.atleast_1d(np.asarray(omega, dtype=np.float64))
-        jac = _modulus_jac(self.model, omega, self._p())  # (2K, P)
+        jac = _modulus_jac(self.model, omega, self._p(), self.fast)  # (2K, P)
         cov = np.nan_to_num(self.covariance, nan=0.0)
         var = np.einsum("ik,kl,il->i", jac, cov, jac)
         err = np.sqrt(np.maximum(var, 0.0))
@@ -331,7 +404,8 @@ class SpectrumFit:
         return e1, err[omega.size:]
 
     def loss_peak_omega(self) -> tuple[float, float]:
-        """Angular frequency of the maximum of the fitted M'' and its 68 % error."""
+        """Angular frequency of the maximum of the fitted relaxation's M'' (the fast term
+        left out) and its 68 % error."""
         p = self._p()
         if self.model == "havriliak_negami":
             def ln_wp(q):
@@ -384,7 +458,8 @@ class SpectrumFit:
                 "chi2": self.chi2, "dof": self.dof, "n_points": self.n_points,
                 "omega_range": list(self.omega_range), "weighted": self.weighted,
                 "error_method": self.error_method, "stress_unit": self.stress_unit,
-                "time_unit": self.time_unit, "m_relaxed": self.m_relaxed}
+                "time_unit": self.time_unit, "m_relaxed": self.m_relaxed,
+                "fast": self.fast}
 
 
 @functools.lru_cache(maxsize=256)
@@ -423,10 +498,12 @@ _MODELS = {
 }
 
 
-def _modulus_jac(model, omega, p):
+def _modulus_jac(model, omega, p, fast="none"):
     """d (M'(omega_1..K), M''(omega_1..K)) / d p, shape (2K, P); p = (M_u, Delta_M,
-    ln tau, shape...)."""
-    chi, dchi = _MODELS[model][0](omega, p, True)
+    ln tau, shape..., fast amplitude, fast exponent) (the fast ones as ``fast`` has)."""
+    n_fast = len(FAST_TERMS[fast])
+    p_relax = p[:p.size - n_fast] if n_fast else p
+    chi, dchi = _MODELS[model][0](omega, p_relax, True)
     k = omega.size
     jac = np.zeros((2 * k, p.size))
     jac[:k, 0] = 1.0
@@ -435,7 +512,26 @@ def _modulus_jac(model, omega, p):
     for j, d in enumerate(dchi):
         jac[:k, 2 + j] = -p[1] * d.real
         jac[k:, 2 + j] = -p[1] * d.imag
+    if n_fast:
+        j0 = p.size - n_fast
+        exponent = p[j0 + 1] if n_fast == 2 else 1.0
+        _, d_amp, d_exp = fast_modulus(omega, p[j0], exponent, derivatives=True)
+        jac[:k, j0], jac[k:, j0] = d_amp.real, d_amp.imag
+        if n_fast == 2:
+            jac[:k, j0 + 1], jac[k:, j0 + 1] = d_exp.real, d_exp.imag
     return jac
+
+
+def _model_modulus(model, omega, p, fast):
+    """(M', M'') of internal parameters p (relaxation, then the fast term)."""
+    n_fast = len(FAST_TERMS[fast])
+    chi = _MODELS[model][0](omega, p[:p.size - n_fast] if n_fast else p)
+    m1, m2 = p[0] - p[1] * chi.real, -p[1] * chi.imag
+    if n_fast:
+        j0 = p.size - n_fast
+        f = fast_modulus(omega, p[j0], p[j0 + 1] if n_fast == 2 else 1.0)
+        m1, m2 = m1 + f.real, m2 + f.imag
+    return m1, m2
 
 
 # ============================================================================ fits
@@ -466,11 +562,16 @@ def _spectrum_arrays(omega, m_storage, m_loss, storage_err, loss_err):
 
 
 def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix, bounds,
-                  stress_unit, time_unit) -> SpectrumFit:
+                  stress_unit, time_unit, fast="none") -> SpectrumFit:
     chi_fn, shape_names, shape_bounds, shape_grid = _MODELS[model]
+    if fast not in FAST_TERMS:
+        raise ValueError(f"unknown fast term {fast!r}; choose from {sorted(FAST_TERMS)}")
+    fast_names = FAST_TERMS[fast]
     omega, m1, m2, e1, e2 = _spectrum_arrays(omega, m_storage, m_loss, storage_err, loss_err)
-    names = ("m_unrelaxed", "delta_modulus", "ln_tau", *shape_names)
-    out_names = ("m_unrelaxed", "delta_modulus", "tau", *shape_names)
+    names = ("m_unrelaxed", "delta_modulus", "ln_tau", *shape_names, *fast_names)
+    out_names = ("m_unrelaxed", "delta_modulus", "tau", *shape_names, *fast_names)
+    n_shape = len(shape_names)
+    j_fast = 3 + n_shape  # index of the fast amplitude (when there is one)
     n_p = len(names)
     k = omega.size
     weighted = e2 is not None
@@ -486,6 +587,10 @@ def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix
     lo[2] = math.log(1e-3 / omega.max())
     hi[2] = math.log(1e3 / omega.min())
     bd = dict(shape_bounds)
+    if fast_names:
+        bd["fast_amplitude"] = (0.0, math.inf)
+    if fast == "power":
+        bd["fast_exponent"] = FAST_EXPONENT_BOUNDS
     if bounds is not None:
         if not isinstance(bounds, Mapping):
             raise ValueError("bounds must be a mapping such as {'beta': (0.2, 1.0)}")
@@ -495,9 +600,13 @@ def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix
             elif key in bd:
                 bd[key] = tuple(float(x) for x in v)
             else:
-                raise ValueError(f"unknown bound {key!r}; use 'tau' or {shape_names}")
-    for j, n in enumerate(shape_names):
+                raise ValueError(f"unknown bound {key!r}; use 'tau' or "
+                                 f"{(*shape_names, *fast_names)}")
+    for j, n in enumerate((*shape_names, *fast_names)):
         lo[3 + j], hi[3 + j] = bd[n]
+    if fast == "power" and not (FAST_EXPONENT_BOUNDS[0] <= lo[j_fast + 1]
+                                and hi[j_fast + 1] <= FAST_EXPONENT_BOUNDS[1]):
+        raise ValueError(f"fast_exponent bounds must lie within {FAST_EXPONENT_BOUNDS}")
     if not np.all(lo < hi):
         raise ValueError("bounds must satisfy lo < hi")
     if model == "kww" and (lo[3] < KWW_BETA_BOUNDS[0] or hi[3] > KWW_BETA_BOUNDS[1]):
@@ -529,6 +638,16 @@ def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix
     for j, n in enumerate(shape_names):
         if n in fixed:
             base[3 + j] = fixed[n]
+    for j, n in enumerate(fast_names):
+        if n in fixed:
+            base[j_fast + j] = fixed[n]
+    # Start values of the fast exponent (the amplitude is linear, solved with M_u, Delta_M).
+    if fast == "power":
+        fast_grid = ([fixed["fast_exponent"]] if "fast_exponent" in fixed else
+                     [float(np.clip(a, lo[j_fast + 1], hi[j_fast + 1])) for a in (0.5, 1.0)])
+    else:
+        fast_grid = [1.0]
+    lin = [0, 1] + ([j_fast] if fast_names else [])  # linear parameters
     best = None
     ln_taus = np.linspace(max(lo[2], -math.log(omega.max()) - 3.0),
                           min(hi[2], -math.log(omega.min()) + 3.0), 31)
@@ -537,41 +656,52 @@ def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix
     for shape in shape_grid:
         shp = np.array([base[3 + j] if n in fixed else float(np.clip(
             shape[j], lo[3 + j], hi[3 + j])) for j, n in enumerate(shape_names)])
-        for u in ln_taus:
-            w = omega * math.exp(u)
-            chi = _kww_interp(w, shp[0]) if model == "kww" else hn_susceptibility(w, *shp)
-            # Columns for (M_u, Delta_M) of (M', M'') = (M_u - D chi', D chi'').
-            a = np.zeros((2 * k, 2))
-            a[:k, 0] = 1.0
-            a[:k, 1] = -chi.real
-            a[k:, 1] = -chi.imag
-            a = a[use]
-            rhs = y.copy()
-            lin_free = [i for i in (0, 1) if free[i]]
-            for i in (0, 1):
-                if not free[i]:
-                    rhs = rhs - a[:, i] * base[i]
-            aw = a[:, lin_free] / sig[:, None]
-            coef, *_ = np.linalg.lstsq(aw, rhs / sig, rcond=None)
-            cost = float(np.sum((aw @ coef - rhs / sig) ** 2))
-            if best is None or cost < best[0]:
-                p = base.copy()
-                p[lin_free] = coef
-                p[2] = u
-                p[3:] = shp
-                best = (cost, p)
+        for a_fast in fast_grid:
+            unit = fast_modulus(omega, 1.0, a_fast)
+            for u in ln_taus:
+                w = omega * math.exp(u)
+                chi = (_kww_interp(w, shp[0]) if model == "kww"
+                       else hn_susceptibility(w, *shp))
+                # Columns for (M_u, Delta_M[, A]) of
+                # (M', M'') = (M_u - D chi' + A Re u, D chi'' + A Im u).
+                a = np.zeros((2 * k, len(lin)))
+                a[:k, 0] = 1.0
+                a[:k, 1] = -chi.real
+                a[k:, 1] = -chi.imag
+                if fast_names:
+                    a[:k, 2], a[k:, 2] = unit.real, unit.imag
+                a = a[use]
+                rhs = y.copy()
+                lin_free = [c for c, i in enumerate(lin) if free[i]]
+                for c, i in enumerate(lin):
+                    if not free[i]:
+                        rhs = rhs - a[:, c] * base[i]
+                aw = a[:, lin_free] / sig[:, None]
+                coef, *_ = np.linalg.lstsq(aw, rhs / sig, rcond=None)
+                cost = float(np.sum((aw @ coef - rhs / sig) ** 2))
+                if best is None or cost < best[0]:
+                    p = base.copy()
+                    p[[lin[c] for c in lin_free]] = coef
+                    p[2] = u
+                    p[3:3 + n_shape] = shp
+                    if fast == "power":
+                        p[j_fast + 1] = a_fast
+                    best = (cost, p)
     p0 = best[1]
     span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    if fast_names:
+        # The amplitude has no upper bound: its scale for the on-bound test is the one at
+        # which the fast term equals Delta_M at the highest frequency.
+        a0 = p0[j_fast + 1] if fast == "power" else 1.0
+        span[j_fast] = max(abs(p0[1]), 1e-300) / omega.max() ** a0
     q0 = np.clip(p0, lo + 1e-9 * span, hi - 1e-9 * span)[free]
 
     def resid(q):
-        p = full(q)
-        chi = chi_fn(omega, p)
-        mod = np.concatenate([p[0] - p[1] * chi.real, -p[1] * chi.imag])[use]
+        mod = np.concatenate(_model_modulus(model, omega, full(q), fast))[use]
         return (mod - y) / sig
 
     def jac(q):
-        return _modulus_jac(model, omega, full(q))[use][:, free] / sig[:, None]
+        return _modulus_jac(model, omega, full(q), fast)[use][:, free] / sig[:, None]
 
     sol = optimize.least_squares(resid, q0, jac=jac, bounds=(lo[free], hi[free]),
                                  method="trf", x_scale="jac", xtol=1e-12, ftol=1e-12,
@@ -588,7 +718,7 @@ def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix
     # Parameters on a bound are held there for the covariance (as in the KWW time fits).
     est = np.array([free[i] and out_names[i] not in at_bound for i in range(n_p)])
     r = resid(sol.x)
-    jac_est = _modulus_jac(model, omega, p)[use][:, est] / sig[:, None]
+    jac_est = _modulus_jac(model, omega, p, fast)[use][:, est] / sig[:, None]
     cov_est, chi2, _ = scaled_covariance(jac_est, np.ones_like(r), r, known=weighted)
     dof = int(r.size - free.sum())
     cov = np.full((n_p, n_p), np.nan)
@@ -614,7 +744,7 @@ def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix
                        dof=dof, n_points=int(r.size),
                        omega_range=(float(omega.min()), float(omega.max())),
                        weighted=weighted, error_method=method, stress_unit=str(stress_unit),
-                       time_unit=str(time_unit))
+                       time_unit=str(time_unit), fast=fast)
 
 
 _FIT_DOC = """
@@ -635,7 +765,11 @@ _FIT_DOC = """
         :attr:`SpectrumFit.params` (``tau`` in ``time_unit``).
     bounds : mapping, optional
         ``{"tau": (lo, hi), <shape>: (lo, hi)}``; defaults: tau within 1e-3/omega_max and
-        1e3/omega_min, shape bounds {shape_bounds}.
+        1e3/omega_min, shape bounds {shape_bounds}; ``fast_amplitude`` >= 0,
+        ``fast_exponent`` in [0.05, 1].
+    fast : {"none", "viscous", "power"}
+        Add the fast term ``A (i omega)^a`` (module docstring): none, ``a = 1`` or ``a``
+        fitted.
     stress_unit, time_unit : str
         Labels carried into the result.
 
@@ -658,23 +792,26 @@ _FIT_DOC = """
 
 
 def fit_havriliak_negami(omega, m_storage, m_loss, storage_err=None, loss_err=None, *,
-                         fix=None, bounds=None, stress_unit="", time_unit="") -> SpectrumFit:
+                         fix=None, bounds=None, stress_unit="", time_unit="",
+                         fast="none") -> SpectrumFit:
     """Fit ``M*(omega) = M_inf - Delta_M / (1 + (i omega tau)^alpha)^gamma`` (Havriliak &
     Negami 1967) to M' and M'' (convention in the module docstring: M' rises from
     ``M_inf - Delta_M`` to ``M_inf``; ``params["m_unrelaxed"]`` is M_inf).
     """
     return _fit_spectrum("havriliak_negami", omega, m_storage, m_loss, storage_err, loss_err,
-                         fix=fix, bounds=bounds, stress_unit=stress_unit, time_unit=time_unit)
+                         fix=fix, bounds=bounds, stress_unit=stress_unit, time_unit=time_unit,
+                         fast=fast)
 
 
 def fit_kww_spectrum(omega, m_storage, m_loss, storage_err=None, loss_err=None, *, fix=None,
-                     bounds=None, stress_unit="", time_unit="") -> SpectrumFit:
+                     bounds=None, stress_unit="", time_unit="", fast="none") -> SpectrumFit:
     """Fit ``M*(omega) = M_u - Delta_M chi_KWW(omega tau; beta)``, the modulus of a
     relaxation ``M(t) = M_u - Delta_M + Delta_M exp[-(t/tau)^beta]`` (Williams & Watts
     1970), to M' and M''; chi from :func:`kww_susceptibility`.
     """
     return _fit_spectrum("kww", omega, m_storage, m_loss, storage_err, loss_err, fix=fix,
-                         bounds=bounds, stress_unit=stress_unit, time_unit=time_unit)
+                         bounds=bounds, stress_unit=stress_unit, time_unit=time_unit,
+                         fast=fast)
 
 
 fit_havriliak_negami.__doc__ += _FIT_DOC.replace("{shape_bounds}", "alpha, gamma in "

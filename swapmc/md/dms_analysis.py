@@ -201,8 +201,9 @@ def _flags(fit):
     return {"unconstrained": sorted(fit.at_bound), "degenerate": pairs}
 
 
-def _fit_both(omega, m1, m2, e1, e2, units):
-    """HN and KWW fits (M' may be None) as dicts with flags, or the error text."""
+def _fit_both(omega, m1, m2, e1, e2, units, fast="none"):
+    """HN and KWW fits (M' may be None; ``fast``: the fast term of
+    :mod:`swapmc.analysis.loss_models`) as dicts with flags, or the error text."""
     from .protocols import STRESS_UNIT
 
     out = {}
@@ -211,7 +212,7 @@ def _fit_both(omega, m1, m2, e1, e2, units):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 fit = fn(omega, m1, m2, e1, e2, stress_unit=STRESS_UNIT[units],
-                         time_unit=TIME_UNIT[units])
+                         time_unit=TIME_UNIT[units], fast=fast)
         except (ValueError, RuntimeError, np.linalg.LinAlgError) as err:
             out[name] = {"error": str(err)}
             continue
@@ -221,7 +222,7 @@ def _fit_both(omega, m1, m2, e1, e2, units):
     return out
 
 
-def _section_fits(data):
+def _section_fits(data, fast="none"):
     iso = _isotherms(data.rows, MIN_FIT_FREQUENCIES)
     if not iso:
         raise ValueError(f"spectrum fits need >= {MIN_FIT_FREQUENCIES} frequencies at a "
@@ -236,11 +237,11 @@ def _section_fits(data):
         if e1 is None or e2 is None:
             e1 = e2 = None
         out.append({"temperature": temp, "n_frequencies": len(sel),
-                    **_fit_both(w, m1, m2, e1, e2, data.units)})
+                    **_fit_both(w, m1, m2, e1, e2, data.units, fast)})
     return out
 
 
-def _section_master(data, quantity, scale, reference):
+def _section_master(data, quantity, scale, reference, fast="none"):
     iso = _isotherms(data.rows, MIN_MASTER_FREQUENCIES)
     if len(iso) < 2:
         raise ValueError(f"a master curve needs >= 2 temperatures with >= "
@@ -287,7 +288,8 @@ def _section_master(data, quantity, scale, reference):
     if quantity == "m_loss":
         order = np.argsort(mc.x)
         e = mc.y_err[order] if mc.weighted else None
-        out["fits"] = _fit_both(np.exp(mc.x[order]), None, mc.y[order], None, e, data.units)
+        out["fits"] = _fit_both(np.exp(mc.x[order]), None, mc.y[order], None, e, data.units,
+                                fast)
     else:
         out["fits_skipped"] = ("HN / KWW fits of a master curve need M'' (--quantity "
                                "m_loss)")
@@ -325,7 +327,7 @@ def _section_beta(data, quantity, iso_quantity, alpha_model, alpha_form, p_max,
 def analyze(data: ScanData, *, sections=None, quantity="m_loss",
             isochronal_quantity="tan_delta", alpha_model="kww", alpha_form="arrhenius",
             p_max=BETA_P_MAX, flank_fraction=0.2, mc_scale="auto", reference=None, tg=None,
-            tg_err=0.0) -> dict:
+            tg_err=0.0, fast="none") -> dict:
     """Run the analysis sections on a scan (module docstring).
 
     Parameters
@@ -350,6 +352,10 @@ def analyze(data: ScanData, *, sections=None, quantity="m_loss",
         Reference temperature of the master curve (default the median one).
     tg, tg_err : float, optional
         T_g for E / (R T_g) of the peak Arrhenius fit.
+    fast : {"none", "viscous", "power"}
+        Fast term ``A (i omega)^a`` added to the HN and KWW fits of the spectra and of the
+        master curve (:mod:`swapmc.analysis.loss_models`), for MD spectra whose loss rises
+        again at the highest frequencies.
 
     Returns
     -------
@@ -372,8 +378,8 @@ def analyze(data: ScanData, *, sections=None, quantity="m_loss",
     runners = {
         "peaks": lambda: scan_peaks(data.rows, quantity=quantity, units=data.units, tg=tg,
                                     tg_err=tg_err),
-        "master": lambda: _section_master(data, quantity, mc_scale, reference),
-        "fits": lambda: _section_fits(data),
+        "master": lambda: _section_master(data, quantity, mc_scale, reference, fast),
+        "fits": lambda: _section_fits(data, fast),
         "beta": lambda: _section_beta(data, quantity, isochronal_quantity, alpha_model,
                                       alpha_form, p_max, flank_fraction),
     }

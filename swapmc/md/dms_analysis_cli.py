@@ -45,6 +45,11 @@ def _fit_line(name, fit):
     shape = (f"alpha = {_fmt(p['alpha'], e['alpha'], '.3g')}, gamma = "
              f"{_fmt(p['gamma'], e['gamma'], '.3g')}" if "alpha" in p else
              f"beta = {_fmt(p['beta'], e['beta'], '.3g')}")
+    if "fast_amplitude" in p:
+        a = p.get("fast_exponent", 1.0)
+        shape += (f", fast term A (i omega)^a: A = "
+                  f"{_fmt(p['fast_amplitude'], e['fast_amplitude'], '.3g')}, a = "
+                  + (_fmt(a, e['fast_exponent'], '.3g') if "fast_exponent" in p else "1"))
     flags = fit["flags"]
     note = []
     if flags["unconstrained"]:
@@ -83,7 +88,8 @@ def cmd_dms_analyze(args) -> int:
                   isochronal_quantity=args.isochronal_quantity, alpha_model=args.alpha_model,
                   alpha_form=args.alpha_form, p_max=args.p_max,
                   flank_fraction=args.flank_fraction, mc_scale=args.mc_scale,
-                  reference=args.reference, tg=args.tg, tg_err=args.tg_err)
+                  reference=args.reference, tg=args.tg, tg_err=args.tg_err,
+                  fast=args.fast_term)
     out = args.output or os.path.join(args.directory, "analysis")
     os.makedirs(out, exist_ok=True)
     su, tu, temp_u = STRESS_UNIT[data.units], TIME_UNIT[data.units], _temp_unit(data.units)
@@ -318,4 +324,8 @@ def add_parser(subparsers) -> None:
                    "has two or more, else 1)")
     a.add_argument("--tg", type=float, help="T_g for E/(R T_g) of the peak Arrhenius fit")
     a.add_argument("--tg-err", type=float, default=0.0, help="68 %% error of --tg")
+    a.add_argument("--fast-term", choices=("none", "viscous", "power"), default="none",
+                   help="add A (i omega)^a to the HN/KWW fits, for a loss that rises again "
+                   "at the highest frequencies: viscous (a = 1, A a viscosity in modulus "
+                   "x time unit) or power (a fitted in (0, 1]); default none")
     a.set_defaults(func=cmd_dms_analyze)
