@@ -459,9 +459,10 @@ def dms_figures(rows, *, stress_unit: str, time_unit: str, temperature_unit: str
                     marker="o", ms=4, ls="-", color=color, capsize=2)
         a1.errorbar(w, [r["m_loss"] for r in sel], [r["m_loss_err"] for r in sel],
                     marker="s", ms=4, ls="--", color=color, capsize=2, mfc="white")
-        a2.errorbar(w, [r["tan_delta"] for r in sel], [r["tan_delta_err"] for r in sel],
-                    marker="o", ms=4, ls="-", color=color, capsize=2,
-                    label=f"T = {temp:g} {temp_u}")
+        td = [r for r in sel if _tan_delta_defined(r)]
+        a2.errorbar([r["omega"] for r in td], [r["tan_delta"] for r in td],
+                    [r["tan_delta_err"] for r in td], marker="o", ms=4, ls="-", color=color,
+                    capsize=2, label=f"T = {temp:g} {temp_u}")
     values = [r[k] for r in rows for k in ("m_storage", "m_loss")]
     if values and min(values) > 0:
         a1.set_yscale("log")  # M'' is often 10-100 times smaller than M'
@@ -483,6 +484,7 @@ def dms_figures(rows, *, stress_unit: str, time_unit: str, temperature_unit: str
     # Line style names the quantity here; the colours (temperatures) are named beside.
     a1.legend(handles=style, fontsize=8, loc="best")
     a2.legend(fontsize=8, loc="best")
+    _note_undefined_tan_delta(a2, rows, sym)
     fig.tight_layout()
     figures = {"dms.png": fig}
     if len(colors) < 2:
@@ -491,7 +493,8 @@ def dms_figures(rows, *, stress_unit: str, time_unit: str, temperature_unit: str
     omegas = sorted({r["omega"] for r in rows})
     cmap = plt.get_cmap("viridis")
     for k, omega in enumerate(omegas):
-        sel = sorted((r for r in rows if r["omega"] == omega), key=lambda r: r["temperature"])
+        sel = sorted((r for r in rows if r["omega"] == omega and _tan_delta_defined(r)),
+                     key=lambda r: r["temperature"])
         ax.errorbar([r["temperature"] for r in sel], [r["tan_delta"] for r in sel],
                     [r["tan_delta_err"] for r in sel], marker="o", ms=4, capsize=2,
                     color=cmap(0.85 * k / max(len(omegas) - 1, 1)),
@@ -500,20 +503,45 @@ def dms_figures(rows, *, stress_unit: str, time_unit: str, temperature_unit: str
     ax.set_xlabel(f"T ({temp_u})")
     ax.set_ylabel(r"tan $\delta$ = " + rf"${sym}''/{sym}'$")
     ax.legend(fontsize=8)
+    _note_undefined_tan_delta(ax, rows, sym)
     fig.tight_layout()
     figures["tan_delta_T.png"] = fig
     return figures
 
 
+def _tan_delta_defined(row) -> bool:
+    """tan delta = M''/M' means something only where M' is resolved from zero (more than
+    two of its errors): near M' = 0 the ratio and its error blow up and would set the axis."""
+    err = row.get("m_storage_err")
+    err = 0.0 if err is None or not math.isfinite(err) else err
+    return abs(row["m_storage"]) > 2.0 * err and row["m_storage"] != 0.0
+
+
+def _note_undefined_tan_delta(ax, rows, sym: str) -> None:
+    """Say on the axes how many points were left out by :func:`_tan_delta_defined`."""
+    left_out = sum(not _tan_delta_defined(r) for r in rows)
+    if left_out:
+        ax.text(0.02, 0.02, f"{left_out} point(s) with |${sym}'$| < 2 errors left out "
+                "(tan δ undefined)", transform=ax.transAxes, fontsize=7, color="0.35")
+
+
 def _plain_log_ticks(axis, span: float) -> None:
-    """Plain numbers on a log axis ("0.5, 1, 2"), minor ticks labelled too when the data span
-    (largest / smallest value) is under a decade and a half, where a log axis would show one
-    major tick or none (matplotlib would write 2 x 10^0)."""
+    """Plain numbers on a log axis ("0.5, 1, 2"); when the data span (largest / smallest
+    value) is under a decade and a half, where a log axis would show one major tick or none
+    (matplotlib would write 2 x 10^0), the minor ticks at 2, 3 and 5 times a power of ten
+    are labelled too (all eight would overlap)."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")
+
+    def minor(v, _):
+        if not (v > 0 and math.isfinite(v)):
+            return ""
+        lead = round(v / 10.0 ** math.floor(math.log10(v) + 1e-9))
+        return f"{v:g}" if lead in (2, 3, 5) else ""
+
     axis.set_major_formatter(plain)
-    axis.set_minor_formatter(plain if span < 30 else NullFormatter())
+    axis.set_minor_formatter(FuncFormatter(minor) if span < 30 else NullFormatter())
 
 
 def _period(x):

@@ -205,6 +205,28 @@ def test_dms_figures_units_colours_and_styles(units, expect, tmp_path):
     assert len(save_figures(figs, str(tmp_path))) == 2
 
 
+def test_dms_figures_leave_out_undefined_tan_delta():
+    """Where M' is not resolved from zero (a liquid at low frequency) tan delta = M''/M' is
+    left out of both tan delta plots, and the figure says how many points were; the moduli
+    are still all drawn."""
+    from matplotlib.container import ErrorbarContainer
+
+    rows = _dms_rows()
+    rows[0] = dict(rows[0], m_storage=-0.05, m_storage_err=0.3, tan_delta=-40.0,
+                   tan_delta_err=900.0)
+    figs = dms_figures(rows, stress_unit="GPa", time_unit="ps", temperature_unit="K")
+    a1, a2 = figs["dms.png"].axes[:2]
+    (ax,) = figs["tan_delta_T.png"].axes
+    for axis in (a2, ax):
+        drawn = [y for c in axis.containers if isinstance(c, ErrorbarContainer)
+                 for y in c.lines[0].get_ydata()]
+        assert len(drawn) == 8 and -40.0 not in drawn
+        assert any("1 point(s)" in t.get_text() and "left out" in t.get_text()
+                   for t in axis.texts)
+    assert sum(len(c.lines[0].get_ydata()) for c in a1.containers
+               if isinstance(c, ErrorbarContainer)) == 18
+
+
 # ----------------------------------------------------------------------------- relaxation
 def _relaxation(temp, tau, strain=0.02, glasses=3):
     """A synthetic step-strain result: KWW decay plus noise, one curve per glass, with the

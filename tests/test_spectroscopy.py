@@ -498,6 +498,15 @@ def test_locate_peak_no_peak_in_range():
     # A peak just beyond the range: its rising flank is not reported as a peak.
     y = 0.5 / np.cosh(X_ISO - 5.5)
     assert not locate_peak(X_ISO, y + rng.normal(0, 0.005, 13), np.full(13, 0.005)).found
+    # A step up from one low point onto a noisy plateau: the asymmetric fit can put a
+    # "peak" with a vertical flank against that point (e-fold 0.002 against a grid of
+    # 0.05, position error 0.0008); it is refused as sharper than the grid. (These are the
+    # isochronal KA2 M'' at a period of 30 tau_LJ, docs/ka2_dms_long_periods_output.txt.)
+    t = np.array([0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70])
+    y = np.array([3.192, 5.641, 4.658, 5.418, 4.61, 3.815, 3.126])
+    e = np.array([0.58, 0.3, 0.37, 1.4, 0.95, 0.17, 0.32])
+    p = locate_peak(t, y, e, variable="temperature")
+    assert not p.found and "not resolved by the grid" in p.reason
     # An explicit window around a secondary maximum.
     two = 0.5 / np.cosh(X_ISO - 2.5) + 0.2 / np.cosh(X_ISO + 2.5)
     w = locate_peak(X_ISO, two, np.full(13, 0.002), window=(-4.7, 0.1))

@@ -31,9 +31,12 @@ beta = 0.5). The error of x_p is the least-squares error with the
 project's chi^2 rule (:func:`swapmc.analysis._lsq.scaled_covariance`).
 
 No peak is reported (``found=False``, with the reason) when the largest point is at either
-end of the grid, the fitted maximum or its 68 % interval leaves the fitted window, or the
-curvature at the top is not significant (``curvature_z < min_significance``): a monotonic
-rise, e.g. tan delta towards T_g, never yields a fake peak. Only a single peak is located:
+end of the grid, the fitted maximum or its 68 % interval leaves the fitted window, a flank
+of the asymmetric shape falls by e over less than a quarter of the grid spacing (a peak
+sharper than the grid, whose position is pinned against one point with a meaningless
+error), or the curvature at the top is not significant (``curvature_z <
+min_significance``): a monotonic rise, e.g. tan delta towards T_g, never yields a fake
+peak. Only a single peak is located:
 a beta shoulder or excess wing on the flank of the alpha peak is not separated here (fit
 :func:`~swapmc.analysis.fit_havriliak_negami` to the flank, or locate the beta peak with a
 ``window`` in which it is a maximum).
@@ -328,6 +331,16 @@ def locate_peak(x, y, y_err=None, *, variable="ln_omega", fixed=math.nan, level=
     if not (win[0] <= x0 - x0_err and x0 + x0_err <= win[1]):
         return _not_found(f"fitted maximum {x0:.6g} ± {x0_err:.2g} not inside the fitted "
                           f"window [{win[0]:.6g}, {win[1]:.6g}]", *args)
+    if shape == "asymmetric":
+        # A flank that falls by e over less than a quarter of the grid spacing is sharper
+        # than the grid can show: the fit then pins the maximum against the point on that
+        # flank, with a position error that means nothing.
+        spacing = float(np.median(np.diff(xs)))
+        for rate, side in ((math.exp(p[2]), "low"), (math.exp(p[3]), "high")):
+            if 1.0 / rate < 0.25 * spacing:
+                return _not_found(f"the fitted {side} flank falls by e over {1.0 / rate:.2g}, "
+                                  f"less than a quarter of the grid spacing {spacing:.2g}: "
+                                  "the peak is not resolved by the grid", *args)
     width = math.exp(ln_width)
     rates = ((math.exp(p[2]), math.exp(p[3])) if shape == "asymmetric"
              else (math.nan, math.nan))
