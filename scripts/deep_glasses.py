@@ -267,12 +267,13 @@ def fmt(x, spec):
     return "-" if x is None else format(x, spec)
 
 
-def print_table(summaries: list[dict]) -> None:
+def print_table(summaries: list[dict], dopant: str | None = "C") -> None:
     print("\ncert/core-h: certified glasses per CPU core-hour of this step (from a parent at "
           "the previous T); 'melt': including the parents' steps; 'wall': from the chains' "
           "wall times (inflated by other jobs on a loaded machine). +- standard error over "
           "glasses (tau_alpha of a single glass: its jackknife error); crystal: largest q6 "
-          "solid-like fraction; R_CC: C-C clustering ratio")
+          f"solid-like fraction; R_CC: {dopant}-{dopant} clustering ratio of the dopant "
+          f"{dopant} (1: placed at random)")
     print(f"{'T':>5s} {'cert':>6s} {'<tau_alpha> (sweeps)':>21s} {'<sweeps>':>9s} "
           f"{'cert/core-h':>11s} {'(melt)':>7s} {'(wall)':>7s} {'<E_IS/N>':>18s} "
           f"{'crystal':>7s} {'R_CC':>5s}")
@@ -428,15 +429,17 @@ def main(argv=None) -> int:
                 stops[lineage] = f"not certified at T = {temperature:g}: {row['reasons']}"
                 break
             if row["cc_clustering"] > args.demix_threshold:
-                stops[lineage] = (f"demixing of C at T = {temperature:g}: C-C clustering "
-                                  f"ratio {row['cc_clustering']:.2f} > {args.demix_threshold:g}")
+                x = args.dopant
+                stops[lineage] = (f"demixing of {x} at T = {temperature:g}: {x}-{x} "
+                                  f"clustering ratio {row['cc_clustering']:.2f} > "
+                                  f"{args.demix_threshold:g}")
                 break
             init = row["equilibrium_structure"]
         else:
             stops[lineage] = "end of the ladder reached"
     out = save(final=True)
     summaries, lowest = out["summaries"], out["lowest_certified"]
-    print_table(summaries)
+    print_table(summaries, args.dopant)
     certified_t = [s["temperature"] for s in summaries if s["certified"]]
     lowest = min(certified_t) if certified_t else None
     print(f"\nlowest certified T: {lowest}")
