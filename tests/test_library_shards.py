@@ -433,9 +433,23 @@ def test_merge_guards_against_the_usual_mistakes(sharded, tmp_path):
 
 
 _MERGER = r"""
-import sys
+import os, signal, sys, threading
 sys.path.insert(0, {repo!r})
+from swapmc.library import Library
 from swapmc.library.merge import merge_libraries
+copied = [0]
+original = Library.copy_sample
+
+def copy_sample(self, *args, **kwargs):
+    # Once 5 samples are in, the process kills itself after {delay!r} s, while later
+    # samples are being written: the moment is set by the merge's own progress, not by
+    # how soon a (possibly stalled) parent notices it.
+    copied[0] += 1
+    if copied[0] == 6:
+        threading.Timer({delay!r}, os.kill, (os.getpid(), signal.SIGKILL)).start()
+    return original(self, *args, **kwargs)
+
+Library.copy_sample = copy_sample
 merge_libraries({out!r}, [{src!r}], log=lambda line: print(line, flush=True))
 """
 
@@ -451,23 +465,14 @@ def test_a_killed_merge_leaves_whole_samples_and_a_rerun_completes_it(tmp_path):
         for k in range(200):
             lib.add_sample(_meta(k, n=4000), _system(4000, k), _system(4000, 10**6 + k))
     out = str(tmp_path / "out.sqlite")
-    code = _MERGER.format(repo=REPO, out=out, src=src)
+    # The rest of the 200 samples take ~0.45 s to write here: a kill 0-0.15 s after the
+    # sixth sample starts lands among them, mid-transaction or between two.
+    delay = float(np.random.default_rng(8).uniform(0.0, 0.15))
+    code = _MERGER.format(repo=REPO, out=out, src=src, delay=delay)
     proc = _launch([sys.executable, "-c", code])
     try:
-        deadline = time.time() + 300
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            assert time.time() < deadline, "no sample merged within 300 s"
-            if os.path.exists(out):
-                try:
-                    with Library(out) as lib:
-                        if lib.count()["certified"] >= 5:
-                            break
-                except (OSError, sqlite3.Error):
-                    pass
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+        proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, "the merge ended before it was killed"
     finally:
         if proc.poll() is None:
             proc.kill()
