@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 
-from . import __version__
+from . import __version__, interrupts
 
 
 def _overrides(args) -> dict:
@@ -295,28 +297,68 @@ def _interrupted(err: BaseException) -> bool:
     return False
 
 
+class _InterruptWatch:
+    """Remembers that Ctrl-C arrived while a command ran (and still raises
+    KeyboardInterrupt as Python's own handler does). A SIGINT that lands while Numba
+    compiles a kernel for the first time can be swallowed, or surface as an unrelated error
+    (``RuntimeError: no compiled object yet for ...``) with no KeyboardInterrupt in its
+    chain: the flag (:mod:`swapmc.interrupts`) lets the run loop stop at its next block and
+    the command report the interrupt it was."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.received = True
+        interrupts.note()
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        interrupts.clear()
+        # Only replace Python's default handler, and only where signals can be handled.
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 def run_command(func, args, prog: str = "swapmc") -> int:
     """Call ``func(args)`` as a command: input errors become one line ``<prog>: error: ...``
     on stderr and exit code 1 (2 is argparse's, for command-line usage errors), Ctrl-C
     exit code 130 with a hint to rerun (and resume)."""
+    watch = _InterruptWatch()
     try:
-        return func(args)
-    except (KeyboardInterrupt, SystemError) as err:
-        if not _interrupted(err):
+        with watch:
+            return func(args)
+    except (KeyboardInterrupt, SystemError, RuntimeError) as err:
+        if not (_interrupted(err) or watch.received):
             raise
-        # Under mpiexec every rank gets the SIGINT: one line for the job, from rank 0.
-        from .run import mpi_launch_size
-
-        if mpi_launch_size()[1] == 0:
-            print("\ninterrupted; rerun the same command to resume from the last checkpoint",
-                  file=sys.stderr)
-        return 130
+        return _report_interrupt()
     except (ValueError, KeyError, NotImplementedError, OSError, ImportError) as err:
+        if watch.received:  # e.g. an I/O call cut short by the signal
+            return _report_interrupt()
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         # One line: the message may carry a list (e.g. of differing keys) over lines.
         text = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
         print(f"{prog}: error: {text}", file=sys.stderr)
         return 1
+
+
+def _report_interrupt() -> int:
+    """The Ctrl-C line (rank 0 only: under mpiexec every rank gets the SIGINT) and its
+    exit code."""
+    from .run import mpi_launch_size
+
+    if mpi_launch_size()[1] == 0:
+        print("\ninterrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+    return 130
 
 
 def main(argv=None) -> int:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__
+from . import __version__, interrupts
 from ._toml import ConfigError, dumps_toml
 from .analysis import FsTracker, default_wavenumber
 from .build import composition_counts, lattice_configuration, random_configuration
@@ -557,6 +557,8 @@ class Run:
                     if every:
                         block = min(block, every - g % every)
                 mc.sweep(block)
+                # A Ctrl-C swallowed by a first compilation stops the run here.
+                interrupts.raise_if_received()
                 self.phase_done += block
                 g = mc.sweeps_done
                 if tune and g % self.cfg["run"]["tune_every"] == 0:

@@ -41,6 +41,84 @@ def test_unrelated_system_error_is_not_swallowed():
         run_command(boom, None)
 
 
+def _interrupt_swallowed(args):
+    # What Numba does when SIGINT lands while it compiles a kernel for the first time: the
+    # KeyboardInterrupt is lost and an unrelated error surfaces instead.
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+    raise RuntimeError("no compiled object yet for propose_volume")
+
+
+def test_interrupt_that_surfaces_as_another_error_is_still_one_line(capsys):
+    assert run_command(_interrupt_swallowed, None) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; rerun the same command" in err and "Traceback" not in err
+    # The handler is Python's own again afterwards, and a RuntimeError without a Ctrl-C
+    # is not swallowed.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def boom(args):
+        raise RuntimeError("a real bug")
+
+    with pytest.raises(RuntimeError, match="a real bug"):
+        run_command(boom, None)
+
+
+def test_swallowed_interrupt_stops_the_run_loop(tmp_path, monkeypatch):
+    """A Ctrl-C that never became an exception (noted, then swallowed by a compilation)
+    stops `swapmc run` at its next block: exit 130, and rerunning resumes."""
+    from swapmc import interrupts
+    from swapmc.cli import main
+    from swapmc.mc import MonteCarlo
+
+    original = MonteCarlo.sweep
+    calls = []
+
+    def sweep(self, n):
+        calls.append(n)
+        if len(calls) == 3:
+            interrupts.note()  # what the SIGINT handler does before its exception is lost
+        return original(self, n)
+
+    monkeypatch.setattr(MonteCarlo, "sweep", sweep)
+    out = str(tmp_path / "r")
+    argv = ["run", "ka2-x10", "-N", "200", "-s", "400", "--equilibration-sweeps", "200",
+            "-o", out, "--no-progress"]
+    assert main(argv) == 130
+    assert len(calls) == 3
+    monkeypatch.setattr(MonteCarlo, "sweep", original)
+    assert main(argv) == 0  # resumes and finishes
+    assert not interrupts.received()
+
+
+def test_sigint_during_the_first_compilation_exits_130(tmp_path):
+    """An empty Numba cache: Ctrl-C as soon as the run starts lands while its kernels
+    compile."""
+    env = dict(subprocess_env(), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swapmc.cli", "run", "ka2-x10", "-N", "300", "-s", "1000",
+         "-o", str(tmp_path / "r"), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=str(tmp_path), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        thermo = tmp_path / "r" / "thermo.csv"
+        deadline = time.time() + 120
+        while not thermo.exists():
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun the same command" in err and "Traceback" not in err
+
+
 def test_interrupt_on_other_mpi_ranks_is_silent(capsys, monkeypatch):
     monkeypatch.setenv("PMI_SIZE", "2")
     monkeypatch.setenv("PMI_RANK", "1")
