@@ -94,28 +94,39 @@ def test_swallowed_interrupt_stops_the_run_loop(tmp_path, monkeypatch):
     assert not interrupts.received()
 
 
-def test_sigint_during_the_first_compilation_exits_130(tmp_path):
-    """An empty Numba cache: Ctrl-C as soon as the run starts lands while its kernels
-    compile."""
-    env = dict(subprocess_env(), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+def _interrupted_run(tmp_path, sweeps, delay, env=None):
+    """Start `swapmc run`, send Ctrl-C ``delay`` s after its thermo.csv appears; return the
+    exit code and stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "swapmc.cli", "run", "ka2-x10", "-N", "300", "-s", "1000",
+        [sys.executable, "-m", "swapmc.cli", "run", "ka2-x10", "-N", "300", "-s", str(sweeps),
          "-o", str(tmp_path / "r"), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        cwd=str(tmp_path), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env or subprocess_env(), cwd=str(tmp_path),
+        # A shell's background jobs (nohup, CI runners) may inherit SIGINT ignored; restore
+        # the default so that the child sees Ctrl-C as a terminal user's process would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         thermo = tmp_path / "r" / "thermo.csv"
         deadline = time.time() + 120
         while not thermo.exists():
             assert proc.poll() is None and time.time() < deadline
             time.sleep(0.02)
+        time.sleep(delay)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=300)
+        _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_sigint_during_the_first_compilation_exits_130(tmp_path):
+    """An empty Numba cache: Ctrl-C as soon as the run starts lands while its kernels
+    compile."""
+    env = dict(subprocess_env(), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    code, err = _interrupted_run(tmp_path, 1000, 0.0, env)
+    assert code == 130, err
     assert "interrupted; rerun the same command" in err and "Traceback" not in err
 
 
@@ -128,28 +139,9 @@ def test_interrupt_on_other_mpi_ranks_is_silent(capsys, monkeypatch):
 
 @pytest.mark.parametrize("delay", [0.2, 1.0])
 def test_sigint_during_a_run_exits_130_without_traceback(tmp_path, delay):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "swapmc.cli", "run", "ka2-x10", "-N", "300", "-s", "1000000",
-         "-o", str(tmp_path / "r"), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
-        cwd=str(tmp_path),
-        # A shell's background jobs (nohup, CI runners) may inherit SIGINT ignored; restore
-        # the default so that the child sees Ctrl-C as a terminal user's process would.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        thermo = tmp_path / "r" / "thermo.csv"
-        deadline = time.time() + 120
-        while not thermo.exists():  # sweeping (in compiled code most of the time) by now
-            assert proc.poll() is None and time.time() < deadline
-            time.sleep(0.05)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    # By then the run is sweeping, in compiled code most of the time.
+    code, err = _interrupted_run(tmp_path, 1_000_000, delay)
+    assert code == 130, err
     assert "interrupted; rerun the same command" in err
     assert "Traceback" not in err and "SystemError" not in err
     assert os.path.exists(tmp_path / "r" / "config.toml")
