@@ -121,6 +121,29 @@ def _interrupted_run(tmp_path, sweeps, delay, env=None):
     return proc.returncode, err
 
 
+def test_swallowed_interrupt_stops_tempering(tmp_path, monkeypatch):
+    """The same for `swapmc temper`: it stops after the round in which Ctrl-C arrived."""
+    from swapmc import interrupts
+    from swapmc.tempering.cli import main
+    from swapmc.tempering.engine import ReplicaExchange
+
+    original = ReplicaExchange.sample
+    calls = []
+
+    def sample(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            interrupts.note()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReplicaExchange, "sample", sample)
+    argv = ["ka2-x10", "-N", "200", "--t-min", "0.8", "--t-max", "1.2", "-M", "4", "-K", "5",
+            "--equilibration-rounds", "4", "-r", "20", "-o", str(tmp_path / "pt"),
+            "--no-progress", "--mpi", "off"]
+    assert main(argv) == 130
+    assert len(calls) == 2
+
+
 def test_sigint_during_the_first_compilation_exits_130(tmp_path):
     """An empty Numba cache: Ctrl-C as soon as the run starts lands while its kernels
     compile."""

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, interrupts
 from .._toml import ConfigError, dumps_toml
 from ..box import Box
 from ..config import PRESET_SECTIONS, differences
@@ -398,6 +398,8 @@ class TemperingRun:
                 engine.stats.reset()
                 self.output.log_ladder(g, "frozen", engine.ladder)
             sample = engine.sample(self.k, tune=not production)
+            # A Ctrl-C swallowed by a first compilation stops the run here.
+            interrupts.raise_if_received()
             sweeps_before, sweeps = g * self.k, (g + 1) * self.k
             self.output.log_round(sample, phase, sweeps, self.n_particles)
             if production and _crossed(out["trajectory_every"], sweeps_before, sweeps):
