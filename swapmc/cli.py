@@ -298,19 +298,17 @@ def _interrupted(err: BaseException) -> bool:
 
 
 class _InterruptWatch:
-    """Remembers that Ctrl-C arrived while a command ran (and still raises
-    KeyboardInterrupt as Python's own handler does). A SIGINT that lands while Numba
-    compiles a kernel for the first time can be swallowed, or surface as an unrelated error
-    (``RuntimeError: no compiled object yet for ...``) with no KeyboardInterrupt in its
-    chain: the flag (:mod:`swapmc.interrupts`) lets the run loop stop at its next block and
-    the command report the interrupt it was."""
+    """Records in :mod:`swapmc.interrupts` that Ctrl-C arrived while a command ran, and
+    still raises KeyboardInterrupt as Python's own handler does. A SIGINT that lands while
+    Numba compiles a kernel for the first time can be swallowed, or surface as an unrelated
+    error (``RuntimeError: no compiled object yet for ...``) with no KeyboardInterrupt in its
+    chain: the flag lets the run loop stop at its next block and the command report the
+    interrupt it was."""
 
     def __init__(self):
-        self.received = False
         self._previous = None
 
     def _handler(self, signum, frame):
-        self.received = True
         interrupts.note()
         raise KeyboardInterrupt
 
@@ -332,16 +330,15 @@ def run_command(func, args, prog: str = "swapmc") -> int:
     """Call ``func(args)`` as a command: input errors become one line ``<prog>: error: ...``
     on stderr and exit code 1 (2 is argparse's, for command-line usage errors), Ctrl-C
     exit code 130 with a hint to rerun (and resume)."""
-    watch = _InterruptWatch()
     try:
-        with watch:
+        with _InterruptWatch():
             return func(args)
     except (KeyboardInterrupt, SystemError, RuntimeError) as err:
-        if not (_interrupted(err) or watch.received):
+        if not (_interrupted(err) or interrupts.received()):
             raise
         return _report_interrupt()
     except (ValueError, KeyError, NotImplementedError, OSError, ImportError) as err:
-        if watch.received:  # e.g. an I/O call cut short by the signal
+        if interrupts.received():  # e.g. an I/O call cut short by the signal
             return _report_interrupt()
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         # One line: the message may carry a list (e.g. of differing keys) over lines.

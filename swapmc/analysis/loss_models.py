@@ -386,10 +386,8 @@ class SpectrumFit:
         """``(M'(omega), M''(omega))`` of the fitted model (relaxation plus fast term),
         arrays of the shape of omega (M' is NaN after a fit of M'' alone, which does not
         determine M_u)."""
-        p = self._p()
-        chi = self.susceptibility(omega)
-        f = self.fast_term(omega)
-        return p[0] - p[1] * chi.real + f.real, -p[1] * chi.imag + f.imag
+        return _model_modulus(self.model, np.asarray(omega, dtype=np.float64), self._p(),
+                              self.fast)
 
     def modulus_error(self, omega):
         """68 % delta-method half-widths of ``(M', M'')`` at omega (parameters not free
@@ -563,7 +561,7 @@ def _spectrum_arrays(omega, m_storage, m_loss, storage_err, loss_err):
 
 def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix, bounds,
                   stress_unit, time_unit, fast="none") -> SpectrumFit:
-    chi_fn, shape_names, shape_bounds, shape_grid = _MODELS[model]
+    _, shape_names, shape_bounds, shape_grid = _MODELS[model]
     if fast not in FAST_TERMS:
         raise ValueError(f"unknown fast term {fast!r}; choose from {sorted(FAST_TERMS)}")
     fast_names = FAST_TERMS[fast]
@@ -648,6 +646,7 @@ def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix
     else:
         fast_grid = [1.0]
     lin = [0, 1] + ([j_fast] if fast_names else [])  # linear parameters
+    lin_free = [c for c, i in enumerate(lin) if free[i]]  # their columns that are fitted
     best = None
     ln_taus = np.linspace(max(lo[2], -math.log(omega.max()) - 3.0),
                           min(hi[2], -math.log(omega.min()) + 3.0), 31)
@@ -672,7 +671,6 @@ def _fit_spectrum(model, omega, m_storage, m_loss, storage_err, loss_err, *, fix
                     a[:k, 2], a[k:, 2] = unit.real, unit.imag
                 a = a[use]
                 rhs = y.copy()
-                lin_free = [c for c, i in enumerate(lin) if free[i]]
                 for c, i in enumerate(lin):
                     if not free[i]:
                         rhs = rhs - a[:, c] * base[i]

@@ -331,19 +331,19 @@ def locate_peak(x, y, y_err=None, *, variable="ln_omega", fixed=math.nan, level=
     if not (win[0] <= x0 - x0_err and x0 + x0_err <= win[1]):
         return _not_found(f"fitted maximum {x0:.6g} ± {x0_err:.2g} not inside the fitted "
                           f"window [{win[0]:.6g}, {win[1]:.6g}]", *args)
+    rates = ((math.exp(p[2]), math.exp(p[3])) if shape == "asymmetric"
+             else (math.nan, math.nan))
     if shape == "asymmetric":
         # A flank that falls by e over less than a quarter of the grid spacing is sharper
         # than the grid can show: the fit then pins the maximum against the point on that
         # flank, with a position error that means nothing.
         spacing = float(np.median(np.diff(xs)))
-        for rate, side in ((math.exp(p[2]), "low"), (math.exp(p[3]), "high")):
+        for rate, side in zip(rates, ("low", "high")):
             if 1.0 / rate < 0.25 * spacing:
                 return _not_found(f"the fitted {side} flank falls by e over {1.0 / rate:.2g}, "
                                   f"less than a quarter of the grid spacing {spacing:.2g}: "
                                   "the peak is not resolved by the grid", *args)
     width = math.exp(ln_width)
-    rates = ((math.exp(p[2]), math.exp(p[3])) if shape == "asymmetric"
-             else (math.nan, math.nan))
     return LossPeak(found=True, reason="", variable=variable, fixed=fixed, position=x0,
                     position_err=x0_err, height=h, height_err=math.sqrt(max(cov[1, 1], 0)),
                     width=width,
