@@ -5,13 +5,16 @@ displacement and swap attempts per second of swapmc in random and in sequential 
 order, of a plain reference kernel written in this script (a textbook Numba Verlet-list
 displacement loop, below), and -- when the ``lammps`` extra is installed -- of LAMMPS
 ``fix gcmc`` (translations only) and ``fix atom/swap`` on the very same configuration written
-as a LAMMPS data file; then the same for Cu50Zr50 EAM with LAMMPS ``fix sgcmc``. It also
-times the start-up of a fresh process (import + loading the cached compiled kernels).
+as a LAMMPS data file; then the same for Cu50Zr50 EAM, with Mendelev's ``CuZr_mm.eam.fs``
+and with the built-in ZJW potential (written as a setfl file for LAMMPS), including LAMMPS
+``fix sgcmc`` type flips. It also times the start-up of a fresh process (import + loading the
+cached compiled kernels).
 
     python scripts/bench_mc.py            # full table (several minutes with LAMMPS)
     python scripts/bench_mc.py --quick    # one to two minutes
     python scripts/bench_mc.py --no-lammps
     python scripts/bench_mc.py --aging    # also: sequential order as its storage order ages
+    python scripts/bench_mc.py --eam-profile   # also: EAM cost against table length and skin
     python scripts/bench_mc.py --threads-only [--cold-start]   # only the threaded rows
 
 The threaded rows (``[moves] threads``, the domain-decomposed sweep) time whole sweeps by wall
@@ -133,40 +136,128 @@ def ratio(results, a, b):
     return f"{np.median(q):.2f} [{q.min():.2f}, {q.max():.2f}]"
 
 
-def eam_rows(sizes, attempts, repeats, lammps_ok, quick, tmp, ratio_lines):
-    """swapmc and LAMMPS EAM rates on the same Cu50Zr50 configurations (CuZr_mm.eam.fs)."""
+def eam_potentials(tmp):
+    """The Cu-Zr potentials benchmarked: Mendelev's ``CuZr_mm.eam.fs`` (from the LAMMPS
+    package) and swapmc's built-in ZJW, written as a setfl file so that LAMMPS reads the
+    very same tables.
+
+    Returns
+    -------
+    list of (label, EAMPotential, potential file, LAMMPS pair style)
+    """
     import lammps_peer
 
-    from swapmc.models import EAMPotential
+    from swapmc.models import EAMPotential, zjw_potential
 
-    path = lammps_peer.default_eam_potential()
-    potential = EAMPotential.from_file(path)
-    print(f"\nCu50Zr50, EAM {os.path.basename(path)} (Mendelev, eam/fs), "
-          f"{EAM_DENSITY} Å^-3, T = {EAM_TEMPERATURE:g} K, constant volume")
+    out = []
+    try:
+        path = lammps_peer.default_eam_potential()
+    except FileNotFoundError as exc:
+        print(f"# Mendelev Cu-Zr skipped: {exc}")
+    else:
+        out.append(("Mendelev CuZr_mm.eam.fs", EAMPotential.from_file(path), path, "eam/fs"))
+    zjw = zjw_potential()
+    zjw_file = os.path.join(tmp, "zjw.eam.alloy")
+    zjw.write(zjw_file)
+    out.append(("ZJW (built-in, written as setfl)", zjw, zjw_file, "eam/alloy"))
+    return out
+
+
+def eam_rows(sizes, attempts, repeats, lammps_ok, quick, tmp, ratio_lines):
+    """swapmc and LAMMPS EAM rates on the same Cu50Zr50 configurations, for each potential
+    of :func:`eam_potentials`."""
+    import lammps_peer
+
     moves = (("displacement", 0.0), ("swap Cu<->Zr", 1.0))
-    for n in sizes:
-        mc = prepare_eam(n, potential)
-        seq = sequential_twin(mc)
-        res = compare({"random": mc, "sequential": seq}, moves, attempts, repeats)
-        print_rows("swapmc", n, res, {"random": "random", "sequential": "sequential"})
-        ratio_lines.append(
-            f"Cu-Zr N = {n:6d}: sequential / random: displacement "
-            f"{ratio(res, ('sequential', moves[0][0]), ('random', moves[0][0]))}, swap "
-            f"{ratio(res, ('sequential', moves[1][0]), ('random', moves[1][0]))}")
-        if not lammps_ok:
-            continue
-        data = os.path.join(tmp, f"cuzr_{n}.data")
-        write_lammps_data(data, mc.system(), masses=list(potential.masses))
-        few = 100 if quick else 300
-        d = lammps_peer.measure_eam_displacement_rate(data, path, EAM_TEMPERATURE, few,
-                                                      mc.delta, 17)
-        s = lammps_peer.measure_eam_swap_rate(data, path, EAM_TEMPERATURE, few, 19)
-        g = lammps_peer.measure_eam_sgcmc_rate(data, path, EAM_TEMPERATURE,
-                                               (4 if quick else 20) * n, 23)
-        for label, res in (("gcmc transl.", d), ("atom/swap", s), ("sgcmc flips", g)):
-            print(f"{'LAMMPS':8s} {n:7d} {label:14s} {'':10s} {res['attempts']:10d} "
-                  f"{res.get('rate_cpu', res['rate']):12.3e} {res['acceptance']:10.3f}",
-                  flush=True)
+    for label, potential, path, style in eam_potentials(tmp):
+        print(f"\nCu50Zr50, EAM {label} ({style}), {EAM_DENSITY} Å^-3, "
+              f"T = {EAM_TEMPERATURE:g} K, constant volume")
+        tag = label.split()[0]
+        for n in sizes:
+            mc = prepare_eam(n, potential)
+            seq = sequential_twin(mc)
+            res = compare({"random": mc, "sequential": seq}, moves, attempts, repeats)
+            print_rows("swapmc", n, res, {"random": "random", "sequential": "sequential"})
+            ratio_lines.append(
+                f"Cu-Zr {tag} N = {n:6d}: sequential / random: displacement "
+                f"{ratio(res, ('sequential', moves[0][0]), ('random', moves[0][0]))}, swap "
+                f"{ratio(res, ('sequential', moves[1][0]), ('random', moves[1][0]))}")
+            if not lammps_ok:
+                continue
+            data = os.path.join(tmp, f"cuzr_{tag}_{n}.data")
+            write_lammps_data(data, mc.system(), masses=list(potential.masses))
+            few = 100 if quick else 300
+            common = {"pair_style": style, "elements": list(potential.species)}
+            d = lammps_peer.measure_eam_displacement_rate(data, path, EAM_TEMPERATURE, few,
+                                                          mc.delta, 17, **common)
+            s = lammps_peer.measure_eam_swap_rate(data, path, EAM_TEMPERATURE, few, 19,
+                                                  **common)
+            # sgcmc is the EAM peer of the targets: timed in as many rounds as swapmc (each a
+            # fresh LAMMPS instance, seconds long), so its rate is a median too.
+            flips = [lammps_peer.measure_eam_sgcmc_rate(data, path, EAM_TEMPERATURE,
+                                                        (4 if quick else 20) * n, 23 + k,
+                                                        **common)
+                     for k in range(repeats)]
+            flip_rates = np.array([g.get("rate_cpu", g["rate"]) for g in flips])
+            g = dict(flips[0], attempts=sum(x["attempts"] for x in flips),
+                     rate_cpu=float(np.median(flip_rates)),
+                     acceptance=float(np.mean([x["acceptance"] for x in flips])))
+            for name, r in (("gcmc transl.", d), ("atom/swap", s), ("sgcmc flips", g)):
+                print(f"{'LAMMPS':8s} {n:7d} {name:14s} {'':10s} {r['attempts']:10d} "
+                      f"{r.get('rate_cpu', r['rate']):12.3e} {r['acceptance']:10.3f}",
+                      flush=True)
+            over = []
+            for name, _ in moves:
+                q = np.array([x["rate"] for x in res[("random", name)]]) / flip_rates
+                over.append(f"{np.median(q):.2f} [{q.min():.2f}, {q.max():.2f}]")
+            ratio_lines.append(
+                f"Cu-Zr {tag} N = {n:6d}: swapmc (random order) / LAMMPS sgcmc flips, "
+                f"round by round: displacement {over[0]}, swap {over[1]}; sgcmc rate spread "
+                f"[{flip_rates.min():.2e}, {flip_rates.max():.2e}]")
+
+
+def eam_profile_rows(n, attempts, repeats):
+    """Where an EAM attempt's time goes, measured by changing one thing at a time on one
+    Cu50Zr50 configuration (ZJW, N = ``n``, 1500 K): the spline-table length (the built-in
+    ZJW re-tabulated with nr = nrho rows, every table of the same potential; Mendelev's file
+    has 10 000 rows) and the Verlet skin (the listed neighbours each attempt loops over, and
+    the share of moves the O(N) fallback evaluates when the skin is small against the step).
+    """
+    from swapmc.models import zjw_potential
+
+    print(f"\nEAM profile: Cu50Zr50 ZJW, N = {n}, T = {EAM_TEMPERATURE:g} K, random order, "
+          f"median of {repeats} rounds of {attempts} attempts")
+    base = prepare_eam(n, zjw_potential())
+    print(f"step delta = {base.delta:.3f} Å (largest trial move {3 ** 0.5 * base.delta:.3f} Å)")
+    header = (f"{'table rows':>10s} {'skin [Å]':>8s} {'listed':>7s} {'in r_c':>7s} "
+              f"{'displ./s':>10s} {'ns/displ.':>9s} {'O(N) share':>10s} {'swaps/s':>10s} "
+              f"{'ns/swap':>8s}")
+    print(header)
+    print("-" * len(header))
+    cases = [(nr, 1.0) for nr in (500, 1000, 2000, 5000, 10000, 20000)]
+    cases += [(5000, skin) for skin in (0.3, 0.5, 0.7, 1.5)]
+    rc = None
+    for nr, skin in cases:
+        pot = zjw_potential(nr=nr, nrho=nr)
+        rc = pot.cutoff
+        mc = MonteCarlo(base.system(), pot, base.temperature, moves=base.moves, seed=3,
+                        skin=skin)
+        mc.delta = base.delta
+        fallback0, tried0 = int(mc.nstats[1]), int(mc.counts[0, 0])
+        disp = [time_moves(mc, 0.0, attempts) for _ in range(repeats)]
+        # Warm-up attempts included: both counters cover every displacement made.
+        fallback = (int(mc.nstats[1]) - fallback0) / (int(mc.counts[0, 0]) - tried0)
+        swap = [time_moves(mc, 1.0, attempts // 2) for _ in range(repeats)]
+        rd = float(np.median([r["rate"] for r in disp]))
+        rs = float(np.median([r["rate"] for r in swap]))
+        in_rc = 4.0 / 3.0 * np.pi * rc ** 3 * EAM_DENSITY
+        print(f"{nr:10d} {skin:8.1f} {np.mean(mc.nnbr):7.1f} {in_rc:7.1f} {rd:10.3e} "
+              f"{1e9 / rd:9.0f} {fallback:10.4f} {rs:10.3e} {1e9 / rs:8.0f}", flush=True)
+    print(f"listed: mean Verlet-list length (r_c + skin, r_c = {rc:.3f} Å); in r_c: mean "
+          "number of neighbours inside the cut-off at this density. A displacement computes "
+          "every listed distance twice (old and new position) and, inside r_c, 2 pair, 3 "
+          "density and 2 embedding spline rows per neighbour; a swap re-types two atoms "
+          "(one distance pass each), i.e. two type flips.")
 
 
 def time_moves(mc: MonteCarlo, p_swap: float, attempts: int) -> dict:
@@ -296,11 +387,20 @@ def plain_attempts(pos, species, box, eps4, sig2, rc2, shift, delta, beta, skin,
     return accepted, builds
 
 
+# Verlet skins (sigma_AA) tried for the plain kernel; it runs at the fastest of them.
+PLAIN_SKINS = (0.5, 0.7, 1.0, 1.3)
+
+
 class PlainKernel:
     """The plain kernel on a copy of a sampler's configuration (its storage order, so both
-    read memory alike), step size, temperature and Verlet skin."""
+    read memory alike), step size and temperature, at its own best Verlet skin.
 
-    def __init__(self, mc: MonteCarlo):
+    The skin is chosen by timing ``PLAIN_SKINS`` on untimed copies of the configuration
+    before the measurement: the global rebuilds make the plain kernel's best skin larger
+    than swapmc's (0.5 sigma), and running it at swapmc's skin would handicap the peer.
+    """
+
+    def __init__(self, mc: MonteCarlo, trial_attempts: int = 200_000):
         model = mc.model
         self.pos = mc.pos.copy()
         self.species = mc.species.astype(np.int64)
@@ -308,8 +408,23 @@ class PlainKernel:
         src6 = (model.sigma / model.cutoff) ** 6
         self.params = (4.0 * model.epsilon, model.sigma**2, model.cutoff**2,
                        4.0 * model.epsilon * (src6 * src6 - src6))
-        self.delta, self.beta, self.skin = mc.delta, 1.0 / mc.temperature, mc.skin
+        self.delta, self.beta = mc.delta, 1.0 / mc.temperature
         self.rng = np.random.default_rng(5)
+        self.skin_rates = {}
+        for skin in PLAIN_SKINS:
+            pos = self.pos.copy()
+            rng = np.random.default_rng(7)
+            plain_attempts(pos, self.species, self.box, *self.params, self.delta, self.beta,
+                           skin, 10_000, rng)
+            c0 = time.process_time()
+            plain_attempts(pos, self.species, self.box, *self.params, self.delta, self.beta,
+                           skin, trial_attempts, rng)
+            self.skin_rates[skin] = trial_attempts / (time.process_time() - c0)
+        self.skin = max(self.skin_rates, key=self.skin_rates.get)
+
+    def describe(self) -> str:
+        rates = ", ".join(f"{s:g}: {r:.2e}/s" for s, r in self.skin_rates.items())
+        return f"plain kernel skin {self.skin:g} sigma (fastest of {rates})"
 
     def time(self, attempts: int) -> dict:
         plain_attempts(self.pos, self.species, self.box, *self.params, self.delta, self.beta,
@@ -596,6 +711,9 @@ def main(argv=None) -> int:
     ap.add_argument("--thread-sweeps", type=int, default=10,
                     help="sweeps per timed round of the threaded rows (default 10)")
     ap.add_argument("--no-threads", action="store_true", help="no threaded rows")
+    ap.add_argument("--eam-profile", action="store_true",
+                    help="also time EAM attempts against spline-table length and Verlet skin "
+                         "(ZJW, N = 2000)")
     ap.add_argument("--cold-start", action="store_true",
                     help="also time a process compiling every kernel from an empty cache")
     args = ap.parse_args(argv)
@@ -645,8 +763,10 @@ def main(argv=None) -> int:
     for n in sizes:
         mc = prepare(n)
         seq = sequential_twin(mc)
+        plain = PlainKernel(mc, 50_000 if args.quick else 200_000)
+        print(f"# N = {n}: swapmc skin {mc.skin:g} sigma; {plain.describe()}", flush=True)
         res = compare({"random": mc, "sequential": seq}, moves, attempts, repeats,
-                      plain=PlainKernel(mc))
+                      plain=plain)
         print_rows("swapmc", n, res, {"random": "random", "sequential": "sequential",
                                       "plain": "random"})
         disp, swap = moves[0][0], moves[1][0]
@@ -684,12 +804,14 @@ def main(argv=None) -> int:
         print("  " + line)
     if args.aging:
         aging_rows(max(sizes), attempts, repeats)
+    if args.eam_profile:
+        eam_profile_rows(2000, attempts // 10 if args.quick else attempts // 4, repeats)
     print("\nswapmc and plain rates are attempts per CPU second of the timed call; LAMMPS "
           "rates are its own attempt counters per CPU second of `run` (setup excluded); "
           "LAMMPS `fix sgcmc` flips change the composition (semi-grand canonical), swaps do "
           "not.")
-    print("plain: the reference kernel in this script (global Verlet list, same skin, "
-          "configuration, storage order and step size as swapmc).")
+    print("plain: the reference kernel in this script (global Verlet list; same "
+          "configuration, storage order and step size as swapmc, at its own fastest skin).")
     print("LAMMPS displacements are uniform in a ball of radius delta, swapmc's in a cube of "
           "half-width delta (same delta).")
     return 0

@@ -12,6 +12,7 @@
     python scripts/bench_pt.py                       # both parts (~30 min on 2 cores)
     python scripts/bench_pt.py --skip-roundtrip      # efficiency only (~2 min)
     python scripts/bench_pt.py --rt-rounds 500       # shorter round-trip run
+    python scripts/bench_pt.py --quick               # smoke run (~1 min)
 
 Each run is a real ``swapmc temper`` process (``python -m swapmc.tempering``), so the times
 include everything a user pays per round (sweeps, allgather, exchange, logging) but not
@@ -186,7 +187,12 @@ def main(argv=None):
     p.add_argument("--skip-efficiency", action="store_true")
     p.add_argument("--skip-roundtrip", action="store_true")
     p.add_argument("--keep", help="keep the run directories here")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: N = 200, 5 timed rounds, 4 replicas for 40 rounds")
     args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.rounds, args.repeat = 200, 5, 1
+        args.rt_replicas, args.rt_rounds, args.rt_eq_rounds = 4, 40, 5
     from swapmc import __version__
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)

@@ -64,8 +64,8 @@ class MonteCarlo:
     seed : int, SeedSequence or Generator
         Source of the sampler's own random stream.
     skin : float, optional
-        Verlet skin (length units); default ``model.default_skin`` (0.7 sigma for LJ,
-        1.0 Å for EAM). Any positive value gives exact results; it only changes speed.
+        Verlet skin (length units); default ``model.default_skin`` (0.5 sigma for LJ,
+        1.5 Å for EAM). Any positive value gives exact results; it only changes speed.
     energy_check_every : int
         Sweeps between comparisons of the running energy with a full recomputation.
     energy_tolerance : float
