@@ -11,25 +11,44 @@ parallel-tempering run. Read samples back as :class:`~swapmc.System` objects::
             glass = sample.inherent   # or sample.system (end of production)
 """
 
-from .build import BuildResult, LibraryBuilder, build_library
+from importlib import import_module
+
+# The certificate is imported here, not on first use: its function shares the name of its
+# module, and a later `import swapmc.library.certify` would otherwise bind the module.
 from .certify import Certificate, Criteria, certify, certify_tempering, energy_drift_z
-from .export import export_samples
-from .harvest import harvest_tempering
-from .store import SAMPLE_COLUMNS, Library, LibraryError, Sample
+
+# The other public names and their submodules, imported on first use (PEP 562), so that
+# registering the `library` subcommand at every start-up does not load the builder (Numba,
+# the structure analysis).
+_EXPORTS = {
+    "BuildResult": "build",
+    "LibraryBuilder": "build",
+    "build_library": "build",
+    "export_samples": "export",
+    "harvest_tempering": "harvest",
+    "SAMPLE_COLUMNS": "store",
+    "Library": "store",
+    "LibraryError": "store",
+    "Sample": "store",
+}
 
 __all__ = [
-    "SAMPLE_COLUMNS",
-    "BuildResult",
     "Certificate",
     "Criteria",
-    "Library",
-    "LibraryBuilder",
-    "LibraryError",
-    "Sample",
-    "build_library",
     "certify",
     "certify_tempering",
     "energy_drift_z",
-    "export_samples",
-    "harvest_tempering",
+    *sorted(_EXPORTS),
 ]
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -41,13 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis.beta_relaxation import (
-    BETA_P_MAX,
-    detect_beta_isochronal,
-    detect_beta_isothermal,
-)
-from ..analysis.loss_models import fit_havriliak_negami, fit_kww_spectrum
-from ..analysis.master_curve import fit_shift_factors, superpose
+# The fit modules (scipy.optimize, scipy.stats) are imported inside the sections that use
+# them: `swapmc dms-analyze` registers its options from SECTIONS at every start-up.
 from .dms_scan import _FORMAT, POINTS_DIR, combine_records, scan_peaks
 from .protocols import TIME_UNIT
 
@@ -204,6 +199,7 @@ def _flags(fit):
 def _fit_both(omega, m1, m2, e1, e2, units, fast="none"):
     """HN and KWW fits (M' may be None; ``fast``: the fast term of
     :mod:`swapmc.analysis.loss_models`) as dicts with flags, or the error text."""
+    from ..analysis.loss_models import fit_havriliak_negami, fit_kww_spectrum
     from .protocols import STRESS_UNIT
 
     out = {}
@@ -242,6 +238,8 @@ def _section_fits(data, fast="none"):
 
 
 def _section_master(data, quantity, scale, reference, fast="none"):
+    from ..analysis.master_curve import fit_shift_factors, superpose
+
     iso = _isotherms(data.rows, MIN_MASTER_FREQUENCIES)
     if len(iso) < 2:
         raise ValueError(f"a master curve needs >= 2 temperatures with >= "
@@ -297,14 +295,22 @@ def _section_master(data, quantity, scale, reference, fast="none"):
 
 
 def _section_beta(data, quantity, iso_quantity, alpha_model, alpha_form, p_max,
-                  flank_fraction):
+                  flank_fraction, fast="none"):
+    from ..analysis.beta_relaxation import (
+        BETA_P_MAX,
+        detect_beta_isochronal,
+        detect_beta_isothermal,
+    )
+
+    if p_max is None:
+        p_max = BETA_P_MAX
     out = {"isothermal": [], "isochronal": [], "skipped": []}
     for temp, sel in _isotherms(data.rows, MIN_BETA_FREQUENCIES):
         try:
             out["isothermal"].append(detect_beta_isothermal(
                 [r.omega for r in sel], [getattr(r, quantity) for r in sel],
                 _errors_or_none([getattr(r, quantity + "_err") for r in sel]),
-                alpha_model=alpha_model, temperature=temp, p_max=p_max))
+                alpha_model=alpha_model, temperature=temp, p_max=p_max, fast=fast))
         except ValueError as err:
             out["skipped"].append(f"T = {temp:g}: {err}")
     for w in data.omegas:
@@ -326,7 +332,7 @@ def _section_beta(data, quantity, iso_quantity, alpha_model, alpha_form, p_max,
 
 def analyze(data: ScanData, *, sections=None, quantity="m_loss",
             isochronal_quantity="tan_delta", alpha_model="kww", alpha_form="arrhenius",
-            p_max=BETA_P_MAX, flank_fraction=0.2, mc_scale="auto", reference=None, tg=None,
+            p_max=None, flank_fraction=0.2, mc_scale="auto", reference=None, tg=None,
             tg_err=0.0, fast="none") -> dict:
     """Run the analysis sections on a scan (module docstring).
 
@@ -345,7 +351,7 @@ def analyze(data: ScanData, *, sections=None, quantity="m_loss",
     alpha_form : {"arrhenius", "vft"}
         Alpha flank law of the isochronal beta test.
     p_max, flank_fraction
-        Of the beta tests.
+        Of the beta tests (p_max None: ``analysis.beta_relaxation.BETA_P_MAX``).
     mc_scale : {"auto", "log", "linear"}
         Master-curve fit of ln y or y (auto: log when every value is positive).
     reference : float, optional
@@ -354,8 +360,9 @@ def analyze(data: ScanData, *, sections=None, quantity="m_loss",
         T_g for E / (R T_g) of the peak Arrhenius fit.
     fast : {"none", "viscous", "power"}
         Fast term ``A (i omega)^a`` added to the HN and KWW fits of the spectra and of the
-        master curve (:mod:`swapmc.analysis.loss_models`), for MD spectra whose loss rises
-        again at the highest frequencies.
+        master curve (:mod:`swapmc.analysis.loss_models`) and to the alpha model of the
+        isothermal beta test, for MD spectra whose loss rises again at the highest
+        frequencies.
 
     Returns
     -------
@@ -381,7 +388,7 @@ def analyze(data: ScanData, *, sections=None, quantity="m_loss",
         "master": lambda: _section_master(data, quantity, mc_scale, reference, fast),
         "fits": lambda: _section_fits(data, fast),
         "beta": lambda: _section_beta(data, quantity, isochronal_quantity, alpha_model,
-                                      alpha_form, p_max, flank_fraction),
+                                      alpha_form, p_max, flank_fraction, fast),
     }
     for name in sections:
         try:

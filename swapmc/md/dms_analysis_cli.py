@@ -14,6 +14,12 @@ import os
 
 from .cli import _pyplot, _write_csv, _write_json
 
+# The parser is built at every start-up of `swapmc`, and the modules that define these lists
+# (md.dms_analysis.SECTIONS, analysis.loss_models.FAST_TERMS) load scipy.optimize and
+# scipy.stats (~1.3 s); tests/test_cli_startup.py checks that the copies agree.
+ANALYSIS_SECTIONS = ("peaks", "master", "fits", "beta")
+FAST_TERM_CHOICES = ("none", "viscous", "power")
+
 __all__ = ["add_parser", "cmd_dms_analyze"]
 
 
@@ -285,7 +291,6 @@ def _fit_csv_rows(temp, model, fit):
 def add_parser(subparsers) -> None:
     """Register ``swapmc dms-analyze``."""
     from ..cli import HelpFormatter
-    from .dms_analysis import SECTIONS
 
     a = subparsers.add_parser(
         "dms-analyze", formatter_class=HelpFormatter,
@@ -299,7 +304,7 @@ def add_parser(subparsers) -> None:
         "omega in rad/tau_LJ or rad/ps, moduli in epsilon/sigma^3 or GPa.")
     a.add_argument("directory", help="output directory of swapmc dms (with points/)")
     a.add_argument("-o", "--output", help="where to write (default: DIRECTORY/analysis)")
-    a.add_argument("--sections", help=f"comma-separated subset of {','.join(SECTIONS)}; "
+    a.add_argument("--sections", help=f"comma-separated subset of {','.join(ANALYSIS_SECTIONS)}; "
                    "each must be possible (default: all, each where the data allow)")
     a.add_argument("--quantity", choices=("m_loss", "tan_delta"), default="m_loss",
                    help="loss quantity of the peaks, the master curve and the isothermal "
@@ -324,8 +329,9 @@ def add_parser(subparsers) -> None:
                    "has two or more, else 1)")
     a.add_argument("--tg", type=float, help="T_g for E/(R T_g) of the peak Arrhenius fit")
     a.add_argument("--tg-err", type=float, default=0.0, help="68 %% error of --tg")
-    a.add_argument("--fast-term", choices=("none", "viscous", "power"), default="none",
-                   help="add A (i omega)^a to the HN/KWW fits, for a loss that rises again "
-                   "at the highest frequencies: viscous (a = 1, A a viscosity in modulus "
-                   "x time unit) or power (a fitted in (0, 1]); default none")
+    a.add_argument("--fast-term", choices=FAST_TERM_CHOICES, default="none",
+                   help="add A (i omega)^a to the HN/KWW fits and to the alpha model of the "
+                   "isothermal beta test, for a loss that rises again at the highest "
+                   "frequencies: viscous (a = 1, A a viscosity in modulus x time unit) or "
+                   "power (a fitted in (0, 1]); default none")
     a.set_defaults(func=cmd_dms_analyze)

@@ -90,9 +90,14 @@ _SQUARED = {"sigma_AA": r"$\sigma_{AA}^2$", "Angstrom": "Å$^2$"}
 
 
 # ----------------------------------------------------------------------------- parser
+# analysis.nonaffine.DEFAULT_D2MIN_CUTOFF, copied because that module compiles Numba kernels
+# on import and the parser is built at every start-up (tests/test_cli_startup.py checks that
+# the copy agrees).
+D2MIN_CUTOFF_HELP = {"lj": 1.5, "metal": 3.7}
+
+
 def add_parser(subparsers) -> None:
     """Register ``shear`` on an argparse sub-parser collection."""
-    from ..analysis.nonaffine import DEFAULT_D2MIN_CUTOFF
     from ..analysis.yielding import DEFAULT_MODULUS_STRAIN, DEFAULT_STEADY_WINDOW
     from ..cli import HelpFormatter
     from .shear import (
@@ -217,8 +222,8 @@ def add_parser(subparsers) -> None:
     n = p.add_argument_group("non-affine analysis")
     n.add_argument("--d2min-cutoff", type=float, default=None,
                    help="D2min neighbour cut-off in the reference state, length (default: "
-                   f"{DEFAULT_D2MIN_CUTOFF['lj']:g} sigma_AA in LJ units, "
-                   f"{DEFAULT_D2MIN_CUTOFF['metal']:g} Å in metal units: the first "
+                   f"{D2MIN_CUTOFF_HELP['lj']:g} sigma_AA in LJ units, "
+                   f"{D2MIN_CUTOFF_HELP['metal']:g} Å in metal units: the first "
                    "coordination shell)")
     n.add_argument("--bins", type=int, default=None,
                    help="slabs of the localisation profile (default: round(N^(1/3)), about "
