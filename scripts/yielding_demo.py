@@ -42,6 +42,7 @@ import time
 import numpy as np
 
 from swapmc import Box, System
+from swapmc.analysis.stability import compare_groups
 from swapmc.analysis.yielding import DEFAULT_MODULUS_STRAIN
 from swapmc.io import atomic_write, read_extxyz, write_extxyz
 from swapmc.md.shear_cli import yielding_record
@@ -666,36 +667,6 @@ REPORT_QUANTITIES = (
     ("largest_drop_strain", "eps_drop", ".4f"), ("n_drops", "n_drops", ".0f"),
     ("localization_at_yield", "loc_Y", ".3f"), ("localization_drop", "loc_drop", ".3f"),
     ("localization_after_yield", "loc_after", ".3f"))
-
-
-def compare_groups(a, b) -> dict:
-    """Difference of means of two small samples of glasses (a - b), its standard error, the
-    Welch t statistic with its Welch-Satterthwaite degrees of freedom and two-sided p, and
-    the exact two-sided permutation p of the difference of means (every split of the pooled
-    glasses into groups of the same sizes; no normality assumed)."""
-    from itertools import combinations
-
-    from scipy import stats
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if len(a) < 2 or len(b) < 2:
-        return {}
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff, se = float(a.mean() - b.mean()), float(math.sqrt(va + vb))
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else 0
-    t = diff / se if se > 0 else math.inf
-    p_welch = float(2 * stats.t.sf(abs(t), dof)) if se > 0 else 0.0
-    pooled = np.concatenate([a, b])
-    total, hits = 0, 0
-    for idx in combinations(range(len(pooled)), len(a)):
-        mask = np.zeros(len(pooled), bool)
-        mask[list(idx)] = True
-        d = pooled[mask].mean() - pooled[~mask].mean()
-        hits += abs(d) >= abs(diff) - 1e-12 * max(1.0, abs(diff))
-        total += 1
-    return {"diff": diff, "se": se, "t": t, "dof": dof, "p_welch": p_welch,
-            "p_permutation": hits / total, "n": [len(a), len(b)], "splits": total}
 
 
 def stage_report(args, work: str, plan: dict, docs: str) -> int:

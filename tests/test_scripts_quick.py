@@ -80,3 +80,25 @@ def test_stability_demo_quick(tmp_path):
 def test_library_example_quick(tmp_path):
     out = run_script("library_example.py", "--quick", "-o", "ex", cwd=tmp_path)
     assert "cert/core-h" in out
+
+
+@pytest.mark.mpi
+def test_dms_families_quick_resumes_and_plans(tmp_path):
+    """Two glass families built and scanned on 2 MPI ranks and compared; a rerun redoes
+    nothing and reports the same comparison; --plan prints the cost of each stage."""
+    import json
+
+    out = run_script("dms_families.py", "--quick", "--ranks", "2", "-o", "fam", cwd=tmp_path)
+    assert "stable - poor at every (T, period)" in out and "tan_delta" in out
+    first = json.loads((tmp_path / "fam" / "results.json").read_text())["comparison"]
+    assert len(first) == 2 * 3  # 2 temperatures x 1 period x 3 quantities
+    assert all(r["stable"]["n"] == 2 and r["poor"]["n"] == 2 for r in first)
+    assert (tmp_path / "fam" / "tan_delta_T.png").stat().st_size > 10_000
+    out = run_script("dms_families.py", "--quick", "--ranks", "2", "-o", "fam", cwd=tmp_path)
+    for family in ("stable", "poor"):
+        log = (tmp_path / "fam" / family / "dms.log").read_text()
+        assert "4 of 4 points were already measured (resumed); 0 measured now" in log
+    again = json.loads((tmp_path / "fam" / "results.json").read_text())["comparison"]
+    assert again == first
+    out = run_script("dms_families.py", "--quick", "--plan", "-o", "plan", cwd=tmp_path)
+    assert "build stable" in out and "scan poor" in out and "core-hours" in out

@@ -28,30 +28,6 @@ def yd():
     sys.modules.pop("yielding_demo", None)
 
 
-
-def test_compare_groups_against_scipy_and_enumeration(yd):
-    """Welch t, dof and p equal scipy's unequal-variance t test; the permutation p equals a
-    count over all splits done here by brute force, and is 1/35 for two groups (3, 4) that
-    do not overlap at all (only the observed split is as extreme)."""
-    from itertools import combinations
-
-    from scipy import stats
-
-    a, b = [1.9, 1.7, 1.85, 1.6], [1.3, 1.45, 1.2, 1.5, 1.35]
-    c = yd.compare_groups(a, b)
-    ref = stats.ttest_ind(a, b, equal_var=False)
-    assert c["t"] == pytest.approx(ref.statistic, rel=1e-12)
-    assert c["p_welch"] == pytest.approx(ref.pvalue, rel=1e-10)
-    assert c["diff"] == pytest.approx(np.mean(a) - np.mean(b), rel=1e-14)
-    pooled = np.array(a + b)
-    obs = abs(np.mean(a) - np.mean(b))
-    count = sum(abs(pooled[list(k)].mean() - np.delete(pooled, list(k)).mean()) >= obs - 1e-12
-                for k in combinations(range(9), 4))
-    assert c["splits"] == 126 and c["p_permutation"] == pytest.approx(count / 126)
-    assert yd.compare_groups([3.0, 3.1, 3.2], [1.0, 1.1, 1.2, 1.3])["p_permutation"] == (
-        pytest.approx(1 / 35))
-    assert yd.compare_groups([1.0], [2.0, 3.0]) == {}
-
 def test_replicate_and_image_overlap(yd):
     """A 2x2x2 replica is periodic on the parent cell (overlap 1 at every replication
     vector); random points of the same density give the ideal-gas value; a replica whose

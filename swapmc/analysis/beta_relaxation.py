@@ -71,7 +71,14 @@ import numpy as np
 from scipy import optimize, stats
 
 from ._lsq import scaled_covariance
-from .loss_models import HN_BOUNDS, hn_susceptibility, kww_susceptibility
+from .loss_models import (
+    FAST_EXPONENT_BOUNDS,
+    FAST_TERMS,
+    HN_BOUNDS,
+    fast_modulus,
+    hn_susceptibility,
+    kww_susceptibility,
+)
 from .mechanics import KWW_BETA_BOUNDS
 from .spectroscopy import locate_peak
 
@@ -173,9 +180,10 @@ class BetaFeature:
         beta fit and its two terms."""
         x = np.asarray(x, dtype=np.float64)
         if self.variable == "ln_omega":
-            a_only = _iso_alpha(self.alpha_model, x, self._p_alpha)
+            fast = self._extra.get("fast", "none")
+            a_only = _iso_alpha(self.alpha_model, x, self._p_alpha, fast)
             n_a = self._p_alpha.size
-            a_part = _iso_alpha(self.alpha_model, x, self._p_both[:n_a])
+            a_part = _iso_alpha(self.alpha_model, x, self._p_both[:n_a], fast)
             b_part = _iso_beta(x, self._p_both[n_a:])
         else:
             ex = self._extra
@@ -202,12 +210,18 @@ class BetaFeature:
 
 
 # ============================================================================ models
-def _iso_alpha(model, omega, p):
-    """Alpha loss; p = (Delta_a, ln tau_a, shape...)."""
+def _iso_alpha(model, omega, p, fast="none"):
+    """Alpha loss plus the fast term; p = (Delta_a, ln tau_a, shape..., fast...)."""
     w = omega * math.exp(p[1])
+    n_shape = len(ALPHA_MODELS[model])
     if model == "kww":
-        return -p[0] * kww_susceptibility(w, float(p[2])).imag
-    return -p[0] * hn_susceptibility(w, float(p[2]), float(p[3])).imag
+        y = -p[0] * kww_susceptibility(w, float(p[2])).imag
+    else:
+        y = -p[0] * hn_susceptibility(w, float(p[2]), float(p[3])).imag
+    if fast != "none":
+        a = float(p[3 + n_shape]) if fast == "power" else 1.0
+        y = y + fast_modulus(omega, float(p[2 + n_shape]), a).imag
+    return y
 
 
 def _iso_beta(omega, q):
@@ -302,7 +316,8 @@ def _prepare(x, y, y_err, min_points, what):
 # ============================================================================ isothermal
 def detect_beta_isothermal(omega, m_loss, m_loss_err=None, *, alpha_model="kww",
                            temperature=math.nan, p_max=BETA_P_MAX,
-                           min_significance=2.0, n_starts=12) -> BetaFeature:
+                           min_significance=2.0, n_starts=12,
+                           fast="none") -> BetaFeature:
     """Test an isothermal loss spectrum for a beta peak, shoulder or excess wing.
 
     Parameters
@@ -325,6 +340,12 @@ def detect_beta_isothermal(omega, m_loss, m_loss_err=None, *, alpha_model="kww",
         Least amplitude / error of a kept beta term.
     n_starts : int
         Starting beta locations spread over the window (each tried with a = 0.3 and 0.7).
+    fast : {"none", "viscous", "power"}
+        Fast loss added to the alpha model (and so to both nested fits):
+        ``eta_f omega`` or ``A omega^a sin(a pi / 2)``, the loss of the fast terms of
+        :mod:`swapmc.analysis.loss_models`. MD spectra whose loss rises again at the highest
+        frequencies need it: without it that rise is taken for an excess wing. Its
+        parameters (``fast_amplitude``, ``fast_exponent``) are reported with the alpha ones.
 
     Returns
     -------
@@ -333,7 +354,7 @@ def detect_beta_isothermal(omega, m_loss, m_loss_err=None, *, alpha_model="kww",
     Raises
     ------
     ValueError
-        Bad shapes or values, too few points, unknown ``alpha_model``.
+        Bad shapes or values, too few points, unknown ``alpha_model`` or ``fast``.
     """
     if alpha_model not in ALPHA_MODELS:
         raise ValueError(f"alpha_model must be one of {sorted(ALPHA_MODELS)}, got "
@@ -341,8 +362,12 @@ def detect_beta_isothermal(omega, m_loss, m_loss_err=None, *, alpha_model="kww",
     omega = np.asarray(omega, dtype=np.float64)
     if omega.ndim == 1 and np.any(omega <= 0):
         raise ValueError("omega must be > 0")
+    if fast not in FAST_TERMS:
+        raise ValueError(f"fast must be one of {sorted(FAST_TERMS)}, got {fast!r}")
     shape_names = ALPHA_MODELS[alpha_model]
-    n_alpha = 2 + len(shape_names)
+    fast_names = FAST_TERMS[fast]
+    n_shape = len(shape_names)
+    n_alpha = 2 + n_shape + len(fast_names)
     w, y, s, weighted = _prepare(omega, m_loss, m_loss_err, n_alpha + 3 + 1, "omega")
     lnw = np.log(w)
     y_scale = float(np.max(np.abs(y))) or 1.0
@@ -355,31 +380,51 @@ def detect_beta_isothermal(omega, m_loss, m_loss_err=None, *, alpha_model="kww",
     else:
         lo_a += [HN_BOUNDS["alpha"][0], HN_BOUNDS["gamma"][0]]
         hi_a += [HN_BOUNDS["alpha"][1], HN_BOUNDS["gamma"][1]]
+    if fast_names:
+        lo_a.append(0.0)
+        hi_a.append(np.inf)
+    if fast == "power":
+        lo_a.append(FAST_EXPONENT_BOUNDS[0])
+        hi_a.append(FAST_EXPONENT_BOUNDS[1])
     lo_a, hi_a = np.array(lo_a), np.array(hi_a)
     # Beta: Delta_b >= 0, ln tau_b within 3 e-folds of the window, a in _CC_BOUNDS.
     lo_b = np.array([0.0, -lnw[-1] - 3.0, _CC_BOUNDS[0]])
     hi_b = np.array([np.inf, -lnw[0] + 3.0, _CC_BOUNDS[1]])
-    names_a = ("delta_alpha", "ln_tau_alpha", *shape_names)
+    names_a = ("delta_alpha", "ln_tau_alpha", *shape_names, *fast_names)
     names_b = ("delta_beta", "ln_tau_beta", "a_beta")
 
     def ra(p):
-        return (_iso_alpha(alpha_model, w, p) - y) / s
+        return (_iso_alpha(alpha_model, w, p, fast) - y) / s
 
     def rb(p):
-        return (_iso_alpha(alpha_model, w, p[:n_alpha]) + _iso_beta(w, p[n_alpha:]) - y) / s
+        return (_iso_alpha(alpha_model, w, p[:n_alpha], fast) + _iso_beta(w, p[n_alpha:])
+                - y) / s
 
-    # ---- alpha only: grid over (ln tau, shape) with the amplitude solved linearly
+    def fast_loss(a_fast):
+        """Loss of the fast term of unit amplitude (no column without one)."""
+        return [fast_modulus(w, 1.0, a_fast).imag] if fast_names else []
+
+    # ---- alpha only: grid over (ln tau, shape[, fast exponent]) with the amplitudes
+    # (alpha and fast) solved by non-negative least squares
     best = None
     shapes = ([(b,) for b in (0.3, 0.45, 0.6, 0.8, 1.0)] if alpha_model == "kww" else
               [(a, g) for a in (0.4, 0.7, 1.0) for g in (0.4, 0.7, 1.0)])
+    fast_grid = (0.5, 1.0) if fast == "power" else (1.0,)
     for shp in shapes:
-        for u in np.linspace(lo_a[1] + 2.0, hi_a[1] - 2.0, 15):
-            g = _iso_alpha(alpha_model, w, np.array([1.0, u, *shp]))
-            amp = max(float(np.sum(g * y / s**2) / max(np.sum(g * g / s**2), 1e-300)), 0.0)
-            c = float(np.sum(((amp * g - y) / s) ** 2))
-            if best is None or c < best[0]:
-                best = (c, np.array([amp, u, *shp]))
-    xs_a = np.array([y_scale, 1.0] + [0.1] * len(shape_names))
+        for a_fast in fast_grid:
+            cols_fast = fast_loss(a_fast)
+            for u in np.linspace(lo_a[1] + 2.0, hi_a[1] - 2.0, 15):
+                g = _iso_alpha(alpha_model, w, np.array([1.0, u, *shp]))
+                amps, rn = optimize.nnls(np.stack([g, *cols_fast], axis=1) / s[:, None],
+                                         y / s)
+                if best is None or rn < best[0]:
+                    p0 = [amps[0], u, *shp] + ([amps[1]] if fast_names else []) + (
+                        [a_fast] if fast == "power" else [])
+                    best = (rn, np.array(p0, dtype=np.float64))
+    # The fast amplitude's scale: the loss it gives at the highest frequency ~ y_scale.
+    xs_a = np.array([y_scale, 1.0] + [0.1] * n_shape
+                    + ([y_scale / w[-1]] if fast_names else [])
+                    + ([0.1] if fast == "power" else []))
     sol_a = _lsq(ra, best[1], lo_a, hi_a, xs_a)
     p_a = sol_a.x
     cov_a, chi2_a, bound_a = _covariance(ra, p_a, lo_a, hi_a, names_a, weighted)
@@ -389,13 +434,19 @@ def detect_beta_isothermal(omega, m_loss, m_loss_err=None, *, alpha_model="kww",
     # shape held, then the best few refined with everything free
     lo = np.concatenate([lo_a, lo_b])
     hi = np.concatenate([hi_a, hi_b])
-    g_a = _iso_alpha(alpha_model, w, np.concatenate([[1.0], p_a[1:]]))
+    g_a = _iso_alpha(alpha_model, w, np.concatenate([[1.0], p_a[1:2 + n_shape]]))
+    cols_fast = fast_loss(float(p_a[3 + n_shape]) if fast == "power" else 1.0)
     starts = []
     for u in np.linspace(lo_b[1] + 0.5, hi_b[1] - 0.5, int(n_starts)):
         for a in (0.3, 0.7):
             g_b = cole_cole_loss(w, math.exp(u), a)
-            amps, rn = optimize.nnls(np.stack([g_a, g_b], axis=1) / s[:, None], y / s)
-            starts.append((rn, np.concatenate([[amps[0]], p_a[1:], [amps[1], u, a]])))
+            amps, rn = optimize.nnls(np.stack([g_a, *cols_fast, g_b], axis=1) / s[:, None],
+                                     y / s)
+            p0 = p_a.copy()
+            p0[0] = amps[0]
+            if fast_names:
+                p0[2 + n_shape] = amps[1]
+            starts.append((rn, np.concatenate([p0, [amps[-1], u, a]])))
     starts.sort(key=lambda t: t[0])
     xs = np.concatenate([xs_a, [y_scale, 1.0, 0.1]])
     fits = []
@@ -443,16 +494,17 @@ def detect_beta_isothermal(omega, m_loss, m_loss_err=None, *, alpha_model="kww",
         c = np.nan_to_num(cov, nan=0.0)
         return v, math.sqrt(max(float(grad @ c @ grad), 0.0))
 
-    a_sl, a_sl_e = slope(lambda x, q: _iso_alpha(alpha_model, x, q), p_a, cov_a)
-    w_sl, w_sl_e = slope(lambda x, q: _iso_alpha(alpha_model, x, q[:n_alpha])
+    a_sl, a_sl_e = slope(lambda x, q: _iso_alpha(alpha_model, x, q, fast), p_a, cov_a)
+    w_sl, w_sl_e = slope(lambda x, q: _iso_alpha(alpha_model, x, q[:n_alpha], fast)
                          + _iso_beta(x, q[n_alpha:]), p_b, cov_b)
 
     kind, reason = _classify_iso(p, p_max, amp, amp_e, min_significance, pos, pos_e, lnw,
-                                 p_b, n_alpha, alpha_model)
-    method = (f"weighted least squares of the loss ({alpha_model} alpha, Cole-Cole beta); "
+                                 p_b, n_alpha, alpha_model, fast)
+    alpha_text = alpha_model + ("" if fast == "none" else f" + {fast} fast term")
+    method = (f"weighted least squares of the loss ({alpha_text} alpha, Cole-Cole beta); "
               f"beta kept when the F test of the nested fits has p < {p_max:g} and "
               f"amplitude/error >= {min_significance:g}") if weighted else (
-        f"unweighted least squares ({alpha_model} alpha, Cole-Cole beta); F test p < "
+        f"unweighted least squares ({alpha_text} alpha, Cole-Cole beta); F test p < "
         f"{p_max:g}, amplitude/error >= {min_significance:g}")
     return BetaFeature(
         kind=kind, reason=reason, variable="ln_omega", fixed=float(temperature),
@@ -466,10 +518,11 @@ def detect_beta_isothermal(omega, m_loss, m_loss_err=None, *, alpha_model="kww",
         beta_params=dict(zip(names_b, map(float, p_b[n_alpha:]))),
         at_bound=tuple(sorted(set(bound_b) | {n + " (alpha only)" for n in bound_a})),
         window=(float(lnw[0]), float(lnw[-1])), n_points=int(w.size), weighted=weighted,
-        method=method, _p_alpha=p_a, _p_both=p_b)
+        method=method, _p_alpha=p_a, _p_both=p_b, _extra={"fast": fast})
 
 
-def _classify_iso(p, p_max, amp, amp_e, min_sig, pos, pos_e, lnw, p_b, n_alpha, model):
+def _classify_iso(p, p_max, amp, amp_e, min_sig, pos, pos_e, lnw, p_b, n_alpha, model,
+                  fast="none"):
     if not (math.isfinite(p) and p < p_max):
         return "none", (f"alpha + beta not better than alpha alone (F test p = {p:.3g} >= "
                         f"{p_max:g})" if math.isfinite(p) else "F test not possible")
@@ -480,9 +533,9 @@ def _classify_iso(p, p_max, amp, amp_e, min_sig, pos, pos_e, lnw, p_b, n_alpha, 
         return "wing" if pos > lnw[-1] else "other", (
             "beta location at its bound (not determined): beyond the "
             + ("highest" if pos > lnw[-1] else "lowest") + " frequency")
-    # The alpha loss maximum (ln omega of the alpha term alone).
+    # The alpha loss maximum (ln omega of the alpha term alone, without the fast term).
     grid = np.linspace(lnw[0] - 8, lnw[-1] + 8, 801)
-    a_curve = _iso_alpha(model, np.exp(grid), p_b[:n_alpha])
+    a_curve = _iso_alpha(model, np.exp(grid), p_b[:2 + len(ALPHA_MODELS[model])])
     ln_wa = float(grid[int(np.argmax(a_curve))])
     if pos <= ln_wa:
         return "other", (f"extra loss on the slow side of the alpha peak (ln omega = "
@@ -494,7 +547,7 @@ def _classify_iso(p, p_max, amp, amp_e, min_sig, pos, pos_e, lnw, p_b, n_alpha, 
     if pos - pos_e < lnw[0]:
         return "other", "beta maximum below the lowest frequency"
     fine = np.exp(np.linspace(lnw[0], lnw[-1], 400))
-    tot = _iso_alpha(model, fine, p_b[:n_alpha]) + _iso_beta(fine, p_b[n_alpha:])
+    tot = _iso_alpha(model, fine, p_b[:n_alpha], fast) + _iso_beta(fine, p_b[n_alpha:])
     d = np.diff(tot)
     n_max = int(np.sum((d[:-1] > 0) & (d[1:] <= 0)))
     kind = "peak" if n_max >= 2 or (n_max == 1 and ln_wa < lnw[0]) else "shoulder"

@@ -40,15 +40,17 @@ sweep).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, stats
 
 from ._lsq import numeric_jacobian, scaled_covariance
 
 __all__ = ["RateFit", "EquilibriumFit", "fit_rate_law", "fit_equilibrium_eis",
-           "group_mean_sem", "RATE_MODELS"]
+           "group_mean_sem", "compare_groups", "RATE_MODELS"]
 
 
 def _log_law(x, p):
@@ -301,3 +303,41 @@ def group_mean_sem(keys, values, pooled_sd: bool = True) -> list[tuple]:
         out.append((k.item() if hasattr(k, "item") else k, len(v), float(v.mean()),
                     float(sd / np.sqrt(len(v)))))
     return out
+
+
+def compare_groups(a, b) -> dict:
+    """Compare a quantity between two small families of glasses (a - b).
+
+    Parameters
+    ----------
+    a, b : array_like, shape (n_a,), (n_b,)
+        One value per glass (non-finite values are dropped).
+
+    Returns
+    -------
+    dict
+        ``diff`` (mean of a - mean of b), its standard error ``se``, the Welch ``t`` with
+        its Welch-Satterthwaite ``dof`` and two-sided ``p_welch``, and ``p_permutation``, the
+        exact two-sided permutation p of the difference of means (every split of the
+        pooled glasses into groups of the same sizes, ``splits`` of them; no normality
+        assumed), ``n`` = [n_a, n_b]. Empty when a family has fewer than 2 values.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) < 2 or len(b) < 2:
+        return {}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff, se = float(a.mean() - b.mean()), float(math.sqrt(va + vb))
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else 0
+    t = diff / se if se > 0 else math.inf
+    p_welch = float(2 * stats.t.sf(abs(t), dof)) if se > 0 else 0.0
+    pooled = np.concatenate([a, b])
+    total, hits = 0, 0
+    for idx in combinations(range(len(pooled)), len(a)):
+        mask = np.zeros(len(pooled), bool)
+        mask[list(idx)] = True
+        d = pooled[mask].mean() - pooled[~mask].mean()
+        hits += abs(d) >= abs(diff) - 1e-12 * max(1.0, abs(diff))
+        total += 1
+    return {"diff": diff, "se": se, "t": t, "dof": dof, "p_welch": p_welch,
+            "p_permutation": hits / total, "n": [len(a), len(b)], "splits": total}
