@@ -9,7 +9,7 @@ DMS cross-check). Pure functions over arrays plus :class:`FsTracker`, a bounded-
 checkpointable accumulator of F_s(q, t) and the MSD.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 # Public names and the submodule that defines each, imported on first use (PEP 562): the
 # library's certificate imports this package at every command-line start-up, and loading
@@ -91,14 +91,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -11,7 +11,7 @@ parallel-tempering run. Read samples back as :class:`~swapmc.System` objects::
             glass = sample.inherent   # or sample.system (end of production)
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 # The certificate is imported here, not on first use: its function shares the name of its
 # module, and a later `import swapmc.library.certify` would otherwise bind the module.
@@ -41,14 +41,4 @@ __all__ = [
     *sorted(_EXPORTS),
 ]
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

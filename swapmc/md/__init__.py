@@ -4,7 +4,7 @@ cells), velocity Verlet with thermostats and a barostat, FIRE minimisation.
 Sign conventions of virial, stress and pressure: :mod:`swapmc.md.stress`.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 # Public names and their submodules, imported on first use (PEP 562), so that registering the
 # MD subcommands at every start-up does not load the Numba kernels.
@@ -42,14 +42,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
