@@ -168,3 +168,72 @@ def test_sigint_during_a_run_exits_130_without_traceback(tmp_path, delay):
     assert "interrupted; rerun the same command" in err
     assert "Traceback" not in err and "SystemError" not in err
     assert os.path.exists(tmp_path / "r" / "config.toml")
+
+
+def _lattice_glass(path, n=256):
+    from swapmc.build import composition_counts, lattice_configuration
+    from swapmc.io import write_extxyz
+    from swapmc.models import load_preset
+
+    preset = load_preset("ka2-x10")
+    counts = composition_counts(preset.composition, n, preset.model.species)
+    system = lattice_configuration(counts, preset.model.species, preset.density, 1)
+    with open(path, "w") as fh:
+        write_extxyz(fh, system)
+    return preset, system
+
+
+def test_swallowed_interrupt_stops_md_and_minimisers(tmp_path):
+    """A noted but swallowed Ctrl-C stops MD at its next step and FIRE / L-BFGS at their
+    next iteration, before any work is done."""
+    import numpy as np
+
+    from swapmc import interrupts
+    from swapmc.md import MD, ForceField, fire, maxwell_boltzmann
+    from swapmc.md.minimize import lbfgs
+
+    preset, system = _lattice_glass(tmp_path / "g.xyz")
+    ff = ForceField(preset.model)
+    system.velocities = maxwell_boltzmann(ff.masses(system.species), 0.5, ff.kB, ff.mvv2e,
+                                          np.random.default_rng(1))
+    md = MD(system, ff, 0.005)
+    interrupts.note()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            md.run(100)
+        assert md.step == 0
+        for minimiser in (fire, lbfgs):
+            with pytest.raises(KeyboardInterrupt):
+                minimiser(system, ff, fmax=1e-8, max_steps=1000)
+    finally:
+        interrupts.clear()
+    md.run(3)
+    assert md.step == 3
+
+
+def test_swallowed_interrupt_stops_an_md_command(tmp_path, monkeypatch):
+    """`swapmc relax` with a Ctrl-C noted after a few MD steps (as if a compilation had
+    swallowed it) ends with exit 130 long before its hold is over."""
+    from swapmc import interrupts
+    from swapmc.cli import main
+    from swapmc.md import MD
+
+    _lattice_glass(tmp_path / "g.xyz")
+    original = MD.compute_forces
+    calls = []
+
+    def compute_forces(self):
+        calls.append(1)
+        if len(calls) == 20:
+            interrupts.note()
+        return original(self)
+
+    monkeypatch.setattr(MD, "compute_forces", compute_forces)
+    argv = ["relax", str(tmp_path / "g.xyz"), "--preset", "ka2-x10", "-T", "0.3",
+            "--duration", "50", "--equilibration-steps", "200", "-o", str(tmp_path / "r"),
+            "--no-progress"]
+    try:
+        assert main(argv) == 130
+        assert 20 <= len(calls) <= 25  # stopped at the next step, not after 10 000
+    finally:
+        interrupts.clear()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..box import Box
+from ..interrupts import raise_if_received
 from ..system import System
 from .forcefield import ForceField
 from .neighborlist import check_cell
@@ -224,6 +225,9 @@ class MD:
         half = 0.5 * dt
         th = self.thermostat
         for _ in range(int(n_steps)):
+            # A Ctrl-C swallowed by a first Numba compilation (swapmc.interrupts) stops the
+            # run at the next step instead of after the whole protocol.
+            raise_if_received()
             if th is not None:
                 self.heat += th.apply(self, half)
             self.velocities += half * self.forces * self._acc

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..interrupts import raise_if_received
 from ..system import System
 from .forcefield import ForceField
 
@@ -128,6 +129,7 @@ def fire(system: System, forcefield: ForceField, fmax: float = 1e-6, max_steps: 
     if step_progress is not None:
         step_progress(0, max_steps, f"FIRE max|F|={f_now:.1e}")
     while f_now >= fmax and steps < max_steps:
+        raise_if_received()
         # einsum, not BLAS ddot: a threaded ddot on 3N-vectors spins on a busy machine.
         power = float(np.einsum("ij,ij->", forces, v))
         if power > 0.0:
@@ -264,6 +266,7 @@ def lbfgs(system: System, forcefield: ForceField, fmax: float = 1e-6,
     if step_progress is not None:
         step_progress(0, max_steps, f"L-BFGS max|F|={f_now:.1e}")
     while f_now >= fmax and steps < max_steps:
+        raise_if_received()
         # Two-loop recursion: d = -H g = H F.
         q = forces.copy()
         alphas = []
